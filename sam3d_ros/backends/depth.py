@@ -1,0 +1,199 @@
+"""Built-in geometric RGB-D backend: whole-object mesh and pose from masked depth, no model weights.
+
+Object frame convention (the same object gets the same frame from frame to frame):
+- origin at the centre of the object's oriented bounding box;
+- z up: the support plane's normal when the object rests on a plane, else the camera's image-up direction;
+- x along the longer horizontal extent of the footprint, y = z cross x (right-handed), so sizes are
+  (longest horizontal, other horizontal, height);
+- sign rule: x points to the camera's right half (x . image-right >= 0), which fixes y.
+Completion of the unseen side: the footprint is taken as centrally symmetric (boxes, cans, bottles, most graspable
+household objects): the visible points are mirrored through a vertical axis whose position comes from the silhouette
+tangent points and the visible depth extent, the solid is extended down to the support plane, and the mesh is the
+convex hull (watertight) with vertex colours from the nearest observed pixel.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import open3d as o3d
+import trimesh
+from scipy.spatial import cKDTree
+
+from sam3d_ros.backends.base import ReconstructionBackend, ReconstructionError
+from sam3d_ros.support_plane import plane_heights
+from sam3d_ros.transforms import invert_transform, make_transform, transform_points
+from sam3d_ros.types import ObjectReconstruction, RGBDFrame, SceneContext
+
+
+class DepthBackend(ReconstructionBackend):
+    """Geometric reconstruction from registered depth (CPU, numpy + open3d)."""
+
+    name = "depth"
+    needs_depth = True
+
+    def __init__(
+        self,
+        min_points: int = 30,
+        erode_px: int = 2,
+        max_points: int = 6000,
+        outlier_neighbours: int = 16,
+        outlier_std_ratio: float = 2.0,
+        cluster_eps_m: float = 0.015,
+        table_clearance_m: float = 0.006,
+        rest_on_plane_tolerance_m: float = 0.03,
+    ) -> None:
+        self.min_points = min_points
+        self.erode_px = erode_px
+        self.max_points = max_points
+        self.outlier_neighbours = outlier_neighbours
+        self.outlier_std_ratio = outlier_std_ratio
+        self.cluster_eps_m = cluster_eps_m
+        self.table_clearance_m = table_clearance_m
+        self.rest_on_plane_tolerance_m = rest_on_plane_tolerance_m
+
+    def reconstruct(
+        self, frame: RGBDFrame, mask: np.ndarray, scene: SceneContext, object_id: str = "", label: str = "", score: float = 1.0
+    ) -> ObjectReconstruction:
+        if frame.depth_m is None:
+            raise ReconstructionError("the depth backend needs a registered depth image")
+        points_cam, colors = self._observed_points(frame, mask)
+        plane = scene.support_plane_cam
+        if plane is not None:
+            heights = plane_heights(plane, points_cam)
+            keep = heights > self.table_clearance_m  # mask spill onto the table
+            if keep.sum() >= self.min_points:
+                points_cam, colors = points_cam[keep], colors[keep]
+        points_cam, colors = self._remove_outliers(points_cam, colors)
+        up_cam, plane_d = self._vertical(plane, points_cam)
+        completed_cam, completed_colors = self._complete(points_cam, colors, up_cam, plane_d)
+        T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
+        mesh_obj = self._mesh(transform_points(invert_transform(T_cam_obj), completed_cam), completed_colors)
+        return ObjectReconstruction(
+            object_id=object_id,
+            label=label,
+            score=score,
+            T_cam_obj=T_cam_obj,
+            size_obj=size_obj,
+            mesh_obj=mesh_obj,
+            mask=mask,
+            metric_scale=True,
+            backend=self.name,
+            info={"observed_points": int(len(points_cam)), "on_support_plane": plane is not None},
+        )
+
+    # -- steps -------------------------------------------------------------------------------------------------
+    def _observed_points(self, frame: RGBDFrame, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Valid depth points of the mask (eroded away from flying pixels when the mask is big enough)."""
+        inner = mask
+        if self.erode_px > 0:
+            kernel = np.ones((2 * self.erode_px + 1, 2 * self.erode_px + 1), np.uint8)
+            eroded = cv2.erode(mask.astype(np.uint8), kernel).astype(bool)
+            if eroded.sum() >= 0.5 * mask.sum():
+                inner = eroded
+        points_cam, pixels = frame.intrinsics.backproject(frame.depth_m, inner)
+        if len(points_cam) < self.min_points:
+            raise ReconstructionError(
+                f"mask has {len(points_cam)} pixels with valid depth, at least {self.min_points} needed"
+            )
+        if len(points_cam) > self.max_points:
+            pick = np.linspace(0, len(points_cam) - 1, self.max_points).astype(int)
+            points_cam, pixels = points_cam[pick], pixels[pick]
+        colors = frame.rgb[pixels[:, 0], pixels[:, 1]]
+        return points_cam, colors
+
+    def _remove_outliers(self, points_cam: np.ndarray, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Statistical outliers out, then the largest Euclidean cluster (drops background pixels inside the mask)."""
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points_cam))
+        _, kept = cloud.remove_statistical_outlier(self.outlier_neighbours, self.outlier_std_ratio)
+        kept = np.asarray(kept, dtype=int)
+        if len(kept) >= self.min_points:
+            points_cam, colors = points_cam[kept], colors[kept]
+            cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points_cam))
+        # Cluster radius grows with distance: neighbouring pixels are z / f apart.
+        eps = max(self.cluster_eps_m, 4.0 * float(np.median(points_cam[:, 2])) / 600.0)
+        labels = np.asarray(cloud.cluster_dbscan(eps, 8))
+        if labels.max() >= 0:
+            largest = np.bincount(labels[labels >= 0]).argmax()
+            keep = labels == largest
+            if keep.sum() >= self.min_points:
+                points_cam, colors = points_cam[keep], colors[keep]
+        if len(points_cam) < self.min_points:
+            raise ReconstructionError(f"only {len(points_cam)} consistent depth points left in the mask")
+        return points_cam, colors
+
+    def _vertical(self, plane: np.ndarray | None, points_cam: np.ndarray) -> tuple[np.ndarray, float]:
+        """Unit up vector and the offset d of the plane the object stands on (n.p + d = height above it)."""
+        if plane is not None:
+            up_cam, plane_d = plane[:3], float(plane[3])
+            lowest = float(np.percentile(points_cam @ up_cam + plane_d, 1))
+            if lowest <= self.rest_on_plane_tolerance_m:
+                return up_cam, plane_d
+        else:
+            up_cam = np.array([0.0, -1.0, 0.0])  # no plane: the camera's image-up
+        # Not resting on a plane: the object's own lowest point is its bottom.
+        return up_cam, -float(np.percentile(points_cam @ up_cam, 1))
+
+    def _complete(
+        self, points_cam: np.ndarray, colors: np.ndarray, up_cam: np.ndarray, plane_d: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Visible points plus their mirror through the object's vertical axis plus the footprint on the bottom."""
+        heights = points_cam @ up_cam + plane_d
+        base_cam = points_cam - np.outer(heights, up_cam)  # projections onto the bottom plane
+        camera_base = -up_cam * plane_d  # the camera origin projected onto the bottom plane
+        along_view = base_cam.mean(axis=0) - camera_base  # horizontal direction from the camera to the object
+        along_view /= np.linalg.norm(along_view)
+        lateral = np.cross(up_cam, along_view)
+        rel = base_cam - camera_base
+        a, b = rel @ along_view, rel @ lateral
+        # Silhouette tangent points: the angular extremes of the footprint seen from the camera.
+        angles = np.arctan2(b, a)
+        left, right = np.argmin(angles), np.argmax(angles)
+        tangent_mid = np.array([(a[left] + a[right]) / 2, (b[left] + b[right]) / 2])
+        depth_mid = (np.percentile(a, 1) + np.percentile(a, 99)) / 2
+        centre_a = max(tangent_mid[0], depth_mid)
+        centre_b = tangent_mid[1]
+        mirrored_a, mirrored_b = 2 * centre_a - a, 2 * centre_b - b
+        mirrored_cam = camera_base + np.outer(mirrored_a, along_view) + np.outer(mirrored_b, lateral) + np.outer(
+            heights, up_cam
+        )
+        sides_cam = np.vstack([points_cam, mirrored_cam])
+        bottom_cam = sides_cam - np.outer(sides_cam @ up_cam + plane_d, up_cam)
+        completed_cam = np.vstack([sides_cam, bottom_cam])
+        completed_colors = np.vstack([colors, colors, colors, colors])
+        return completed_cam, completed_colors
+
+    def _object_frame(self, completed_cam: np.ndarray, up_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """T_cam_obj and the sizes along the object's x, y, z (see the module docstring)."""
+        image_right = np.array([1.0, 0.0, 0.0])
+        e1 = image_right - up_cam * (image_right @ up_cam)
+        if np.linalg.norm(e1) < 1e-6:
+            e1 = np.array([0.0, 0.0, 1.0]) - up_cam * up_cam[2]
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(up_cam, e1)
+        footprint = np.stack([completed_cam @ e1, completed_cam @ e2], axis=-1).astype(np.float32)
+        rect = cv2.minAreaRect(footprint)
+        (c1, c2) = rect[0]
+        corners = cv2.boxPoints(rect).astype(np.float64)
+        edge_a, edge_b = corners[1] - corners[0], corners[2] - corners[1]
+        if np.linalg.norm(edge_a) < np.linalg.norm(edge_b):
+            edge_a, edge_b = edge_b, edge_a
+        length, width = float(np.linalg.norm(edge_a)), float(np.linalg.norm(edge_b))
+        x_cam = (edge_a[0] * e1 + edge_a[1] * e2) / max(length, 1e-12)
+        if x_cam @ image_right < 0:
+            x_cam = -x_cam
+        y_cam = np.cross(up_cam, x_cam)
+        heights = completed_cam @ up_cam
+        z_min, z_max = heights.min(), heights.max()
+        centre_cam = c1 * e1 + c2 * e2 + up_cam * (z_min + z_max) / 2
+        R_cam_obj = np.stack([x_cam, y_cam, up_cam], axis=-1)
+        return make_transform(R_cam_obj, centre_cam), np.array([length, width, z_max - z_min])
+
+    def _mesh(self, completed_obj: np.ndarray, completed_colors: np.ndarray) -> trimesh.Trimesh:
+        """Watertight convex hull with RGBA vertex colours of the nearest observed point."""
+        try:
+            hull = trimesh.convex.convex_hull(completed_obj)
+        except Exception as exc:  # qhull raises its own error types on degenerate input
+            raise ReconstructionError(f"object points are degenerate (flat or collinear): {exc}") from exc
+        _, nearest = cKDTree(completed_obj).query(hull.vertices)
+        rgba = np.hstack([completed_colors[nearest], np.full((len(nearest), 1), 255, np.uint8)])
+        return trimesh.Trimesh(hull.vertices, hull.faces, vertex_colors=rgba, process=False)

@@ -1,0 +1,72 @@
+"""The perception pipeline shared by the node and the CLI: prompts + RGB-D frame -> reconstructed objects."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sam3d_ros.backends.base import ReconstructionBackend, ReconstructionError
+from sam3d_ros.segmentation import mask_from_box_depth
+from sam3d_ros.support_plane import estimate_support_plane
+from sam3d_ros.types import InputError, ObjectPrompt, ObjectReconstruction, RGBDFrame, SceneContext
+
+
+@dataclass
+class PipelineResult:
+    """Objects reconstructed from one frame and one line per object that could not be."""
+
+    objects: list[ObjectReconstruction] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    support_plane_cam: np.ndarray | None = None
+
+
+class PerceptionPipeline:
+    """Segment (when only boxes came), estimate the support plane, reconstruct every object with one backend."""
+
+    def __init__(self, backend: ReconstructionBackend, min_mask_pixels: int = 50) -> None:
+        self.backend = backend
+        self.min_mask_pixels = min_mask_pixels
+
+    def process(self, frame: RGBDFrame, prompts: list[ObjectPrompt]) -> PipelineResult:
+        """Reconstruct every prompt of `frame`; raises InputError when the frame itself is unusable."""
+        frame.validate()
+        if frame.depth_m is None and self.backend.needs_depth:
+            raise InputError(f"no depth image: the '{self.backend.name}' backend cannot reconstruct metrically without it")
+        if frame.depth_m is not None and not np.isfinite(frame.depth_m).any():
+            raise InputError("depth image has no valid pixel (all NaN, zero or infinite)")
+        result = PipelineResult()
+        height, width = frame.rgb.shape[:2]
+        given_masks = [p.mask for p in prompts if p.mask is not None]
+        for prompt in prompts:
+            if prompt.mask is not None and prompt.mask.shape != (height, width):
+                raise InputError(f"mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]} but the image is {width}x{height}")
+        objects_mask = np.logical_or.reduce(given_masks) if given_masks else np.zeros((height, width), bool)
+        if frame.depth_m is not None:
+            exclude = objects_mask.copy()
+            for prompt in prompts:
+                if prompt.mask is None and prompt.bbox_xyxy is not None:
+                    x0, y0, x1, y1 = (int(round(v)) for v in prompt.bbox_xyxy)
+                    exclude[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+            result.support_plane_cam = estimate_support_plane(frame.depth_m, frame.intrinsics, exclude)
+        masks = [self._mask_of(frame, prompt, result.support_plane_cam) for prompt in prompts]
+        for prompt, mask in zip(prompts, masks):
+            if mask is None or mask.sum() < self.min_mask_pixels:
+                pixels = 0 if mask is None else int(mask.sum())
+                result.errors.append(f"object {prompt.object_id}: mask has {pixels} pixels (< {self.min_mask_pixels})")
+                continue
+            others = np.logical_or.reduce([m for m in masks if m is not None and m is not mask] or [np.zeros_like(mask)])
+            scene = SceneContext(support_plane_cam=result.support_plane_cam, others_mask=others)
+            try:
+                obj = self.backend.reconstruct(frame, mask, scene, prompt.object_id, prompt.label, prompt.score)
+            except ReconstructionError as exc:
+                result.errors.append(f"object {prompt.object_id}: {exc}")
+                continue
+            result.objects.append(obj)
+        return result
+
+    def _mask_of(self, frame: RGBDFrame, prompt: ObjectPrompt, plane: np.ndarray | None) -> np.ndarray | None:
+        if prompt.mask is not None:
+            return prompt.mask.astype(bool)
+        if prompt.bbox_xyxy is None or frame.depth_m is None:
+            return None
+        return mask_from_box_depth(frame.depth_m, frame.intrinsics, prompt.bbox_xyxy, plane)

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a bare Debian 12 / Python 3.11 machine without a ROS install:
+# Debian packages, .venv with ROS 2 Kilted wheels and the Python dependencies, the interface packages that
+# have no wheel (generated from interfaces/), and this package in editable mode. A second run skips what is done.
+# Source it (`. scripts/setup.sh`) to also get the environment (venv + loopback DDS settings).
+set -euo pipefail
+_sam3d_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_sam3d_venv="$_sam3d_root/.venv"
+_sam3d_stamps="$_sam3d_venv/.sam3d_setup"
+_sam3d_log="$_sam3d_root/build/setup.log"
+mkdir -p "$_sam3d_root/build"
+
+_sam3d_hash() { cat "$@" | sha256sum | cut -c1-16; }
+_sam3d_done() { [ -f "$_sam3d_stamps/$1" ] && [ "$(cat "$_sam3d_stamps/$1")" = "$2" ]; }
+_sam3d_mark() { mkdir -p "$_sam3d_stamps"; echo "$2" > "$_sam3d_stamps/$1"; }
+
+# 1. Debian packages: open3d needs libusb at import time; cmake + g++ build the generated interfaces.
+_sam3d_debs="libusb-1.0-0 cmake g++ make"
+if ! dpkg -s $_sam3d_debs >/dev/null 2>&1; then
+  echo "[setup] installing Debian packages: $_sam3d_debs"
+  if [ "$(id -u)" = 0 ]; then _sam3d_sudo=""; else _sam3d_sudo="sudo"; fi
+  $_sam3d_sudo apt-get update -qq >>"$_sam3d_log" 2>&1
+  DEBIAN_FRONTEND=noninteractive $_sam3d_sudo apt-get install -y -qq $_sam3d_debs >>"$_sam3d_log" 2>&1
+fi
+
+# 2. Virtual environment and Python packages.
+if [ ! -x "$_sam3d_venv/bin/python" ]; then
+  echo "[setup] creating $_sam3d_venv"
+  python3 -m venv "$_sam3d_venv"
+fi
+_sam3d_py="$_sam3d_venv/bin/python"
+_h=$(_sam3d_hash "$_sam3d_root/requirements.txt")
+if ! _sam3d_done pip "$_h"; then
+  echo "[setup] installing Python packages (ROS 2 wheels, open3d, torch CPU, ...); log: $_sam3d_log"
+  "$_sam3d_py" -m pip install -q --upgrade pip >>"$_sam3d_log" 2>&1
+  "$_sam3d_py" -m pip install -q -r "$_sam3d_root/requirements.txt" >>"$_sam3d_log" 2>&1 \
+    || { echo "[setup] pip install failed; see $_sam3d_log" >&2; tail -20 "$_sam3d_log" >&2; exit 1; }
+  # The ROS wheels' CMake exports name the Python include dirs of the machine that built them; point them at ours.
+  _pyinc=$("$_sam3d_py" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+  _npinc=$("$_sam3d_py" -c "import numpy; print(numpy.get_include())")
+  grep -rl '/opt/python/cp311-cp311' "$_sam3d_venv/share" --include='*.cmake' 2>/dev/null | xargs -r sed -i \
+    -e "s#/opt/python/cp311-cp311/include/python3.11#$_pyinc#g" \
+    -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$_npinc#g"
+  _sam3d_mark pip "$_h"
+fi
+
+# 3. Interface packages without a wheel, generated from their .msg files into the venv prefix.
+for _pkg_dir in "$_sam3d_root"/interfaces/*/; do
+  _pkg=$(basename "$_pkg_dir")
+  _h=$(_sam3d_hash "$_pkg_dir"/package.xml "$_pkg_dir"/CMakeLists.txt "$_pkg_dir"/msg/*.msg)
+  if ! _sam3d_done "iface_$_pkg" "$_h"; then
+    echo "[setup] generating interface package $_pkg"
+    _bdir="$_sam3d_root/build/interfaces/$_pkg"
+    rm -rf "$_bdir" && mkdir -p "$_bdir"
+    ( cd "$_bdir" \
+      && AMENT_PREFIX_PATH="$_sam3d_venv" CMAKE_PREFIX_PATH="$_sam3d_venv" cmake "$_pkg_dir" \
+           -DCMAKE_INSTALL_PREFIX="$_sam3d_venv" -DPython3_EXECUTABLE="$_sam3d_py" -DBUILD_TESTING=OFF \
+      && make -j"$(nproc)" && make install ) >>"$_sam3d_log" 2>&1 \
+      || { echo "[setup] building $_pkg failed; see $_sam3d_log" >&2; tail -20 "$_sam3d_log" >&2; exit 1; }
+    _sam3d_mark "iface_$_pkg" "$_h"
+  fi
+done
+
+# 4. This package, editable (console scripts `sam3d-ros`, `perception_node`).
+_h=$(_sam3d_hash "$_sam3d_root/setup.py" "$_sam3d_root/setup.cfg")
+if ! _sam3d_done self "$_h"; then
+  echo "[setup] installing sam3d_ros (editable)"
+  "$_sam3d_py" -m pip install -q --no-deps --no-build-isolation -e "$_sam3d_root" >>"$_sam3d_log" 2>&1 \
+    || { echo "[setup] installing sam3d_ros failed; see $_sam3d_log" >&2; exit 1; }
+  _sam3d_mark self "$_h"
+fi
+set +euo pipefail
+. "$_sam3d_root/scripts/env.sh"

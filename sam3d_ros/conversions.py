@@ -6,6 +6,7 @@ Bad input raises `InputError` with a one-line message naming the problem.
 from __future__ import annotations
 
 import array as pyarray
+import gc
 import re
 import sys
 from typing import Any, Iterable
@@ -84,8 +85,8 @@ def _data_bytes(data: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- images
 
 
-def image_msg_to_array(msg: Image) -> np.ndarray:
-    """Pixels of an Image as a writable native-endian (H, W) or (H, W, C) array; honours `step` and `is_bigendian`."""
+def _pixel_view(msg: Image) -> tuple[str, np.ndarray]:
+    """Canonical encoding and a read-only (H, W, C) view of the message bytes in their wire byte order."""
     encoding = _canonical_encoding(msg.encoding)
     dtype, channels = _ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
@@ -102,11 +103,15 @@ def image_msg_to_array(msg: Image) -> np.ndarray:
             f"{encoding} image data has {data.size} bytes but height*step = {height}*{step} = {height * step}"
         )
     wire = dtype.newbyteorder(">" if msg.is_bigendian else "<") if dtype.itemsize > 1 else dtype
-    view = np.ndarray(
-        (height, width, channels), dtype=wire, buffer=data, strides=(step, pixel_bytes, dtype.itemsize)
-    )
-    array = view.astype(dtype, copy=True)  # native byte order, C-contiguous, writable
-    return array.reshape(height, width) if channels == 1 else array
+    view = np.ndarray((height, width, channels), dtype=wire, buffer=data, strides=(step, pixel_bytes, dtype.itemsize))
+    return encoding, view
+
+
+def image_msg_to_array(msg: Image) -> np.ndarray:
+    """Pixels of an Image as a writable native-endian (H, W) or (H, W, C) array; honours `step` and `is_bigendian`."""
+    encoding, view = _pixel_view(msg)
+    array = view.astype(_ENCODINGS[encoding][0], copy=True)  # native byte order, C-contiguous, writable
+    return array.reshape(array.shape[:2]) if array.shape[2] == 1 else array
 
 
 def array_to_image_msg(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
@@ -139,7 +144,7 @@ def array_to_image_msg(array: np.ndarray, encoding: str, header: Header | None =
     msg.is_bigendian = int(big)
     msg.step = int(width * channels * dtype.itemsize)
     data = pyarray.array("B")
-    data.frombytes(np.ascontiguousarray(array).tobytes())
+    data.frombytes(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
     msg.data = data  # an array.array('B') is taken as is, without per-element checks
     return msg
 
@@ -151,10 +156,11 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
         raise InputError(
             f"colour image encoding '{encoding}' is not supported (use rgb8, bgr8, rgba8, bgra8 or mono8)"
         )
-    array = image_msg_to_array(msg)
-    if encoding in _MONO8:
-        return np.repeat(array[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(array[:, :, list(_RGB_ORDER[encoding])])
+    _, view = _pixel_view(msg)
+    rgb = np.empty(view.shape[:2] + (3,), dtype=np.uint8)
+    for channel, source in enumerate(_RGB_ORDER.get(encoding, (0, 0, 0))):
+        rgb[:, :, channel] = view[:, :, source]  # per-channel copies are ~10x faster than fancy indexing
+    return rgb
 
 
 def depth_msg_to_metres(msg: Image) -> np.ndarray:
@@ -371,8 +377,8 @@ def _colors(rgba: list[list[float]]) -> list[ColorRGBA]:
     return [make(r, g, b, a) for r, g, b, a in rgba]
 
 
-def _vertex_colors(mesh: trimesh.Trimesh) -> np.ndarray:
-    """(V, 4) RGBA in [0, 1] of the mesh vertices (grey when the mesh has no usable colours)."""
+def _vertex_colors_u8(mesh: trimesh.Trimesh) -> np.ndarray:
+    """(V, 4) uint8 RGBA of the mesh vertices (opaque grey when the mesh has no usable colours)."""
     count = len(mesh.vertices)
     try:
         visual = mesh.visual
@@ -382,24 +388,36 @@ def _vertex_colors(mesh: trimesh.Trimesh) -> np.ndarray:
     except Exception:  # noqa: BLE001 - any broken visual falls back to grey
         colors = np.empty((0, 4))
     if colors.shape != (count, 4):
-        return np.tile([0.6, 0.6, 0.6, 1.0], (count, 1))
-    return colors.astype(np.float64) / 255.0
+        return np.tile(np.array([153, 153, 153, 255], dtype=np.uint8), (count, 1))
+    return np.clip(colors, 0, 255).astype(np.uint8)
 
 
-def _triangle_list(
-    mesh: trimesh.Trimesh, max_triangles: int | None
-) -> tuple[list[Point], list[ColorRGBA]]:
-    """Triangle corners (3 per face) and their vertex colours; evenly strided faces when over max_triangles."""
+def _triangle_list(mesh: trimesh.Trimesh, max_triangles: int | None) -> tuple[list[Point], list[ColorRGBA]]:
+    """Triangle corners (3 per face) and their vertex colours / 255; evenly strided faces when over max_triangles.
+
+    One Point per used vertex and one ColorRGBA per distinct colour are built and shared by the corners that use
+    them (the serializer only reads them), which keeps a 5000-face mesh well under 50 ms.
+    """
     faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
     if max_triangles is not None and len(faces) > max_triangles:
         faces = faces[np.linspace(0, len(faces), int(max_triangles), endpoint=False).astype(np.int64)]
-    # One Point/ColorRGBA per used vertex, shared by the faces that use it (the serializer only reads them).
-    used, corner_index = np.unique(faces.reshape(-1), return_inverse=True)
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)[used]
-    vertex_points = _points(vertices.tolist())
-    vertex_colors = _colors(_vertex_colors(mesh)[used].tolist())
-    corners = corner_index.reshape(-1).tolist()
-    return [vertex_points[i] for i in corners], [vertex_colors[i] for i in corners]
+    corner_vertices = faces.reshape(-1)
+    used, point_index = np.unique(corner_vertices, return_inverse=True)
+    xyz = np.asarray(mesh.vertices, dtype=np.float64)[used].tolist()
+    corner_rgba = np.ascontiguousarray(_vertex_colors_u8(mesh)[corner_vertices])
+    packed, color_index = np.unique(corner_rgba.view(np.uint32).reshape(-1), return_inverse=True)
+    rgba = (packed.view(np.uint8).reshape(-1, 4) / np.float32(255.0)).astype(np.float32).tolist()  # float32 exact
+    point_index, color_index = point_index.reshape(-1).tolist(), color_index.reshape(-1).tolist()
+    # Tens of thousands of new objects would trigger repeated cyclic-GC passes over everything alive; they hold
+    # no cycles, so pause the collector while building them.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        vertex_points, colors = _points(xyz), _colors(rgba)
+        return [vertex_points[i] for i in point_index], [colors[i] for i in color_index]
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 def _marker_id(marker_ids: dict[str, int], object_id: str) -> int:

@@ -4,6 +4,7 @@
 # have no wheel (generated from interfaces/), and this package in editable mode. A second run skips what is done.
 # Source it (`. scripts/setup.sh`) to also get the environment (venv + loopback DDS settings).
 set -euo pipefail
+trap 'echo "[setup] failed at scripts/setup.sh line $LINENO (log: build/setup.log)" >&2' ERR
 _sam3d_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _sam3d_venv="$_sam3d_root/.venv"
 _sam3d_stamps="$_sam3d_venv/.sam3d_setup"
@@ -38,7 +39,7 @@ if ! _sam3d_done pip "$_h"; then
   # The ROS wheels' CMake exports name the Python include dirs of the machine that built them; point them at ours.
   _pyinc=$("$_sam3d_py" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
   _npinc=$("$_sam3d_py" -c "import numpy; print(numpy.get_include())")
-  grep -rl '/opt/python/cp311-cp311' "$_sam3d_venv/share" --include='*.cmake' 2>/dev/null | xargs -r sed -i \
+  { grep -rl '/opt/python/cp311-cp311' "$_sam3d_venv/share" --include='*.cmake' 2>/dev/null || true; } | xargs -r sed -i \
     -e "s#/opt/python/cp311-cp311/include/python3.11#$_pyinc#g" \
     -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$_npinc#g"
   _sam3d_mark pip "$_h"
@@ -69,5 +70,6 @@ if ! _sam3d_done self "$_h"; then
     || { echo "[setup] installing sam3d_ros failed; see $_sam3d_log" >&2; exit 1; }
   _sam3d_mark self "$_h"
 fi
+trap - ERR
 set +euo pipefail
 . "$_sam3d_root/scripts/env.sh"

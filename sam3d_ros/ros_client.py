@@ -1,0 +1,170 @@
+"""Drive a running perception node over real ROS 2 topics: publish RGB-D frames, collect what it publishes.
+
+Used by the integration tests and the demo, so both exercise the node exactly as a camera driver and a segmenter
+would: separate process, DDS, best-effort sensor QoS.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
+from vision_msgs.msg import Detection2DArray, Detection3DArray
+from visualization_msgs.msg import MarkerArray
+
+from sam3d_ros import conversions
+from sam3d_ros.camera import CameraIntrinsics
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+NODE_NAME = "sam3d_perception"
+
+
+def start_node_process(
+    namespace: str, params_file: Path | None = None, params: dict | None = None, log_path: Path | None = None
+) -> subprocess.Popen:
+    """Start `python -m sam3d_ros.perception_node` in its own process under `namespace` (inherits the DDS env)."""
+    params_file = params_file or PACKAGE_ROOT / "config" / "perception.yaml"
+    cmd = [sys.executable, "-m", "sam3d_ros.perception_node", "--ros-args", "--params-file", str(params_file)]
+    cmd += ["-r", f"__ns:={namespace}"]
+    for name, value in (params or {}).items():
+        cmd += ["-p", f"{name}:={value}"]
+    out = open(log_path, "w") if log_path else subprocess.DEVNULL
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+
+@dataclass
+class NodeOutputs:
+    """Everything the node published for one image stamp."""
+
+    detections: Detection3DArray | None = None
+    markers: list[MarkerArray] = field(default_factory=list)
+    transforms: dict[str, object] = field(default_factory=dict)  # child frame -> TransformStamped
+
+
+class PerceptionClient:
+    """A test/demo peer of the node: publishes its inputs, records its outputs by stamp."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace.rstrip("/")
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("sam3d_scene_client", context=self.context)
+        ns = self.namespace
+        self.pub_image = self.node.create_publisher(Image, f"{ns}/image", qos_profile_sensor_data)
+        self.pub_info = self.node.create_publisher(CameraInfo, f"{ns}/camera_info", qos_profile_sensor_data)
+        self.pub_depth = self.node.create_publisher(Image, f"{ns}/depth", qos_profile_sensor_data)
+        self.pub_masks = self.node.create_publisher(Image, f"{ns}/masks", qos_profile_sensor_data)
+        self.pub_detections = self.node.create_publisher(Detection2DArray, f"{ns}/detections", qos_profile_sensor_data)
+        self._lock = threading.Lock()
+        self.outputs: dict[int, NodeOutputs] = {}
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(Detection3DArray, f"{ns}/{NODE_NAME}/detections", self._on_detections, reliable)
+        self.node.create_subscription(MarkerArray, f"{ns}/{NODE_NAME}/markers", self._on_markers, reliable)
+        self.node.create_subscription(TFMessage, "/tf", self._on_tf, reliable)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin_thread = threading.Thread(target=self._spin, daemon=True)
+        self._spin_thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # shutting down
+                return
+
+    def _entry(self, stamp) -> NodeOutputs:
+        return self.outputs.setdefault(conversions.stamp_to_ns(stamp), NodeOutputs())
+
+    def _on_detections(self, msg: Detection3DArray) -> None:
+        with self._lock:
+            self._entry(msg.header.stamp).detections = msg
+
+    def _on_markers(self, msg: MarkerArray) -> None:
+        if msg.markers:
+            with self._lock:
+                self._entry(msg.markers[0].header.stamp).markers.append(msg)
+
+    def _on_tf(self, msg: TFMessage) -> None:
+        with self._lock:
+            for transform in msg.transforms:
+                self._entry(transform.header.stamp).transforms[transform.child_frame_id] = transform
+
+    def wait_for_node(self, timeout_s: float = 30.0) -> bool:
+        """True once the node subscribes to every input and publishes its outputs."""
+        deadline = time.monotonic() + timeout_s
+        pubs = [self.pub_image, self.pub_info, self.pub_depth, self.pub_masks, self.pub_detections]
+        while time.monotonic() < deadline:
+            outputs_seen = self.node.count_publishers(f"{self.namespace}/{NODE_NAME}/detections") > 0
+            if outputs_seen and all(p.get_subscription_count() > 0 for p in pubs):
+                time.sleep(0.5)  # let the node's reliable publishers match our subscriptions too
+                return True
+            time.sleep(0.1)
+        return False
+
+    def publish(
+        self, header: Header, image: Image, info: CameraInfo, depth: Image | None = None,
+        masks: Image | None = None, detections: Detection2DArray | None = None,
+    ) -> None:
+        """Publish one frame's messages (depth and segmentation first, image last)."""
+        for pub, msg in ((self.pub_depth, depth), (self.pub_masks, masks), (self.pub_detections, detections)):
+            if msg is not None:
+                pub.publish(msg)
+        self.pub_info.publish(info)
+        self.pub_image.publish(image)
+
+    def publish_rgbd(
+        self, stamp_ns: int, frame_id: str, rgb: np.ndarray, depth_m: np.ndarray | None, intrinsics: CameraIntrinsics,
+        labels: np.ndarray | None = None, detections: Detection2DArray | None = None, depth_encoding: str = "32FC1",
+        image_encoding: str = "rgb8",
+    ) -> None:
+        """Publish numpy RGB-D (+ label image or detections) with the stamp and frame of a camera driver."""
+        header = Header(stamp=conversions.ns_to_stamp(stamp_ns), frame_id=frame_id)
+        image = rgb if image_encoding == "rgb8" else rgb[..., ::-1].copy()
+        depth_msg = None
+        if depth_m is not None:
+            if depth_encoding == "16UC1":
+                depth_mm = np.where(np.isfinite(depth_m), np.round(depth_m * 1000.0), 0).astype(np.uint16)
+                depth_msg = conversions.array_to_image_msg(depth_mm, "16UC1", header)
+            else:
+                depth_msg = conversions.array_to_image_msg(depth_m.astype(np.float32), "32FC1", header)
+        masks_msg = None
+        if labels is not None:
+            encoding = "mono8" if labels.max() < 256 else "16UC1"
+            masks_msg = conversions.array_to_image_msg(labels.astype(np.uint8 if encoding == "mono8" else np.uint16), encoding, header)
+        if detections is not None:
+            detections.header = header
+        self.publish(
+            header, conversions.array_to_image_msg(image, image_encoding, header),
+            conversions.intrinsics_to_camera_info(intrinsics, header), depth_msg, masks_msg, detections,
+        )
+
+    def wait_for_outputs(self, stamp_ns: int, n_transforms: int = 0, timeout_s: float = 20.0) -> NodeOutputs | None:
+        """Outputs for `stamp_ns` once detections, markers and `n_transforms` TF frames arrived, else None."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                out = self.outputs.get(stamp_ns)
+                if out and out.detections is not None and out.markers and len(out.transforms) >= n_transforms:
+                    return out
+            time.sleep(0.02)
+        return None
+
+    def close(self) -> None:
+        """Stop spinning and shut this client's ROS context down."""
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._spin_thread.join(timeout=2.0)

@@ -1,0 +1,112 @@
+"""The perception node in its own process, driven over real DDS: masks in; TF, Detection3DArray, markers out."""
+import itertools
+import time
+
+import numpy as np
+import pytest
+from visualization_msgs.msg import Marker
+
+from sam3d_ros.conversions import array_to_image_msg, frame_name, intrinsics_to_camera_info, ns_to_stamp
+from sam3d_ros.ros_client import PerceptionClient, start_node_process
+from sam3d_ros.synthetic import random_tabletop_scene
+from std_msgs.msg import Header
+
+FRAME_ID = "camera_color_optical_frame"
+_stamps = itertools.count(1)
+
+
+def _stamp_ns() -> int:
+    return 1_700_000_000_000_000_000 + next(_stamps) * 33_000_000
+
+
+@pytest.fixture(scope="module")
+def node_and_client(tmp_path_factory):
+    namespace = "/it_masks"
+    log_path = tmp_path_factory.mktemp("node") / "node.log"
+    process = start_node_process(namespace, log_path=log_path)
+    client = PerceptionClient(namespace)
+    try:
+        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
+        yield process, client, log_path
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _send_and_wait(client, scene, n_objects, **kwargs):
+    """Publish a frame (again, if best-effort lost it) until the node answers for its stamp."""
+    stamp = _stamp_ns()
+    for _ in range(3):
+        client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels, **kwargs)
+        outputs = client.wait_for_outputs(stamp, n_transforms=n_objects, timeout_s=10.0)
+        if outputs is not None:
+            return stamp, outputs
+    return stamp, None
+
+
+@pytest.mark.parametrize("seed,depth_encoding,image_encoding", [(11, "32FC1", "rgb8"), (12, "16UC1", "bgr8")])
+def test_objects_are_published_at_their_true_positions(node_and_client, seed, depth_encoding, image_encoding):
+    process, client, log_path = node_and_client
+    scene = random_tabletop_scene(seed, n_objects=3, distance_range=(0.5, 1.0))
+    stamp, out = _send_and_wait(
+        client, scene, len(scene.objects), depth_encoding=depth_encoding, image_encoding=image_encoding
+    )
+    assert out is not None, f"no output for the frame; node log:\n{log_path.read_text()}"
+    detections = {d.id: d for d in out.detections.detections}
+    assert sorted(detections) == sorted(str(o.object_id) for o in scene.objects)
+    assert out.detections.header.frame_id == FRAME_ID
+    for obj in scene.objects:
+        det = detections[str(obj.object_id)]
+        assert det.header.stamp == ns_to_stamp(stamp)
+        p = det.bbox.center.position
+        error_m = np.linalg.norm(np.array([p.x, p.y, p.z]) - obj.center_cam)
+        assert error_m < 0.02, f"{obj.name}: centre error {error_m * 100:.1f} cm"
+        assert all(s > 0.01 for s in (det.bbox.size.x, det.bbox.size.y, det.bbox.size.z))
+        tf = out.transforms[frame_name("sam3d_object_", str(obj.object_id))]
+        assert tf.header.frame_id == FRAME_ID and tf.child_frame_id == f"sam3d_object_{obj.object_id}"
+        t = tf.transform.translation
+        np.testing.assert_allclose([t.x, t.y, t.z], [p.x, p.y, p.z], atol=1e-9)
+    meshes = [m for array in out.markers for m in array.markers if m.type == Marker.TRIANGLE_LIST]
+    assert len(meshes) == len(scene.objects)
+    for marker in meshes:
+        assert marker.header.frame_id == FRAME_ID and len(marker.points) % 3 == 0 and len(marker.points) > 0
+        assert len(marker.colors) == len(marker.points)
+    assert process.poll() is None
+
+
+def test_malformed_frames_are_skipped_and_the_next_good_one_processed(node_and_client):
+    process, client, log_path = node_and_client
+    scene = random_tabletop_scene(21, n_objects=2)
+    # 1. depth of the wrong size, 2. an unknown image encoding, 3. an all-NaN depth, 4. an empty label image.
+    bad_frames = []
+    for kind in ("small_depth", "bad_encoding", "nan_depth", "empty_mask"):
+        stamp = _stamp_ns()
+        header = Header(stamp=ns_to_stamp(stamp), frame_id=FRAME_ID)
+        depth = scene.depth_m
+        image = array_to_image_msg(scene.rgb, "rgb8", header)
+        labels = scene.labels
+        if kind == "small_depth":
+            depth = depth[::2, ::2].copy()
+        elif kind == "bad_encoding":
+            image.encoding = "yuv422_yuy2"
+        elif kind == "nan_depth":
+            depth = np.full_like(depth, np.nan)
+        elif kind == "empty_mask":
+            labels = np.zeros_like(labels)
+        client.publish(
+            header, image, intrinsics_to_camera_info(scene.intrinsics, header),
+            array_to_image_msg(depth.astype(np.float32), "32FC1", header),
+            array_to_image_msg(labels.astype(np.uint8), "mono8", header),
+        )
+        bad_frames.append(stamp)
+        time.sleep(0.3)  # one frame at a time: the node keeps only the newest waiting frame
+    stamp, out = _send_and_wait(client, scene, len(scene.objects))
+    assert out is not None, f"good frame after bad ones not processed; node log:\n{log_path.read_text()}"
+    assert len(out.detections.detections) == len(scene.objects)
+    for bad in bad_frames:
+        assert bad not in client.outputs or client.outputs[bad].detections is None
+    assert process.poll() is None, "the node died"
+    log = log_path.read_text()
+    for expected in ("depth image is 320x240 but colour image is 640x480", "yuv422_yuy2", "no valid pixel", "no object pixel"):
+        assert expected in log, f"missing warning '{expected}' in node log:\n{log}"

@@ -29,7 +29,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "backend": ("depth", "Reconstruction backend: 'depth' (built-in geometric RGB-D, CPU)."),
     "frame_prefix": ("sam3d_object_", "TF child frame of an object: <frame_prefix><object id>."),
     "segmentation_input": ("auto", "Which segmentation to use: 'auto' (masks when a frame has them, else detections), 'masks' or 'detections'."),
-    "sync_slop_s": (0.05, "Largest stamp difference (s) between the image and the depth, camera_info, masks or detections of one frame."),
+    "sync_slop_s": (0.05, "Largest stamp difference (s) between the image and its depth or camera_info."),
+    "segmentation_slop_s": (0.0, "Largest stamp difference (s) between the image and its masks or detections; 0 = exact (segmenters copy the image header)."),
     "sync_queue_size": (10, "Messages kept per input while waiting for the others."),
     "depth_timeout_s": (1.0, "After this long (s) without any depth message, frames are handled without depth."),
     "input_qos_reliability": ("best_effort", "QoS reliability of the inputs: 'best_effort' (sensor data, camera drivers) or 'reliable'."),
@@ -55,7 +56,8 @@ class PerceptionNode(Node):
             raise ValueError(f"segmentation_input must be one of {SEGMENTATION_MODES}, got '{p['segmentation_input']}'")
         self.pipeline = PerceptionPipeline(create_backend(p["backend"]), min_mask_pixels=int(p["min_mask_pixels"]))
         self.assembler = FrameAssembler(
-            float(p["sync_slop_s"]), int(p["sync_queue_size"]), float(p["depth_timeout_s"]), p["segmentation_input"]
+            float(p["sync_slop_s"]), int(p["sync_queue_size"]), float(p["depth_timeout_s"]), p["segmentation_input"],
+            float(p["segmentation_slop_s"]),
         )
         self._assembler_lock = threading.Lock()
         self._last_warning: dict[str, float] = {}

@@ -21,21 +21,26 @@ class FrameSet:
 
 
 class FrameAssembler:
-    """Groups image, camera_info, depth and masks-or-detections whose stamps lie within `slop_s` of the image's.
+    """Groups an image with the camera_info and depth nearest in stamp (within `slop_s`) and with the masks or
+    detections of the same stamp (within `segmentation_slop_s`, default exact: segmenters copy the image header).
 
     message_filters' ApproximateTimeSynchronizer needs every input for every frame; here segmentation may come as
     masks or as detections (whichever arrives for a frame), camera_info falls back to the latest one, and depth is
     optional: a frame goes without depth only when no depth message arrived for `depth_timeout_s`.
+    A match is taken once it cannot improve: its stamp is exact, or a later message of that input has arrived
+    (inputs arrive in stamp order per topic), so a late mask is never swapped for the previous frame's.
     """
 
     KINDS = ("image", "camera_info", "depth", "masks", "detections")
 
     def __init__(
-        self, slop_s: float = 0.05, queue_size: int = 10, depth_timeout_s: float = 1.0, segmentation: str = "auto"
+        self, slop_s: float = 0.05, queue_size: int = 10, depth_timeout_s: float = 1.0, segmentation: str = "auto",
+        segmentation_slop_s: float = 0.0,
     ) -> None:
         if segmentation not in SEGMENTATION_MODES:
             raise ValueError(f"segmentation must be one of {SEGMENTATION_MODES}, got '{segmentation}'")
         self.slop_ns = int(slop_s * 1e9)
+        self.segmentation_slop_ns = int(segmentation_slop_s * 1e9)
         self.depth_timeout_s = depth_timeout_s
         self.segmentation = segmentation
         self.buffers: dict[str, deque[tuple[int, Any]]] = {k: deque(maxlen=max(1, queue_size)) for k in self.KINDS}
@@ -51,13 +56,15 @@ class FrameAssembler:
         self.last_arrival_s[kind] = now_s
         return self._complete_frames(now_s)
 
-    def _nearest(self, kind: str, stamp_ns: int) -> Any | None:
-        best, best_dt = None, None
+    def _nearest(self, kind: str, stamp_ns: int, slop_ns: int) -> Any | None:
+        """Closest message within `slop_ns`, once no later arrival can be closer; else None."""
+        best, best_dt, later_seen = None, None, False
         for other_stamp, msg in self.buffers[kind]:
+            later_seen |= other_stamp >= stamp_ns
             dt = abs(other_stamp - stamp_ns)
-            if dt <= self.slop_ns and (best_dt is None or dt < best_dt):
+            if dt <= slop_ns and (best_dt is None or dt < best_dt):
                 best, best_dt = msg, dt
-        return best
+        return best if best_dt == 0 or later_seen else None
 
     def _depth_stale(self, now_s: float) -> bool:
         last = self.last_arrival_s["depth"]
@@ -66,14 +73,15 @@ class FrameAssembler:
     def _complete_frames(self, now_s: float) -> list[FrameSet]:
         completed: list[FrameSet] = []
         for stamp_ns, image in list(self.buffers["image"]):
-            info = self._nearest("camera_info", stamp_ns)
+            info = self._nearest("camera_info", stamp_ns, self.slop_ns)
             if info is None and self.buffers["camera_info"]:
                 info = self.buffers["camera_info"][-1][1]
-            masks = self._nearest("masks", stamp_ns) if self.segmentation in ("auto", "masks") else None
+            seg_slop = self.segmentation_slop_ns
+            masks = self._nearest("masks", stamp_ns, seg_slop) if self.segmentation in ("auto", "masks") else None
             detections = None
             if masks is None and self.segmentation in ("auto", "detections"):
-                detections = self._nearest("detections", stamp_ns)
-            depth = self._nearest("depth", stamp_ns)
+                detections = self._nearest("detections", stamp_ns, seg_slop)
+            depth = self._nearest("depth", stamp_ns, self.slop_ns)
             if info is None or (masks is None and detections is None):
                 continue
             if depth is None and not self._depth_stale(now_s):

@@ -5,11 +5,12 @@ MS = 1_000_000
 
 
 def test_frame_completes_with_all_inputs_within_slop():
-    a = FrameAssembler(slop_s=0.01, depth_timeout_s=1.0)
+    a = FrameAssembler(slop_s=0.01, depth_timeout_s=1.0, segmentation_slop_s=0.01)
     assert a.add("depth", 100 * MS, "d", 0.0) == []
     assert a.add("image", 103 * MS, "i", 0.0) == []
     assert a.add("camera_info", 103 * MS, "c", 0.0) == []
-    frames = a.add("masks", 95 * MS, "m", 0.0)
+    assert a.add("masks", 106 * MS, "m", 0.0) == []  # a later depth could still be closer: wait
+    frames = a.add("depth", 133 * MS, "d_next", 0.0)
     assert len(frames) == 1
     f = frames[0]
     assert (f.image, f.camera_info, f.depth, f.masks, f.detections) == ("i", "c", "d", "m", None)
@@ -59,3 +60,29 @@ def test_camera_info_falls_back_to_latest_and_old_images_are_dropped():
     frames = a.add("masks", 5000 * MS, "m", 5.0)
     assert [f.image for f in frames] == ["i4"] and frames[0].camera_info == "c_old"
     assert a.pending_images() == 0
+
+
+def test_a_late_mask_is_not_swapped_for_the_previous_frames():
+    a = FrameAssembler(slop_s=0.05)
+    for k, stamp in enumerate((0, 33 * MS)):
+        a.add("camera_info", stamp, "c", 0.0)
+        a.add("depth", stamp, f"d{k}", 0.0)
+    a.add("masks", 0, "m0", 0.0)
+    frames = a.add("image", 0, "i0", 0.0)
+    assert frames[0].masks == "m0"
+    assert a.add("image", 33 * MS, "i1", 0.0) == []  # its mask is still being computed
+    frames = a.add("masks", 33 * MS, "m1", 0.0)
+    assert frames[0].image == "i1" and frames[0].masks == "m1" and frames[0].depth == "d1"
+
+
+def test_segmentation_slop_allows_restamped_masks():
+    a = FrameAssembler(slop_s=0.05, segmentation_slop_s=0.01)
+    a.add("camera_info", 0, "c", 0.0)
+    a.add("depth", 0, "d", 0.0)
+    a.add("image", 0, "i", 0.0)
+    assert a.add("masks", 20 * MS, "m_far", 0.0) == []  # outside 10 ms
+    a.add("image", 100 * MS, "i2", 0.0)
+    a.add("depth", 100 * MS, "d2", 0.0)
+    a.add("camera_info", 100 * MS, "c2", 0.0)
+    frames = a.add("masks", 105 * MS, "m2", 0.0)
+    assert [(f.image, f.masks) for f in frames] == [("i2", "m2")]

@@ -20,6 +20,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from sam3d_ros.backends.base import ReconstructionBackend, ReconstructionError
+from sam3d_ros.footprint import fit_footprint
 from sam3d_ros.support_plane import plane_heights
 from sam3d_ros.transforms import invert_transform, make_transform, transform_points
 from sam3d_ros.types import ObjectReconstruction, RGBDFrame, SceneContext
@@ -78,7 +79,7 @@ class DepthBackend(ReconstructionBackend):
             mask=mask,
             metric_scale=True,
             backend=self.name,
-            info={"observed_points": int(len(points_cam)), "on_support_plane": plane is not None},
+            info={"observed_points": int(len(points_cam)), "on_support_plane": plane is not None, "fit": self._last_fit.model},
         )
 
     # -- steps -------------------------------------------------------------------------------------------------
@@ -145,13 +146,11 @@ class DepthBackend(ReconstructionBackend):
         lateral = np.cross(up_cam, along_view)
         rel = base_cam - camera_base
         a, b = rel @ along_view, rel @ lateral
-        # Silhouette tangent points: the angular extremes of the footprint seen from the camera.
-        angles = np.arctan2(b, a)
-        left, right = np.argmin(angles), np.argmax(angles)
-        tangent_mid = np.array([(a[left] + a[right]) / 2, (b[left] + b[right]) / 2])
-        depth_mid = (np.percentile(a, 1) + np.percentile(a, 99)) / 2
-        centre_a = max(tangent_mid[0], depth_mid)
-        centre_b = tangent_mid[1]
+        normals_cam = self._normals(points_cam)
+        side = np.abs(normals_cam @ up_cam) < 0.6
+        fit = fit_footprint(np.column_stack([a, b]), np.column_stack([a[side], b[side]]))
+        self._last_fit = fit  # for info
+        centre_a, centre_b = fit.centre_ab
         mirrored_a, mirrored_b = 2 * centre_a - a, 2 * centre_b - b
         mirrored_cam = camera_base + np.outer(mirrored_a, along_view) + np.outer(mirrored_b, lateral) + np.outer(
             heights, up_cam
@@ -161,6 +160,14 @@ class DepthBackend(ReconstructionBackend):
         completed_cam = np.vstack([sides_cam, bottom_cam])
         completed_colors = np.vstack([colors, colors, colors, colors])
         return completed_cam, completed_colors
+
+    @staticmethod
+    def _normals(points_cam: np.ndarray) -> np.ndarray:
+        """Surface normals oriented toward the camera."""
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points_cam))
+        cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(16))
+        normals_cam = np.asarray(cloud.normals)
+        return np.where((np.sum(normals_cam * points_cam, axis=1) > 0)[:, None], -normals_cam, normals_cam)
 
     def _object_frame(self, completed_cam: np.ndarray, up_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """T_cam_obj and the sizes along the object's x, y, z (see the module docstring)."""

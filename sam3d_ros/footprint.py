@@ -1,0 +1,117 @@
+"""Where the unseen back of an object is: the centre of its footprint on the support plane from the visible part.
+
+Coordinates are 2D in the support plane: `a` along the horizontal viewing direction (away from the camera), `b`
+lateral. Candidate shapes, picked by fit residual: a circle fitted to the side surface (cans, bottles, mugs), the
+minimum-area rectangle of the visible footprint (boxes seen at an angle or from above), and, when neither is
+supported (one face seen head-on), the mirror rule: the silhouette's tangent points are opposite each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FootprintFit:
+    """Footprint centre (a, b) in plane coordinates, the model that gave it and its residual in metres."""
+
+    centre_ab: np.ndarray
+    model: str  # "circle", "rectangle" or "mirror"
+    residual_m: float
+
+
+def fit_circle(points_ab: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Least-squares (Kasa) circle: centre (2,), radius, RMS radial residual."""
+    A = np.column_stack([2 * points_ab, np.ones(len(points_ab))])
+    rhs = (points_ab**2).sum(axis=1)
+    (ca, cb, k), *_ = np.linalg.lstsq(A, rhs, rcond=None)
+    centre = np.array([ca, cb])
+    radius = float(np.sqrt(max(k + ca**2 + cb**2, 0.0)))
+    rms = float(np.sqrt(np.mean((np.linalg.norm(points_ab - centre, axis=1) - radius) ** 2)))
+    return centre, radius, rms
+
+
+def arc_span_rad(points_ab: np.ndarray, centre_ab: np.ndarray) -> float:
+    """Angle around `centre_ab` covered by the points (2 pi minus the largest empty gap)."""
+    angles = np.sort(np.arctan2(points_ab[:, 1] - centre_ab[1], points_ab[:, 0] - centre_ab[0]))
+    gaps = np.diff(np.concatenate([angles, angles[:1] + 2 * np.pi]))
+    return float(2 * np.pi - gaps.max())
+
+
+def _distance_to_rectangle_edges(points_ab: np.ndarray, corners_ab: np.ndarray) -> np.ndarray:
+    distances = []
+    for start, end in zip(corners_ab, np.roll(corners_ab, -1, axis=0)):
+        edge = end - start
+        t = np.clip(((points_ab - start) @ edge) / max(edge @ edge, 1e-12), 0.0, 1.0)
+        distances.append(np.linalg.norm(points_ab - (start + np.outer(t, edge)), axis=1))
+    return np.min(distances, axis=0)
+
+
+def best_rectangle(points_ab: np.ndarray, outline_ab: np.ndarray) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """Bounding rectangle of `points_ab` aligned with one of their convex hull's edges, the one whose edges the
+    `outline_ab` points lie on best (area breaks ties). Returns (4 corners, (side, side)) or None if degenerate."""
+    hull = cv2.convexHull(points_ab.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    if len(hull) < 3:
+        return None
+    best, best_key = None, None
+    for start, end in zip(hull, np.roll(hull, -1, axis=0)):
+        edge = end - start
+        length = np.linalg.norm(edge)
+        if length < 1e-6:
+            continue
+        u = edge / length
+        v = np.array([-u[1], u[0]])
+        pu, pv = points_ab @ u, points_ab @ v
+        lo_u, hi_u, lo_v, hi_v = pu.min(), pu.max(), pv.min(), pv.max()
+        corners = np.array([lo_u * u + lo_v * v, hi_u * u + lo_v * v, hi_u * u + hi_v * v, lo_u * u + hi_v * v])
+        residual = float(np.mean(_distance_to_rectangle_edges(outline_ab, corners)))
+        key = (round(residual, 4), (hi_u - lo_u) * (hi_v - lo_v))
+        if best_key is None or key < best_key:
+            best, best_key = (corners, (float(hi_u - lo_u), float(hi_v - lo_v))), key
+    return best
+
+
+def mirror_centre(points_ab: np.ndarray) -> np.ndarray:
+    """Centre from the silhouette tangent points (angular extremes seen from the camera at the origin), pushed back
+    to at least the middle of the visible depth extent."""
+    a, b = points_ab[:, 0], points_ab[:, 1]
+    angles = np.arctan2(b, a)
+    left, right = np.argmin(angles), np.argmax(angles)
+    depth_mid = (np.percentile(a, 1) + np.percentile(a, 99)) / 2
+    return np.array([max((a[left] + a[right]) / 2, depth_mid), (b[left] + b[right]) / 2])
+
+
+def fit_footprint(
+    points_ab: np.ndarray, side_ab: np.ndarray, min_arc_rad: float = np.deg2rad(100), max_radius_m: float = 0.2,
+    thin_ratio: float = 0.3,
+) -> FootprintFit:
+    """Footprint centre of an object seen from a camera at the plane origin.
+
+    `points_ab`: footprint of all visible points; `side_ab`: footprint of the side-surface points only (normals
+    roughly horizontal), which lie on the footprint's outline.
+    """
+    candidates: list[FootprintFit] = []
+    if len(side_ab) >= 20:
+        centre, radius, rms = fit_circle(side_ab)
+        behind = centre[0] > np.median(side_ab[:, 0])
+        # A cylinder's silhouette is its diameter wide (a rounded corner of a box fits a small circle too well).
+        lateral_width = float(np.ptp(points_ab[:, 1]))
+        diameter_fits = abs(2 * radius - lateral_width) < max(0.005, 0.15 * lateral_width)
+        if behind and diameter_fits and 0.005 < radius < max_radius_m and arc_span_rad(side_ab, centre) >= min_arc_rad:
+            if rms < max(0.0015, 0.04 * radius):
+                candidates.append(FootprintFit(centre, "circle", rms))
+    outline = side_ab if len(side_ab) >= 20 else points_ab
+    rect = best_rectangle(points_ab, outline)
+    if rect is not None:
+        corners, (w, h) = rect
+        if min(w, h) >= thin_ratio * max(w, h, 1e-9):
+            residual = float(np.mean(_distance_to_rectangle_edges(outline, corners)))
+            # The visible part's rectangle reaches only as far back as the camera saw: never before the mirror rule.
+            centre = corners.mean(axis=0)
+            centre[0] = max(centre[0], mirror_centre(points_ab)[0])
+            candidates.append(FootprintFit(centre, "rectangle", residual))
+    if not candidates:
+        return FootprintFit(mirror_centre(points_ab), "mirror", float("nan"))
+    return min(candidates, key=lambda fit: fit.residual_m)

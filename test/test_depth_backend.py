@@ -1,0 +1,117 @@
+"""The built-in RGB-D backend on rendered YCB scenes with ground truth, and its footprint fits."""
+import numpy as np
+import pytest
+
+from sam3d_ros.backends import ReconstructionError, create_backend
+from sam3d_ros.footprint import arc_span_rad, fit_circle, fit_footprint
+from sam3d_ros.pipeline import PerceptionPipeline
+from sam3d_ros.segmentation import labels_to_prompts
+from sam3d_ros.synthetic import random_tabletop_scene
+from sam3d_ros.types import InputError, RGBDFrame, SceneContext
+
+
+@pytest.fixture(scope="module")
+def reconstructed():
+    """Eight noise-free scenes, 3 objects each, 0.5-1.0 m."""
+    pipeline = PerceptionPipeline(create_backend("depth"))
+    pairs = []
+    for seed in range(100, 108):
+        scene = random_tabletop_scene(seed, n_objects=3, distance_range=(0.5, 1.0))
+        result = pipeline.process(RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics), labels_to_prompts(scene.labels))
+        assert result.errors == []
+        by_id = {o.object_id: o for o in result.objects}
+        pairs += [(scene, truth, by_id[str(truth.object_id)]) for truth in scene.objects]
+    return pairs
+
+
+def test_centres_match_ground_truth(reconstructed):
+    errors = np.array([np.linalg.norm(obj.position_cam - truth.center_cam) for _, truth, obj in reconstructed])
+    assert np.median(errors) < 0.01, f"median centre error {np.median(errors) * 100:.2f} cm"
+    assert np.percentile(errors, 90) < 0.025, f"p90 centre error {np.percentile(errors, 90) * 100:.2f} cm"
+
+
+def test_heights_and_footprints_are_metric(reconstructed):
+    for _, truth, obj in reconstructed:
+        if truth.visible_fraction > 0.95:  # an occluded top cannot be measured
+            assert obj.size_obj[2] == pytest.approx(truth.size_model[2], abs=0.01), truth.name
+        assert obj.size_obj[0] >= obj.size_obj[1] > 0.02
+        assert obj.size_obj[0] <= np.linalg.norm(truth.size_model[:2]) + 0.01, truth.name
+
+
+def test_meshes_are_watertight_coloured_and_in_the_object_frame(reconstructed):
+    for _, truth, obj in reconstructed:
+        mesh = obj.mesh_obj
+        assert mesh.is_watertight and mesh.volume > 0, truth.name
+        assert mesh.visual.vertex_colors.shape == (len(mesh.vertices), 4)
+        np.testing.assert_allclose(mesh.bounds.mean(axis=0), 0.0, atol=2e-3)  # origin at the box centre
+        np.testing.assert_allclose(mesh.extents, obj.size_obj, atol=2e-3)
+
+
+def test_object_frame_convention(reconstructed):
+    for scene, truth, obj in reconstructed:
+        R = obj.T_cam_obj[:3, :3]
+        np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-9)
+        assert np.linalg.det(R) == pytest.approx(1.0)
+        np.testing.assert_allclose(R[:, 2], scene.support_plane_cam[:3], atol=0.02)  # z up = table normal
+        assert R[0, 0] >= 0  # x points to the image's right half
+
+
+def test_same_input_gives_the_same_frame():
+    scene = random_tabletop_scene(5, n_objects=2)
+    pipeline = PerceptionPipeline(create_backend("depth"))
+    frame = RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics)
+    first = pipeline.process(frame, labels_to_prompts(scene.labels)).objects
+    second = pipeline.process(frame, labels_to_prompts(scene.labels)).objects
+    for a, b in zip(first, second):
+        np.testing.assert_allclose(a.T_cam_obj, b.T_cam_obj, atol=1e-12)
+
+
+def test_bad_inputs_give_clear_errors():
+    scene = random_tabletop_scene(3, n_objects=1)
+    backend = create_backend("depth")
+    pipeline = PerceptionPipeline(backend)
+    prompts = labels_to_prompts(scene.labels)
+    with pytest.raises(InputError, match="no valid pixel"):
+        pipeline.process(RGBDFrame(scene.rgb, np.full_like(scene.depth_m, np.nan), scene.intrinsics), prompts)
+    with pytest.raises(InputError, match="no depth image"):
+        pipeline.process(RGBDFrame(scene.rgb, None, scene.intrinsics), prompts)
+    with pytest.raises(InputError, match="depth image is 320x240 but colour image is 640x480"):
+        pipeline.process(RGBDFrame(scene.rgb, scene.depth_m[::2, ::2], scene.intrinsics), prompts)
+    tiny = np.zeros(scene.labels.shape, bool)
+    tiny[0, 0] = True
+    result = pipeline.process(RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics), prompts + [type(prompts[0])("9", mask=tiny)])
+    assert len(result.objects) == 1 and result.errors == ["object 9: mask has 1 pixels (< 50)"]
+    hole = scene.labels > 0
+    depth = scene.depth_m.copy()
+    depth[hole] = np.nan
+    with pytest.raises(ReconstructionError, match="valid depth"):
+        backend.reconstruct(RGBDFrame(scene.rgb, depth, scene.intrinsics), hole, SceneContext())
+    with pytest.raises(ValueError, match="unknown backend 'nerf'"):
+        create_backend("nerf")
+
+
+def test_circle_fit_is_exact_on_an_arc():
+    angles = np.linspace(np.pi * 0.6, np.pi * 1.4, 50)
+    arc = np.column_stack([0.8 + 0.04 * np.cos(angles), 0.1 + 0.04 * np.sin(angles)])
+    centre, radius, rms = fit_circle(arc)
+    np.testing.assert_allclose(centre, [0.8, 0.1], atol=1e-9)
+    assert radius == pytest.approx(0.04) and rms < 1e-9
+    assert arc_span_rad(arc, centre) == pytest.approx(0.8 * np.pi, rel=1e-6)
+    fit = fit_footprint(arc, arc)
+    assert fit.model == "circle"
+
+
+def test_box_seen_at_an_angle_and_head_on():
+    # The two faces a camera at the origin sees of a 0.10 x 0.06 box turned 45 degrees, centre (0.8, 0): an L.
+    R = np.array([[np.cos(np.pi / 4), -np.sin(np.pi / 4)], [np.sin(np.pi / 4), np.cos(np.pi / 4)]])
+    t = np.linspace(-0.5, 0.5, 40)
+    face1 = np.column_stack([t * 0.10, np.full_like(t, 0.03)])
+    face2 = np.column_stack([np.full_like(t, -0.05), t * 0.06])
+    outline = np.vstack([face1, face2]) @ R.T + [0.8, 0.0]
+    fit = fit_footprint(outline, outline)
+    assert fit.model == "rectangle"
+    np.testing.assert_allclose(fit.centre_ab, [0.8, 0.0], atol=2e-3)
+    # One face head-on: no depth information; the mirror rule keeps the centre on the viewing ray.
+    face = np.column_stack([np.full(40, 0.8), np.linspace(-0.05, 0.05, 40)])
+    fit = fit_footprint(face, face)
+    assert fit.model == "mirror" and abs(fit.centre_ab[1]) < 1e-9

@@ -1,0 +1,86 @@
+"""`sam3d-ros`: the command line. `reconstruct` runs the node's pipeline on files; `eval` and `bench` measure it."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sam3d_ros import files
+from sam3d_ros.backends import create_backend
+from sam3d_ros.pipeline import PerceptionPipeline
+from sam3d_ros.segmentation import labels_to_prompts
+from sam3d_ros.types import InputError, RGBDFrame
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> int:
+    print(f"sam3d-ros: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def reconstruct(args: argparse.Namespace) -> int:
+    """Reconstruct every object of one RGB-D frame and write objects.json + meshes to --out."""
+    try:
+        rgb = files.read_rgb(args.rgb)
+        depth_m = files.read_depth(args.depth, args.depth_scale)
+        intrinsics = files.read_camera_yaml(args.camera_info)
+        if args.masks is not None:
+            labels = files.read_labels(args.masks)
+            if labels.shape != rgb.shape[:2]:
+                raise InputError(f"label image is {labels.shape[1]}x{labels.shape[0]} but the colour image is {rgb.shape[1]}x{rgb.shape[0]}")
+            prompts = labels_to_prompts(labels)
+            if not prompts:
+                raise InputError(f"label image {args.masks} has no object pixel (all 0)")
+        else:
+            prompts = files.read_detections(args.detections)
+        problems = []
+        if args.ids:
+            known = {p.object_id for p in prompts}
+            problems += [f"object {i}: unknown id (present: {', '.join(sorted(known))})" for i in args.ids if i not in known]
+            prompts = [p for p in prompts if p.object_id in set(args.ids)]
+        pipeline = PerceptionPipeline(create_backend(args.backend))
+        result = pipeline.process(RGBDFrame(rgb, depth_m, intrinsics, args.frame_id), prompts)
+    except InputError as exc:
+        return _fail(str(exc))
+    except ValueError as exc:  # unknown backend
+        return _fail(str(exc))
+    path = files.write_results(args.out, args.frame_id, result.objects, glb=not args.no_glb)
+    print(f"wrote {len(result.objects)} object(s) to {path}")
+    problems += result.errors
+    for problem in problems:
+        print(f"sam3d-ros: error: {problem}", file=sys.stderr)
+    return EXIT_BAD_INPUT if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser of all sub-commands."""
+    parser = argparse.ArgumentParser(prog="sam3d-ros", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("reconstruct", help="reconstruct the objects of one RGB-D frame from files")
+    rec.add_argument("--rgb", type=Path, required=True, help="8-bit PNG/JPEG colour image")
+    rec.add_argument("--depth", type=Path, required=True, help="16-bit PNG (value x --depth-scale = metres) or .npy float32 metres")
+    rec.add_argument("--depth-scale", type=float, default=0.001, help="metres per unit of a 16-bit depth PNG (default 0.001)")
+    rec.add_argument("--camera-info", type=Path, required=True, help="camera_calibration / camera_info_manager YAML")
+    seg = rec.add_mutually_exclusive_group(required=True)
+    seg.add_argument("--masks", type=Path, help="8- or 16-bit label PNG, 0 = background, value = object id")
+    seg.add_argument("--detections", type=Path, help='JSON list of {"id", "label", "score", "bbox": [x_min, y_min, x_max, y_max]}')
+    rec.add_argument("--ids", nargs="+", help="reconstruct only these object ids")
+    rec.add_argument("--backend", default="depth", help="reconstruction backend (default: depth)")
+    rec.add_argument("--frame-id", default="camera_color_optical_frame", help="optical frame the poses are in")
+    rec.add_argument("--out", type=Path, default=Path("sam3d_out"), help="output folder (default ./sam3d_out)")
+    rec.add_argument("--no-glb", action="store_true", help="write PLY meshes only")
+    rec.set_defaults(func=reconstruct)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `sam3d-ros`."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

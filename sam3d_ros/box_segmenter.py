@@ -96,6 +96,58 @@ def on_plane_mask(
     return on_plane
 
 
+def depth_edges(depth_m: np.ndarray, threshold_m: float) -> np.ndarray:
+    """(H, W) bool: pixels without valid depth or with a 4-neighbour more than `threshold_m` nearer or farther."""
+    z = np.where(np.isfinite(depth_m) & (depth_m > 0), depth_m, np.nan).astype(np.float32)
+    edges = np.isnan(z)
+    with np.errstate(invalid="ignore"):
+        step_rows = np.abs(np.diff(z, axis=0)) > threshold_m
+        step_cols = np.abs(np.diff(z, axis=1)) > threshold_m
+    edges[1:] |= step_rows
+    edges[:-1] |= step_rows
+    edges[:, 1:] |= step_cols
+    edges[:, :-1] |= step_cols
+    return edges
+
+
+def box_fit_selection(candidate: np.ndarray, box: tuple[int, int, int, int], min_fraction: float = 0.02) -> np.ndarray:
+    """The 4-connected components of `candidate` that together fill the box (x0, y0, x1, y1) best.
+
+    Components are taken greedily, best fitting first, while each one raises the IoU between the bounding box of
+    the selection and `box`: the boxed object spans its box, a neighbour or occluder reaching into it does not add
+    extent. Components smaller than `min_fraction` of the box area are ignored.
+    """
+    x0, y0, x1, y1 = box
+    count, components, stats, _ = cv2.connectedComponentsWithStats(candidate.astype(np.uint8), connectivity=4)
+    min_area = max(1.0, min_fraction * (x1 - x0) * (y1 - y0))
+    boxes = {
+        i: (stats[i, 0], stats[i, 1], stats[i, 0] + stats[i, 2], stats[i, 1] + stats[i, 3])
+        for i in range(1, count)
+        if stats[i, cv2.CC_STAT_AREA] >= min_area
+    }
+
+    def fit(b: tuple[int, int, int, int]) -> float:
+        iw = max(0, min(b[2], x1) - max(b[0], x0))
+        ih = max(0, min(b[3], y1) - max(b[1], y0))
+        inter = iw * ih
+        return inter / float((b[2] - b[0]) * (b[3] - b[1]) + (x1 - x0) * (y1 - y0) - inter)
+
+    def union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+    if not boxes:
+        return np.zeros(candidate.shape, dtype=bool)
+    first = max(boxes, key=lambda i: (fit(boxes[i]), stats[i, cv2.CC_STAT_AREA]))
+    chosen, extent = [first], boxes.pop(first)
+    while boxes:
+        best = max(boxes, key=lambda i: (fit(union(extent, boxes[i])), stats[i, cv2.CC_STAT_AREA]))
+        if fit(union(extent, boxes[best])) <= fit(extent) + 1e-3:
+            break
+        chosen.append(best)
+        extent = union(extent, boxes.pop(best))
+    return np.isin(components, chosen)
+
+
 def _finish(
     mask: np.ndarray,
     region: tuple[int, int, int, int],
@@ -169,14 +221,14 @@ def find_u2netp_model(models_dir: Path | None = None) -> Path | None:
 
 
 class U2NetpBoxSegmenter(BoxSegmenter):
-    """U^2-Net-p saliency of each box crop, thresholded, combined with the depth foreground when depth is given.
+    """U^2-Net-p saliency of each box crop, split into objects by depth when depth is given.
 
     The crop is the box grown by `crop_margin` (fraction of its size per side), resized to 320x320 and normalised
     as rembg does (RGB / max, ImageNet mean and std). The min-max normalised saliency is thresholded at
-    `threshold`, mapped back and kept inside the box grown by `box_margin`. With depth, the result is intersected
-    with the depth foreground (`mask_from_box_depth`) when that intersection keeps at least `min_agreement` of the
-    depth mask, else the depth mask is used (saliency picked a neighbour or the background); support-plane pixels
-    are removed. The largest component is returned.
+    `threshold` and kept inside the box grown by `box_margin`. Without depth the largest component is returned.
+    With depth, support-plane pixels (within `plane_clearance_m`) are removed, the salient pixels are cut at depth
+    steps larger than `edge_threshold_m`, and the pieces that together span the box are kept
+    (`box_fit_selection`): an occluder or neighbour reaching into the box is salient too but does not span it.
     """
 
     name = "u2netp"
@@ -187,8 +239,8 @@ class U2NetpBoxSegmenter(BoxSegmenter):
         threshold: float = 0.5,
         crop_margin: float = 0.1,
         box_margin: float = 0.03,
-        min_agreement: float = 0.5,
         plane_clearance_m: float = 0.01,
+        edge_threshold_m: float = 0.015,
         num_threads: int = 0,
     ) -> None:
         try:
@@ -213,8 +265,8 @@ class U2NetpBoxSegmenter(BoxSegmenter):
         self.threshold = threshold
         self.crop_margin = crop_margin
         self.box_margin = box_margin
-        self.min_agreement = min_agreement
         self.plane_clearance_m = plane_clearance_m
+        self.edge_threshold_m = edge_threshold_m
 
     def saliency(self, rgb_crop: np.ndarray) -> np.ndarray:
         """(h, w) float32 saliency in [0, 1] (min-max normalised) of an RGB uint8 crop."""
@@ -247,12 +299,21 @@ class U2NetpBoxSegmenter(BoxSegmenter):
             salient = np.zeros((height, width), dtype=bool)
             salient[cy0:cy1, cx0:cx1] = self.saliency(rgb[cy0:cy1, cx0:cx1]) >= self.threshold
             region = expand_box(box, self.box_margin, 2.0, width, height)
-            if depth_m is not None:
-                depth_mask = mask_from_box_depth(depth_m, intrinsics, tuple(box), support_plane_cam, self.plane_clearance_m)
-                if depth_mask.any():
-                    both = salient & depth_mask
-                    salient = both if both.sum() >= self.min_agreement * depth_mask.sum() else depth_mask
-            masks.append(_finish(salient, region, depth_m, intrinsics, support_plane_cam, self.plane_clearance_m))
+            rx0, ry0, rx1, ry1 = region
+            candidate = np.zeros((height, width), dtype=bool)
+            candidate[ry0:ry1, rx0:rx1] = salient[ry0:ry1, rx0:rx1]
+            if depth_m is None:
+                masks.append(largest_component(candidate))
+                continue
+            if support_plane_cam is not None and candidate.any():
+                candidate &= ~on_plane_mask(depth_m, intrinsics, support_plane_cam, region, self.plane_clearance_m)
+            window = (slice(ry0, ry1), slice(rx0, rx1))
+            pieces = np.zeros((height, width), dtype=bool)
+            pieces[window] = candidate[window] & ~depth_edges(depth_m[window], self.edge_threshold_m)
+            selected = box_fit_selection(pieces, (x0, y0, x1, y1))
+            # Give back the edge and no-depth pixels next to the selected pieces.
+            grown = cv2.dilate(selected.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
+            masks.append(candidate & grown)
         return masks
 
 

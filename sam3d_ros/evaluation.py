@@ -181,24 +181,39 @@ def chamfer_and_fscore(
 # Baseline
 
 
-def baseline_reconstruction(frame: RGBDFrame, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
+def baseline_reconstruction(
+    frame: RGBDFrame,
+    mask: np.ndarray,
+    remove_outliers: bool = True,
+    outlier_neighbours: int = 16,
+    outlier_std_ratio: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
     """Baseline: the convex hull of the visible points, centred on its minimal oriented bounding box.
 
-    Points: every pixel of `mask` with valid depth (NaN, 0 and inf dropped), back-projected; no outlier removal, no
-    support plane, no completion. Box: open3d `get_minimal_oriented_bounding_box` (minimal volume, exact algorithm,
-    not PCA). Returns (T_cam_obj: box frame -> camera, size_obj: box extents, mesh_obj: the hull in the box frame).
+    Points: every pixel of `mask` with valid depth (NaN, 0 and inf dropped), back-projected, the same mask and depth
+    the backend gets. With `remove_outliers` (default) open3d's statistical outlier removal runs once with the
+    depth backend's own parameters (16 neighbours, 2.0 std); nothing else: no mask erosion, no clustering, no support
+    plane, no completion. Without it the flying pixels of noisy depth dominate the hull (measured: centre error
+    median about 8 cm). Box: open3d `get_minimal_oriented_bounding_box` (minimal volume over the hull's faces, not
+    PCA). Returns (T_cam_obj: box frame -> camera, size_obj: box extents, mesh_obj: the hull in the box frame).
     Raises ReconstructionError when the points span no volume.
     """
     if frame.depth_m is None:
         raise ReconstructionError("the baseline needs depth")
     points_cam, _ = frame.intrinsics.backproject(frame.depth_m, np.asarray(mask, dtype=bool))
-    if len(points_cam) < 4:
-        raise ReconstructionError(f"{len(points_cam)} valid depth points in the mask (< 4)")
-    try:
-        hull = trimesh.convex.convex_hull(points_cam)
-        box = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(hull.vertices))).get_minimal_oriented_bounding_box()
-    except (QhullError, RuntimeError, ValueError) as exc:
-        raise ReconstructionError(f"no convex hull of the visible points: {exc}") from exc
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+        if remove_outliers and len(points_cam) > outlier_neighbours:
+            cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points_cam))
+            _, kept = cloud.remove_statistical_outlier(outlier_neighbours, outlier_std_ratio)
+            points_cam = points_cam[np.asarray(kept, dtype=int)]
+        if len(points_cam) < 4:
+            raise ReconstructionError(f"{len(points_cam)} valid depth points in the mask (< 4)")
+        try:
+            hull = trimesh.convex.convex_hull(points_cam)
+            cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(hull.vertices)))
+            box = cloud.get_minimal_oriented_bounding_box()
+        except (QhullError, RuntimeError, ValueError) as exc:
+            raise ReconstructionError(f"no convex hull of the visible points: {exc}") from exc
     U, _, Vt = np.linalg.svd(np.asarray(box.R, dtype=np.float64))  # re-orthonormalise open3d's rotation
     R = U @ Vt
     if np.linalg.det(R) < 0:
@@ -206,7 +221,7 @@ def baseline_reconstruction(frame: RGBDFrame, mask: np.ndarray) -> tuple[np.ndar
     T_cam_obj = make_transform(R, np.asarray(box.center, dtype=np.float64))
     vertices_obj = transform_points(invert_transform(T_cam_obj), hull.vertices)
     mesh_obj = trimesh.Trimesh(vertices=vertices_obj, faces=np.asarray(hull.faces), process=False)
-    if mesh_obj.volume <= 0:
+    if not mesh_obj.volume > 0:
         raise ReconstructionError("the visible points span no volume")
     return T_cam_obj, np.asarray(box.extent, dtype=np.float64).copy(), mesh_obj
 
@@ -283,13 +298,14 @@ def run_evaluation(
     distance_range: tuple[float, float] = (0.4, 1.2),
     max_occlusion: float = 0.4,
     progress: Callable[[str], None] | None = None,
+    baseline_remove_outliers: bool = True,
 ) -> list[ObjectScore]:
     """Score `backend` and the baseline on every object of `n_scenes` seeded scenes with ground-truth masks.
 
     Scene k has seed `seed + k` and a number of objects drawn from `objects_range` (inclusive) by a generator seeded
     with `seed`; when no scene with that many objects fits the occlusion limit, one object fewer is tried. Returns
     one score per object and method (backend first, then baseline), failures included. `progress` gets one line
-    per scene.
+    per scene. `baseline_remove_outliers` is passed to `baseline_reconstruction`.
     """
     if n_scenes < 0:
         raise ValueError("n_scenes must be >= 0")
@@ -349,7 +365,9 @@ def run_evaluation(
                     _score(truth, scene_seed, method, rec.T_cam_obj, rec.size_obj, rec.mesh_obj, true_points_cam)
                 )
             try:
-                T_cam_obj, size_obj, mesh_obj = baseline_reconstruction(frame, scene.mask(truth.object_id))
+                T_cam_obj, size_obj, mesh_obj = baseline_reconstruction(
+                    frame, scene.mask(truth.object_id), remove_outliers=baseline_remove_outliers
+                )
                 scene_scores.append(_score(truth, scene_seed, BASELINE, T_cam_obj, size_obj, mesh_obj, true_points_cam))
             except Exception as exc:  # noqa: BLE001 - reported as a failure of the baseline
                 scene_scores.append(_failed(truth, scene_seed, BASELINE, f"{type(exc).__name__}: {exc}"))
@@ -469,7 +487,7 @@ def format_report(scores: list[ObjectScore]) -> str:
     n_scenes = len({s.seed for s in scores})
     lines = [
         f"evaluation: {n_scenes} scenes, {len(own)} objects, ground-truth masks; method '{method}' vs baseline "
-        "(convex hull of the visible points, minimal oriented box centre)",
+        "(convex hull of the visible points after statistical outlier removal, minimal oriented box centre)",
         "centre error = distance to the true mesh's bounding-box centre; IoU of oriented boxes (exact); Chamfer and "
         f"F-score@5mm on {N_SURFACE_SAMPLES} surface samples per mesh (sampling floor: Chamfer 1.2-2.3 mm, F 0.97-1.0); "
         "failures count as the worst value",

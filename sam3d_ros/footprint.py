@@ -101,8 +101,11 @@ def fit_footprint(
         diameter_fits = abs(2 * radius - lateral_width) < max(0.005, 0.15 * lateral_width)
         if behind and diameter_fits and 0.005 < radius < max_radius_m and arc_span_rad(side_ab, centre) >= min_arc_rad:
             if rms < max(0.0015, 0.04 * radius):
-                candidates.append(FootprintFit(centre, "circle", rms))
+                # Mean absolute distance to the outline, the same statistic as the rectangle's residual.
+                residual = float(np.mean(np.abs(np.linalg.norm(side_ab - centre, axis=1) - radius)))
+                candidates.append(FootprintFit(centre, "circle", residual))
     outline = side_ab if len(side_ab) >= 20 else points_ab
+    outline = outline[:: max(1, len(outline) // 400)]  # residuals need a few hundred points, not thousands
     rect = best_rectangle(points_ab, outline)
     if rect is not None:
         corners, (w, h) = rect

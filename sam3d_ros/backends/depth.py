@@ -36,7 +36,7 @@ class DepthBackend(ReconstructionBackend):
         self,
         min_points: int = 30,
         erode_px: int = 2,
-        max_points: int = 6000,
+        max_points: int = 2500,
         outlier_neighbours: int = 16,
         outlier_std_ratio: float = 2.0,
         cluster_eps_m: float = 0.015,

@@ -55,6 +55,27 @@ def reconstruct(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if problems else 0
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    """Score a backend and the baseline on seeded rendered YCB scenes; print the report (and write JSON)."""
+    import dataclasses
+    import json
+    import time
+
+    from sam3d_ros.evaluation import format_report, run_evaluation
+
+    start = time.perf_counter()
+    scores = run_evaluation(
+        n_scenes=args.scenes, seed=args.seed, noise=not args.no_noise, backend=args.backend,
+        baseline_remove_outliers=not args.raw_baseline,
+        progress=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
+    )
+    print(format_report(scores))
+    print(f"({time.perf_counter() - start:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(s) for s in scores], indent=1, default=float))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of all sub-commands."""
     parser = argparse.ArgumentParser(prog="sam3d-ros", description=__doc__)
@@ -73,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", type=Path, default=Path("sam3d_out"), help="output folder (default ./sam3d_out)")
     rec.add_argument("--no-glb", action="store_true", help="write PLY meshes only")
     rec.set_defaults(func=reconstruct)
+    ev = sub.add_parser("eval", help="accuracy on seeded rendered YCB scenes against ground truth and a baseline")
+    ev.add_argument("--scenes", type=int, default=40, help="number of scenes (default 40)")
+    ev.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
+    ev.add_argument("--backend", default="depth", help="backend to evaluate (default depth)")
+    ev.add_argument("--no-noise", action="store_true", help="noise-free depth")
+    ev.add_argument("--raw-baseline", action="store_true", help="baseline without statistical outlier removal")
+    ev.add_argument("--json", type=Path, help="also write every per-object score to this JSON file")
+    ev.add_argument("--verbose", action="store_true", help="one progress line per scene on stderr")
+    ev.set_defaults(func=evaluate)
     return parser
 
 

@@ -15,11 +15,18 @@ import numpy as np
 
 @dataclass(frozen=True)
 class FootprintFit:
-    """Footprint centre (a, b) in plane coordinates, the model that gave it and its residual in metres."""
+    """Footprint centre (a, b) in plane coordinates, the model that gave it and its residual in metres.
+
+    A circle also gives its radius; a rectangle its long side's direction (unit, plane coordinates) and its
+    extents (long, short).
+    """
 
     centre_ab: np.ndarray
     model: str  # "circle", "rectangle" or "mirror"
     residual_m: float
+    radius_m: float = float("nan")
+    axis_ab: np.ndarray | None = None
+    extents_m: np.ndarray | None = None
 
 
 def fit_circle(points_ab: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -50,8 +57,9 @@ def _distance_to_rectangle_edges(points_ab: np.ndarray, corners_ab: np.ndarray) 
 
 
 def best_rectangle(points_ab: np.ndarray, outline_ab: np.ndarray) -> tuple[np.ndarray, tuple[float, float]] | None:
-    """Bounding rectangle of `points_ab` aligned with one of their convex hull's edges, the one whose edges the
-    `outline_ab` points lie on best (area breaks ties). Returns (4 corners, (side, side)) or None if degenerate."""
+    """Bounding rectangle of `points_ab` (0.5-99.5 percentiles, robust to stray points) aligned with one of their
+    convex hull's edges, the one whose edges the `outline_ab` points lie on best (area breaks ties).
+    Returns (4 corners, (side along corners[1]-corners[0], other side)) or None if degenerate."""
     hull = cv2.convexHull(points_ab.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     if len(hull) < 3:
         return None
@@ -64,7 +72,8 @@ def best_rectangle(points_ab: np.ndarray, outline_ab: np.ndarray) -> tuple[np.nd
         u = edge / length
         v = np.array([-u[1], u[0]])
         pu, pv = points_ab @ u, points_ab @ v
-        lo_u, hi_u, lo_v, hi_v = pu.min(), pu.max(), pv.min(), pv.max()
+        lo_u, hi_u = np.percentile(pu, [0.5, 99.5])
+        lo_v, hi_v = np.percentile(pv, [0.5, 99.5])
         corners = np.array([lo_u * u + lo_v * v, hi_u * u + lo_v * v, hi_u * u + hi_v * v, lo_u * u + hi_v * v])
         residual = float(np.mean(_distance_to_rectangle_edges(outline_ab, corners)))
         key = (round(residual, 4), (hi_u - lo_u) * (hi_v - lo_v))
@@ -78,7 +87,9 @@ def mirror_centre(points_ab: np.ndarray) -> np.ndarray:
     to at least the middle of the visible depth extent."""
     a, b = points_ab[:, 0], points_ab[:, 1]
     angles = np.arctan2(b, a)
-    left, right = np.argmin(angles), np.argmax(angles)
+    # Robust angular extremes: flying pixels at the silhouette must not move them.
+    left = np.argmin(np.abs(angles - np.percentile(angles, 1)))
+    right = np.argmin(np.abs(angles - np.percentile(angles, 99)))
     depth_mid = (np.percentile(a, 1) + np.percentile(a, 99)) / 2
     return np.array([max((a[left] + a[right]) / 2, depth_mid), (b[left] + b[right]) / 2])
 
@@ -103,7 +114,7 @@ def fit_footprint(
             if rms < max(0.0015, 0.04 * radius):
                 # Mean absolute distance to the outline, the same statistic as the rectangle's residual.
                 residual = float(np.mean(np.abs(np.linalg.norm(side_ab - centre, axis=1) - radius)))
-                candidates.append(FootprintFit(centre, "circle", residual))
+                candidates.append(FootprintFit(centre, "circle", residual, radius_m=radius))
     outline = side_ab if len(side_ab) >= 20 else points_ab
     outline = outline[:: max(1, len(outline) // 400)]  # residuals need a few hundred points, not thousands
     rect = best_rectangle(points_ab, outline)
@@ -111,10 +122,10 @@ def fit_footprint(
         corners, (w, h) = rect
         if min(w, h) >= thin_ratio * max(w, h, 1e-9):
             residual = float(np.mean(_distance_to_rectangle_edges(outline, corners)))
-            # The visible part's rectangle reaches only as far back as the camera saw: never before the mirror rule.
-            centre = corners.mean(axis=0)
-            centre[0] = max(centre[0], mirror_centre(points_ab)[0])
-            candidates.append(FootprintFit(centre, "rectangle", residual))
+            long_side = corners[1] - corners[0] if w >= h else corners[2] - corners[1]
+            axis = long_side / np.linalg.norm(long_side)
+            extents = np.array([max(w, h), min(w, h)])
+            candidates.append(FootprintFit(corners.mean(axis=0), "rectangle", residual, axis_ab=axis, extents_m=extents))
     if not candidates:
         return FootprintFit(mirror_centre(points_ab), "mirror", float("nan"))
     return min(candidates, key=lambda fit: fit.residual_m)

@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import open3d as o3d
 import trimesh
-from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from sam3d_ros.backends.base import ReconstructionBackend, ReconstructionError
-from sam3d_ros.footprint import fit_footprint
+from sam3d_ros.footprint import fit_footprint, mirror_centre
 from sam3d_ros.support_plane import plane_heights
 from sam3d_ros.transforms import invert_transform, make_transform, transform_points
 from sam3d_ros.types import ObjectReconstruction, RGBDFrame, SceneContext
@@ -35,13 +35,14 @@ class DepthBackend(ReconstructionBackend):
     def __init__(
         self,
         min_points: int = 30,
-        erode_px: int = 2,
+        erode_px: int = 0,
         max_points: int = 2500,
         outlier_neighbours: int = 16,
         outlier_std_ratio: float = 2.0,
         cluster_eps_m: float = 0.015,
         table_clearance_m: float = 0.006,
         rest_on_plane_tolerance_m: float = 0.03,
+        box_tolerance_m: float = 0.004,
     ) -> None:
         self.min_points = min_points
         self.erode_px = erode_px
@@ -51,6 +52,7 @@ class DepthBackend(ReconstructionBackend):
         self.cluster_eps_m = cluster_eps_m
         self.table_clearance_m = table_clearance_m
         self.rest_on_plane_tolerance_m = rest_on_plane_tolerance_m
+        self.box_tolerance_m = box_tolerance_m
 
     def reconstruct(
         self, frame: RGBDFrame, mask: np.ndarray, scene: SceneContext, object_id: str = "", label: str = "", score: float = 1.0
@@ -66,9 +68,34 @@ class DepthBackend(ReconstructionBackend):
                 points_cam, colors = points_cam[keep], colors[keep]
         points_cam, colors = self._remove_outliers(points_cam, colors)
         up_cam, plane_d = self._vertical(plane, points_cam)
-        completed_cam, completed_colors = self._complete(points_cam, colors, up_cam, plane_d)
-        T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
-        mesh_obj = self._mesh(transform_points(invert_transform(T_cam_obj), completed_cam), completed_colors)
+        basis = _PlaneBasis.facing(points_cam, up_cam, plane_d)
+        points_ab = basis.to_ab(points_cam)
+        side = np.abs(self._normals(points_cam) @ up_cam) < 0.6
+        fit = fit_footprint(points_ab, points_ab[side])
+        heights = points_cam @ up_cam + plane_d
+        height = float(np.percentile(heights, 99.5))
+        model = fit.model
+        if model == "circle":
+            T_cam_obj, size_obj = self._primitive_frame(basis, fit.centre_ab, np.array([1.0, 0.0]), height)
+            size_obj[:2] = 2 * fit.radius_m
+            primitive = trimesh.creation.cylinder(radius=fit.radius_m, height=height, sections=48)
+        elif model == "rectangle" and fit.residual_m <= max(self.box_tolerance_m, 0.08 * fit.extents_m[1]):
+            T_cam_obj, size_obj = self._primitive_frame(basis, fit.centre_ab, fit.axis_ab, height)
+            size_obj[:2] = fit.extents_m
+            primitive = trimesh.creation.box(extents=size_obj)
+            model = "box"
+        else:
+            primitive = None
+        if primitive is not None:
+            mesh_obj = self._coloured(_subdivided(primitive), transform_points(invert_transform(T_cam_obj), points_cam), colors)
+        else:
+            model = "mirrored hull"
+            centre_ab = fit.centre_ab.copy()
+            # The visible part reaches only as far back as the camera saw: never before the mirror rule.
+            centre_ab[0] = max(centre_ab[0], mirror_centre(points_ab)[0])
+            completed_cam, completed_colors = self._complete(points_cam, colors, basis, centre_ab, heights)
+            T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
+            mesh_obj = self._mesh(transform_points(invert_transform(T_cam_obj), completed_cam), completed_colors)
         return ObjectReconstruction(
             object_id=object_id,
             label=label,
@@ -79,7 +106,7 @@ class DepthBackend(ReconstructionBackend):
             mask=mask,
             metric_scale=True,
             backend=self.name,
-            info={"observed_points": int(len(points_cam)), "on_support_plane": plane is not None, "fit": self._last_fit.model},
+            info={"observed_points": int(len(points_cam)), "on_support_plane": plane is not None, "shape": model},
         )
 
     # -- steps -------------------------------------------------------------------------------------------------
@@ -135,31 +162,32 @@ class DepthBackend(ReconstructionBackend):
         return up_cam, -float(np.percentile(points_cam @ up_cam, 1))
 
     def _complete(
-        self, points_cam: np.ndarray, colors: np.ndarray, up_cam: np.ndarray, plane_d: float
+        self, points_cam: np.ndarray, colors: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Visible points plus their mirror through the object's vertical axis plus the footprint on the bottom."""
-        heights = points_cam @ up_cam + plane_d
-        base_cam = points_cam - np.outer(heights, up_cam)  # projections onto the bottom plane
-        camera_base = -up_cam * plane_d  # the camera origin projected onto the bottom plane
-        along_view = base_cam.mean(axis=0) - camera_base  # horizontal direction from the camera to the object
-        along_view /= np.linalg.norm(along_view)
-        lateral = np.cross(up_cam, along_view)
-        rel = base_cam - camera_base
-        a, b = rel @ along_view, rel @ lateral
-        normals_cam = self._normals(points_cam)
-        side = np.abs(normals_cam @ up_cam) < 0.6
-        fit = fit_footprint(np.column_stack([a, b]), np.column_stack([a[side], b[side]]))
-        self._last_fit = fit  # for info
-        centre_a, centre_b = fit.centre_ab
-        mirrored_a, mirrored_b = 2 * centre_a - a, 2 * centre_b - b
-        mirrored_cam = camera_base + np.outer(mirrored_a, along_view) + np.outer(mirrored_b, lateral) + np.outer(
-            heights, up_cam
-        )
+        """Visible points plus their mirror through the vertical axis at `centre_ab`, plus both projected to the bottom."""
+        mirrored_cam = basis.from_ab(2 * centre_ab - basis.to_ab(points_cam), heights)
         sides_cam = np.vstack([points_cam, mirrored_cam])
-        bottom_cam = sides_cam - np.outer(sides_cam @ up_cam + plane_d, up_cam)
-        completed_cam = np.vstack([sides_cam, bottom_cam])
-        completed_colors = np.vstack([colors, colors, colors, colors])
-        return completed_cam, completed_colors
+        sides_heights = np.concatenate([heights, heights])
+        bottom_cam = sides_cam - np.outer(sides_heights, basis.up_cam)
+        return np.vstack([sides_cam, bottom_cam]), np.vstack([colors, colors, colors, colors])
+
+    def _primitive_frame(
+        self, basis: "_PlaneBasis", centre_ab: np.ndarray, axis_ab: np.ndarray, height: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """T_cam_obj of a primitive standing on the bottom plane (z up, x along `axis_ab` with the sign rule)."""
+        x_cam = axis_ab[0] * basis.along_view + axis_ab[1] * basis.lateral
+        if x_cam[0] < 0:  # x points into the camera's right half
+            x_cam = -x_cam
+        centre_cam = basis.from_ab(centre_ab[None, :], np.array([height / 2]))[0]
+        R_cam_obj = np.stack([x_cam, np.cross(basis.up_cam, x_cam), basis.up_cam], axis=-1)
+        return make_transform(R_cam_obj, centre_cam), np.array([0.0, 0.0, height])
+
+    @staticmethod
+    def _coloured(mesh_obj: trimesh.Trimesh, points_obj: np.ndarray, colors: np.ndarray) -> trimesh.Trimesh:
+        """The mesh with RGBA vertex colours of the nearest observed point."""
+        _, nearest = cKDTree(points_obj).query(mesh_obj.vertices)
+        rgba = np.hstack([colors[nearest], np.full((len(nearest), 1), 255, np.uint8)])
+        return trimesh.Trimesh(mesh_obj.vertices, mesh_obj.faces, vertex_colors=rgba, process=False)
 
     @staticmethod
     def _normals(points_cam: np.ndarray) -> np.ndarray:
@@ -212,3 +240,41 @@ class DepthBackend(ReconstructionBackend):
         faces[inward] = faces[inward][:, ::-1]
         rgba = np.hstack([completed_colors[used], np.full((len(used), 1), 255, np.uint8)])
         return trimesh.Trimesh(vertices, faces, vertex_colors=rgba, process=False)
+
+
+def _subdivided(mesh: trimesh.Trimesh, max_edge_m: float = 0.015) -> trimesh.Trimesh:
+    """Split faces until no edge is longer than `max_edge_m`, so vertex colours can vary over the surface."""
+    vertices, faces = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, max_edge=max_edge_m, max_iter=6)
+    return trimesh.Trimesh(vertices, faces, process=True)
+
+
+class _PlaneBasis:
+    """Coordinates on the bottom plane: `a` horizontal away from the camera toward the object, `b` lateral."""
+
+    def __init__(self, up_cam: np.ndarray, plane_d: float, along_view: np.ndarray) -> None:
+        self.up_cam = up_cam
+        self.plane_d = plane_d
+        self.camera_base = -up_cam * plane_d  # the camera origin projected onto the plane
+        self.along_view = along_view
+        self.lateral = np.cross(up_cam, along_view)
+
+    @classmethod
+    def facing(cls, points_cam: np.ndarray, up_cam: np.ndarray, plane_d: float) -> "_PlaneBasis":
+        """Basis whose `a` axis points from the camera to the centroid of `points_cam`."""
+        centroid = points_cam.mean(axis=0)
+        along = centroid - up_cam * (centroid @ up_cam + plane_d) + up_cam * plane_d
+        return cls(up_cam, plane_d, along / np.linalg.norm(along))
+
+    def to_ab(self, points_cam: np.ndarray) -> np.ndarray:
+        """(N, 2) plane coordinates of points (their vertical projections)."""
+        rel = points_cam - self.camera_base
+        return np.column_stack([rel @ self.along_view, rel @ self.lateral])
+
+    def from_ab(self, points_ab: np.ndarray, heights: np.ndarray) -> np.ndarray:
+        """Points in the optical frame at plane coordinates `points_ab` and `heights` above the plane."""
+        return (
+            self.camera_base
+            + np.outer(points_ab[:, 0], self.along_view)
+            + np.outer(points_ab[:, 1], self.lateral)
+            + np.outer(heights, self.up_cam)
+        )

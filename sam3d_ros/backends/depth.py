@@ -43,6 +43,7 @@ class DepthBackend(ReconstructionBackend):
         table_clearance_m: float = 0.006,
         rest_on_plane_tolerance_m: float = 0.03,
         box_tolerance_m: float = 0.004,
+        smoothing_neighbours: int = 12,
     ) -> None:
         self.min_points = min_points
         self.erode_px = erode_px
@@ -53,6 +54,7 @@ class DepthBackend(ReconstructionBackend):
         self.table_clearance_m = table_clearance_m
         self.rest_on_plane_tolerance_m = rest_on_plane_tolerance_m
         self.box_tolerance_m = box_tolerance_m
+        self.smoothing_neighbours = smoothing_neighbours
 
     def reconstruct(
         self, frame: RGBDFrame, mask: np.ndarray, scene: SceneContext, object_id: str = "", label: str = "", score: float = 1.0
@@ -67,6 +69,7 @@ class DepthBackend(ReconstructionBackend):
             if keep.sum() >= self.min_points:
                 points_cam, colors = points_cam[keep], colors[keep]
         points_cam, colors = self._remove_outliers(points_cam, colors)
+        points_cam = self._smooth(points_cam)
         up_cam, plane_d = self._vertical(plane, points_cam)
         basis = _PlaneBasis.facing(points_cam, up_cam, plane_d)
         points_ab = basis.to_ab(points_cam)
@@ -188,6 +191,14 @@ class DepthBackend(ReconstructionBackend):
         _, nearest = cKDTree(points_obj).query(mesh_obj.vertices)
         rgba = np.hstack([colors[nearest], np.full((len(nearest), 1), 255, np.uint8)])
         return trimesh.Trimesh(mesh_obj.vertices, mesh_obj.faces, vertex_colors=rgba, process=False)
+
+    def _smooth(self, points_cam: np.ndarray) -> np.ndarray:
+        """Each point replaced by the mean of its nearest neighbours: depth noise (mostly along the viewing ray)
+        averages out before the hull, which would otherwise follow the outermost noisy points."""
+        if self.smoothing_neighbours <= 1 or len(points_cam) <= self.smoothing_neighbours:
+            return points_cam
+        _, neighbours = cKDTree(points_cam).query(points_cam, k=self.smoothing_neighbours)
+        return points_cam[neighbours].mean(axis=1)
 
     @staticmethod
     def _normals(points_cam: np.ndarray) -> np.ndarray:

@@ -76,6 +76,14 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """Time the first reconstruction of 640x480 frames with 1, 5 and 10 objects; print medians and peak memory."""
+    from sam3d_ros.benchmark import format_bench, run_benchmark
+
+    print(format_bench(run_benchmark(tuple(args.objects), args.repeats, args.backend), args.backend))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of all sub-commands."""
     parser = argparse.ArgumentParser(prog="sam3d-ros", description=__doc__)
@@ -103,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, help="also write every per-object score to this JSON file")
     ev.add_argument("--verbose", action="store_true", help="one progress line per scene on stderr")
     ev.set_defaults(func=evaluate)
+    be = sub.add_parser("bench", help="time and peak memory of the first reconstruction (640x480)")
+    be.add_argument("--objects", type=int, nargs="+", default=[1, 5, 10], help="objects per frame (default 1 5 10)")
+    be.add_argument("--repeats", type=int, default=9, help="frames per size (default 9)")
+    be.add_argument("--backend", default="depth", help="backend (default depth)")
+    be.set_defaults(func=bench)
     return parser
 
 

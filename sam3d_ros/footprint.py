@@ -63,23 +63,28 @@ def best_rectangle(points_ab: np.ndarray, outline_ab: np.ndarray) -> tuple[np.nd
     hull = cv2.convexHull(points_ab.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     if len(hull) < 3:
         return None
+    edges = np.roll(hull, -1, axis=0) - hull
+    lengths = np.linalg.norm(edges, axis=1)
+    edges = edges[lengths > 1e-6] / lengths[lengths > 1e-6, None]
+    # Rectangles repeat every 90 degrees: one candidate per degree of edge direction.
+    angles = np.unique(np.round(np.degrees(np.arctan2(edges[:, 1], edges[:, 0])) % 90.0).astype(int) % 90)
     best, best_key = None, None
-    for start, end in zip(hull, np.roll(hull, -1, axis=0)):
-        edge = end - start
-        length = np.linalg.norm(edge)
-        if length < 1e-6:
-            continue
-        u = edge / length
+    for angle in np.radians(angles):
+        u = np.array([np.cos(angle), np.sin(angle)])
         v = np.array([-u[1], u[0]])
         pu, pv = points_ab @ u, points_ab @ v
-        lo_u, hi_u = np.percentile(pu, [0.5, 99.5])
-        lo_v, hi_v = np.percentile(pv, [0.5, 99.5])
+        lo_u, hi_u, lo_v, hi_v = pu.min(), pu.max(), pv.min(), pv.max()
         corners = np.array([lo_u * u + lo_v * v, hi_u * u + lo_v * v, hi_u * u + hi_v * v, lo_u * u + hi_v * v])
         residual = float(np.mean(_distance_to_rectangle_edges(outline_ab, corners)))
         key = (round(residual, 4), (hi_u - lo_u) * (hi_v - lo_v))
         if best_key is None or key < best_key:
-            best, best_key = (corners, (float(hi_u - lo_u), float(hi_v - lo_v))), key
-    return best
+            best, best_key = (u, v), key
+    if best is None:
+        return None
+    u, v = best
+    (lo_u, hi_u), (lo_v, hi_v) = np.percentile(points_ab @ u, [0.5, 99.5]), np.percentile(points_ab @ v, [0.5, 99.5])
+    corners = np.array([lo_u * u + lo_v * v, hi_u * u + lo_v * v, hi_u * u + hi_v * v, lo_u * u + hi_v * v])
+    return corners, (float(hi_u - lo_u), float(hi_v - lo_v))
 
 
 def mirror_centre(points_ab: np.ndarray) -> np.ndarray:

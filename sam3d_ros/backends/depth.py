@@ -44,6 +44,7 @@ class DepthBackend(ReconstructionBackend):
         rest_on_plane_tolerance_m: float = 0.03,
         box_tolerance_m: float = 0.004,
         smoothing_neighbours: int = 12,
+        cluster_points: int = 800,
     ) -> None:
         self.min_points = min_points
         self.erode_px = erode_px
@@ -55,6 +56,7 @@ class DepthBackend(ReconstructionBackend):
         self.rest_on_plane_tolerance_m = rest_on_plane_tolerance_m
         self.box_tolerance_m = box_tolerance_m
         self.smoothing_neighbours = smoothing_neighbours
+        self.cluster_points = cluster_points
 
     def reconstruct(
         self, frame: RGBDFrame, mask: np.ndarray, scene: SceneContext, object_id: str = "", label: str = "", score: float = 1.0
@@ -139,13 +141,15 @@ class DepthBackend(ReconstructionBackend):
         kept = np.asarray(kept, dtype=int)
         if len(kept) >= self.min_points:
             points_cam, colors = points_cam[kept], colors[kept]
-            cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points_cam))
-        # Cluster radius grows with distance: neighbouring pixels are z / f apart.
+        # Cluster radius grows with distance: neighbouring pixels are z / f apart. DBSCAN runs on an even subset
+        # (its cost grows fast with density); every point within eps of the largest cluster is kept.
         eps = max(self.cluster_eps_m, 4.0 * float(np.median(points_cam[:, 2])) / 600.0)
-        labels = np.asarray(cloud.cluster_dbscan(eps, 8))
+        subset = points_cam[:: max(1, len(points_cam) // self.cluster_points)]
+        labels = np.asarray(o3d.geometry.PointCloud(o3d.utility.Vector3dVector(subset)).cluster_dbscan(eps, 4))
         if labels.max() >= 0:
-            largest = np.bincount(labels[labels >= 0]).argmax()
-            keep = labels == largest
+            largest = subset[labels == np.bincount(labels[labels >= 0]).argmax()]
+            distance, _ = cKDTree(largest).query(points_cam, distance_upper_bound=eps)
+            keep = np.isfinite(distance)
             if keep.sum() >= self.min_points:
                 points_cam, colors = points_cam[keep], colors[keep]
         if len(points_cam) < self.min_points:

@@ -21,6 +21,7 @@ from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from sam3d_ros.backends.base import ReconstructionBackend, ReconstructionError
 from sam3d_ros.footprint import fit_footprint, mirror_centre
+from sam3d_ros.sliced_solid import sliced_solid
 from sam3d_ros.support_plane import plane_heights
 from sam3d_ros.transforms import invert_transform, make_transform, transform_points
 from sam3d_ros.types import ObjectReconstruction, RGBDFrame, SceneContext
@@ -100,7 +101,12 @@ class DepthBackend(ReconstructionBackend):
             centre_ab[0] = max(centre_ab[0], mirror_centre(points_ab)[0])
             completed_cam, completed_colors = self._complete(points_cam, colors, basis, centre_ab, heights)
             T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
-            mesh_obj = self._mesh(transform_points(invert_transform(T_cam_obj), completed_cam), completed_colors)
+            completed_obj = transform_points(invert_transform(T_cam_obj), completed_cam)
+            try:
+                lofted = sliced_solid(completed_obj, (-size_obj[2] / 2, size_obj[2] / 2))
+            except ValueError as exc:
+                raise ReconstructionError(f"object points give no cross-section: {exc}") from exc
+            mesh_obj = self._coloured(lofted, completed_obj, completed_colors)
         return ObjectReconstruction(
             object_id=object_id,
             label=label,

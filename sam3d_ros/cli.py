@@ -9,6 +9,7 @@ import numpy as np
 
 from sam3d_ros import files
 from sam3d_ros.backends import create_backend
+from sam3d_ros.box_segmenter import create_box_segmenter
 from sam3d_ros.pipeline import PerceptionPipeline
 from sam3d_ros.segmentation import labels_to_prompts
 from sam3d_ros.types import InputError, RGBDFrame
@@ -41,11 +42,14 @@ def reconstruct(args: argparse.Namespace) -> int:
             known = {p.object_id for p in prompts}
             problems += [f"object {i}: unknown id (present: {', '.join(sorted(known))})" for i in args.ids if i not in known]
             prompts = [p for p in prompts if p.object_id in set(args.ids)]
-        pipeline = PerceptionPipeline(create_backend(args.backend))
+        segmenter, segmenter_line = create_box_segmenter(args.models_dir, args.sam_checkpoint, args.box_segmentation)
+        if args.detections is not None:
+            print(segmenter_line, file=sys.stderr)
+        pipeline = PerceptionPipeline(create_backend(args.backend), box_segmenter=segmenter)
         result = pipeline.process(RGBDFrame(rgb, depth_m, intrinsics, args.frame_id), prompts)
     except InputError as exc:
         return _fail(str(exc))
-    except ValueError as exc:  # unknown backend
+    except ValueError as exc:  # unknown backend or box segmentation method, unusable checkpoint
         return _fail(str(exc))
     path = files.write_results(args.out, args.frame_id, result.objects, glb=not args.no_glb)
     print(f"wrote {len(result.objects)} object(s) to {path}")
@@ -98,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--detections", type=Path, help='JSON list of {"id", "label", "score", "bbox": [x_min, y_min, x_max, y_max]}')
     rec.add_argument("--ids", nargs="+", help="reconstruct only these object ids")
     rec.add_argument("--backend", default="depth", help="reconstruction backend (default: depth)")
+    rec.add_argument("--box-segmentation", default="auto", choices=["auto", "sam", "u2netp", "depth"],
+                     help="masks from --detections boxes (default auto: SAM with a checkpoint, else U^2-Net-p, else depth)")
+    rec.add_argument("--sam-checkpoint", default="", help="Segment Anything checkpoint (relative to --models-dir or absolute)")
+    rec.add_argument("--models-dir", type=Path, default=Path(__file__).resolve().parent.parent / "models", help="model folder")
     rec.add_argument("--frame-id", default="camera_color_optical_frame", help="optical frame the poses are in")
     rec.add_argument("--out", type=Path, default=Path("sam3d_out"), help="output folder (default ./sam3d_out)")
     rec.add_argument("--no-glb", action="store_true", help="write PLY meshes only")

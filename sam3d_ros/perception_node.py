@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from pathlib import Path
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from visualization_msgs.msg import MarkerArray
 
 from sam3d_ros import conversions
 from sam3d_ros.backends import create_backend
+from sam3d_ros.box_segmenter import create_box_segmenter
 from sam3d_ros.pipeline import PerceptionPipeline
 from sam3d_ros.segmentation import labels_to_prompts
 from sam3d_ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
@@ -27,6 +29,10 @@ from sam3d_ros.types import InputError, RGBDFrame
 #: name -> (default, description). Every parameter is declared from this table and documented in config/perception.yaml.
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "backend": ("depth", "Reconstruction backend: 'depth' (built-in geometric RGB-D, CPU)."),
+    "box_segmentation": ("auto", "Masks from detection boxes: 'auto' (SAM with a checkpoint, else U^2-Net-p if installed, else depth), 'sam', 'u2netp' or 'depth'."),
+    "sam_checkpoint": ("", "Segment Anything checkpoint file, relative to models_dir or absolute ('' = none)."),
+    "sam_device": ("cpu", "Torch device for Segment Anything ('cpu', 'cuda')."),
+    "models_dir": ("", "Folder of model files ('' = the package's models/ folder)."),
     "frame_prefix": ("sam3d_object_", "TF child frame of an object: <frame_prefix><object id>."),
     "segmentation_input": ("auto", "Which segmentation to use: 'auto' (masks when a frame has them, else detections), 'masks' or 'detections'."),
     "sync_slop_s": (0.05, "Largest stamp difference (s) between the image and its depth or camera_info."),
@@ -43,6 +49,16 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 }
 
 
+def default_models_dir() -> Path:
+    """The installed share/sam3d_ros/models (colcon) or the source tree's models/ folder."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("sam3d_ros")) / "models"
+    except (ImportError, LookupError, OSError):  # no ament index here (pip install): the source tree
+        return Path(__file__).resolve().parent.parent / "models"
+
+
 class PerceptionNode(Node):
     """Subscribes to image, camera_info, depth, masks and detections; publishes ~/detections, ~/markers and /tf."""
 
@@ -54,7 +70,13 @@ class PerceptionNode(Node):
         self.params = p
         if p["segmentation_input"] not in SEGMENTATION_MODES:
             raise ValueError(f"segmentation_input must be one of {SEGMENTATION_MODES}, got '{p['segmentation_input']}'")
-        self.pipeline = PerceptionPipeline(create_backend(p["backend"]), min_mask_pixels=int(p["min_mask_pixels"]))
+        box_segmenter, segmenter_line = create_box_segmenter(
+            p["models_dir"] or default_models_dir(), p["sam_checkpoint"], p["box_segmentation"], p["sam_device"]
+        )
+        self.get_logger().info(segmenter_line)
+        self.pipeline = PerceptionPipeline(
+            create_backend(p["backend"]), min_mask_pixels=int(p["min_mask_pixels"]), box_segmenter=box_segmenter
+        )
         self.assembler = FrameAssembler(
             float(p["sync_slop_s"]), int(p["sync_queue_size"]), float(p["depth_timeout_s"]), p["segmentation_input"],
             float(p["segmentation_slop_s"]),

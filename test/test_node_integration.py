@@ -113,3 +113,38 @@ def test_malformed_frames_are_skipped_and_the_next_good_one_processed(node_and_c
     log = log_path.read_text()
     for expected in ("depth image is 320x240 but colour image is 640x480", "yuv422_yuy2", "no valid pixel", "no object pixel"):
         assert expected in log, f"missing warning '{expected}' in node log:\n{log}"
+
+
+def test_detection_boxes_are_segmented_and_reconstructed(node_and_client):
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+    process, client, log_path = node_and_client
+    scene = random_tabletop_scene(13, n_objects=3, distance_range=(0.5, 1.0), names=BOXES_AND_CANS)
+    detections = Detection2DArray()
+    for obj in scene.objects:
+        rows, cols = np.nonzero(scene.labels == obj.object_id)
+        det = Detection2D(id=f"det_{obj.object_id}")
+        det.bbox.center.position.x = float(cols.min() + cols.max()) / 2
+        det.bbox.center.position.y = float(rows.min() + rows.max()) / 2
+        det.bbox.size_x = float(cols.max() - cols.min() + 8)
+        det.bbox.size_y = float(rows.max() - rows.min() + 8)
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = obj.name, 0.8
+        det.results.append(hypothesis)
+        detections.detections.append(det)
+    stamp = _stamp_ns()
+    out = None
+    for _ in range(3):
+        client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, detections=detections)
+        out = client.wait_for_outputs(stamp, n_transforms=len(scene.objects), timeout_s=15.0)
+        if out is not None:
+            break
+    assert out is not None, f"no output for a detections frame; node log:\n{log_path.read_text()}"
+    by_id = {d.id: d for d in out.detections.detections}
+    for obj in scene.objects:
+        det = by_id[f"det_{obj.object_id}"]
+        assert det.results[0].hypothesis.class_id == obj.name
+        p = det.bbox.center.position
+        assert np.linalg.norm(np.array([p.x, p.y, p.z]) - obj.center_cam) < 0.025, obj.name
+        assert f"sam3d_object_det_{obj.object_id}" in out.transforms
+    assert "box segmentation:" in log_path.read_text()

@@ -65,9 +65,14 @@ def evaluate(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from sam3d_ros.evaluation import format_report, run_evaluation
+    from sam3d_ros.evaluation import evaluate_box_masks, format_box_mask_report, format_report, run_evaluation
 
     start = time.perf_counter()
+    if args.box_masks:
+        print("mask IoU of box segmentation (boxes = true mask box + 4 px, 4 objects per scene)")
+        print(format_box_mask_report(evaluate_box_masks(args.box_masks, args.scenes, args.seed, not args.no_noise)))
+        print(f"({time.perf_counter() - start:.0f} s)")
+        return 0
     scores = run_evaluation(
         n_scenes=args.scenes, seed=args.seed, noise=not args.no_noise, backend=args.backend,
         baseline_remove_outliers=not args.raw_baseline,
@@ -117,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-noise", action="store_true", help="noise-free depth")
     ev.add_argument("--raw-baseline", action="store_true", help="baseline without statistical outlier removal")
     ev.add_argument("--json", type=Path, help="also write every per-object score to this JSON file")
+    ev.add_argument("--box-masks", nargs="+", choices=["depth", "u2netp", "sam"],
+                    help="instead: mask IoU of these box segmentation methods")
     ev.add_argument("--verbose", action="store_true", help="one progress line per scene on stderr")
     ev.set_defaults(func=evaluate)
     be = sub.add_parser("bench", help="time and peak memory of the first reconstruction (640x480)")

@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import open3d as o3d
@@ -522,4 +523,47 @@ def format_report(scores: list[ObjectScore]) -> str:
     failures = [s for s in scores if not s.ok]
     lines += ["", f"failures: {len(failures)}"]
     lines += [f"  {s.method}: seed {s.seed} object {s.object_id} {s.name}: {s.error}" for s in failures]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Masks from detection boxes
+
+
+def evaluate_box_masks(
+    methods: Sequence[str] = ("depth", "u2netp"), n_scenes: int = 20, seed: int = 0, noise: bool = True,
+    n_objects: int = 4, pad_px: int = 4, models_dir: Path | None = None,
+) -> dict[str, list[float]]:
+    """Mask IoU against the true masks of each box segmentation method, boxes = true mask bounding box + `pad_px`,
+    on seeded rendered scenes (the support plane estimated from depth outside the boxes, as the pipeline does)."""
+    from sam3d_ros.box_segmenter import create_box_segmenter, mask_iou
+    from sam3d_ros.segmentation import clip_box
+    from sam3d_ros.support_plane import estimate_support_plane
+
+    models_dir = models_dir or Path(__file__).resolve().parent.parent / "models"
+    segmenters = {m: create_box_segmenter(models_dir, method=m)[0] for m in methods}
+    ious: dict[str, list[float]] = {m: [] for m in methods}
+    for k in range(n_scenes):
+        scene = random_tabletop_scene(seed + k, n_objects=n_objects, noise=NoiseModel() if noise else None)
+        height, width = scene.labels.shape
+        boxes, exclude = [], np.zeros((height, width), bool)
+        for obj in scene.objects:
+            rows, cols = np.nonzero(scene.labels == obj.object_id)
+            box = (cols.min() - pad_px, rows.min() - pad_px, cols.max() + 1 + pad_px, rows.max() + 1 + pad_px)
+            boxes.append(box)
+            x0, y0, x1, y1 = clip_box(box, width, height)
+            exclude[y0:y1, x0:x1] = True
+        plane = estimate_support_plane(scene.depth_m, scene.intrinsics, exclude)
+        for method, segmenter in segmenters.items():
+            masks = segmenter.segment(scene.rgb, scene.depth_m, scene.intrinsics, boxes, plane)
+            ious[method] += [mask_iou(m, scene.labels == o.object_id) for m, o in zip(masks, scene.objects)]
+    return ious
+
+
+def format_box_mask_report(ious: dict[str, list[float]]) -> str:
+    """Mean, minimum, 10th percentile and median IoU per method."""
+    lines = [f"{'method':<10} {'n':>4} {'mean':>6} {'min':>6} {'p10':>6} {'median':>7}"]
+    for method, values in ious.items():
+        v = np.asarray(values)
+        lines.append(f"{method:<10} {len(v):>4} {v.mean():6.3f} {v.min():6.3f} {np.percentile(v, 10):6.3f} {np.median(v):7.3f}")
     return "\n".join(lines)

@@ -265,3 +265,11 @@ def test_a_failing_backend_is_reported_not_dropped(monkeypatch):
     assert all(s.ok for s in baseline)
     report = format_report(scores)
     assert "FAIL  centre error median (cm) <=" in report and "failures: 2" in report
+
+
+def test_box_mask_evaluation_scores_every_object():
+    from sam3d_ros.evaluation import evaluate_box_masks, format_box_mask_report
+
+    ious = evaluate_box_masks(["depth"], n_scenes=1, seed=3)
+    assert len(ious["depth"]) == 4 and min(ious["depth"]) > 0.85
+    assert format_box_mask_report(ious).splitlines()[1].startswith("depth         4")

@@ -45,7 +45,8 @@ def reconstruct(args: argparse.Namespace) -> int:
         segmenter, segmenter_line = create_box_segmenter(args.models_dir, args.sam_checkpoint, args.box_segmentation)
         if args.detections is not None:
             print(segmenter_line, file=sys.stderr)
-        pipeline = PerceptionPipeline(create_backend(args.backend), box_segmenter=segmenter)
+        options = {"worker": args.sam3d_worker, "timeout_s": args.sam3d_timeout} if args.backend == "sam3d" else {}
+        pipeline = PerceptionPipeline(create_backend(args.backend, **options), box_segmenter=segmenter)
         result = pipeline.process(RGBDFrame(rgb, depth_m, intrinsics, args.frame_id), prompts)
     except InputError as exc:
         return _fail(str(exc))
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Argument parser of all sub-commands."""
     parser = argparse.ArgumentParser(prog="sam3d-ros", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="serve SAM 3D Objects to nodes and CLIs over ZeroMQ (sam3d-ros worker --help)",
+                   add_help=False)
     rec = sub.add_parser("reconstruct", help="reconstruct the objects of one RGB-D frame from files")
     rec.add_argument("--rgb", type=Path, required=True, help="8-bit PNG/JPEG colour image")
     rec.add_argument("--depth", type=Path, required=True, help="16-bit PNG (value x --depth-scale = metres) or .npy float32 metres")
@@ -106,11 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--masks", type=Path, help="8- or 16-bit label PNG, 0 = background, value = object id")
     seg.add_argument("--detections", type=Path, help='JSON list of {"id", "label", "score", "bbox": [x_min, y_min, x_max, y_max]}')
     rec.add_argument("--ids", nargs="+", help="reconstruct only these object ids")
-    rec.add_argument("--backend", default="depth", help="reconstruction backend (default: depth)")
+    rec.add_argument("--backend", default="depth", help="reconstruction backend: depth (default) or sam3d")
     rec.add_argument("--box-segmentation", default="auto", choices=["auto", "sam", "u2netp", "depth"],
                      help="masks from --detections boxes (default auto: SAM with a checkpoint, else U^2-Net-p, else depth)")
     rec.add_argument("--sam-checkpoint", default="", help="Segment Anything checkpoint (relative to --models-dir or absolute)")
     rec.add_argument("--models-dir", type=Path, default=Path(__file__).resolve().parent.parent / "models", help="model folder")
+    rec.add_argument("--sam3d-worker", nargs="+", default=["tcp://127.0.0.1:5555"],
+                     help="ZeroMQ endpoint(s) of SAM 3D workers (--backend sam3d)")
+    rec.add_argument("--sam3d-timeout", type=float, default=120.0, help="seconds to wait for one SAM 3D object")
     rec.add_argument("--frame-id", default="camera_color_optical_frame", help="optical frame the poses are in")
     rec.add_argument("--out", type=Path, default=Path("sam3d_out"), help="output folder (default ./sam3d_out)")
     rec.add_argument("--no-glb", action="store_true", help="write PLY meshes only")
@@ -136,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `sam3d-ros`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:  # the worker has its own parser and runs in the model's environment
+        from sam3d_ros.sam3d_worker import main as worker_main
+
+        return worker_main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

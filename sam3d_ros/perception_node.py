@@ -28,7 +28,9 @@ from sam3d_ros.types import InputError, RGBDFrame
 
 #: name -> (default, description). Every parameter is declared from this table and documented in config/perception.yaml.
 PARAMETERS: dict[str, tuple[Any, str]] = {
-    "backend": ("depth", "Reconstruction backend: 'depth' (built-in geometric RGB-D, CPU)."),
+    "backend": ("depth", "Reconstruction backend: 'depth' (built-in geometric RGB-D, CPU) or 'sam3d' (SAM 3D Objects worker)."),
+    "sam3d_worker": ("tcp://127.0.0.1:5555", "ZeroMQ endpoint(s) of SAM 3D workers (`sam3d-ros worker`), comma-separated."),
+    "sam3d_timeout_s": (120.0, "Longest wait (s) for one SAM 3D reconstruction before the object falls back to the depth backend."),
     "box_segmentation": ("auto", "Masks from detection boxes: 'auto' (SAM with a checkpoint, else U^2-Net-p if installed, else depth), 'sam', 'u2netp' or 'depth'."),
     "sam_checkpoint": ("", "Segment Anything checkpoint file, relative to models_dir or absolute ('' = none)."),
     "sam_device": ("cpu", "Torch device for Segment Anything ('cpu', 'cuda')."),
@@ -74,8 +76,15 @@ class PerceptionNode(Node):
             p["models_dir"] or default_models_dir(), p["sam_checkpoint"], p["box_segmentation"], p["sam_device"]
         )
         self.get_logger().info(segmenter_line)
+        backend_options: dict[str, Any] = {}
+        fallback = None
+        if p["backend"] == "sam3d":
+            workers = [w.strip() for w in p["sam3d_worker"].split(",") if w.strip()]
+            backend_options = {"worker": workers, "timeout_s": float(p["sam3d_timeout_s"])}
+            fallback = create_backend("depth")  # a dead or slow worker: the object still gets a result
         self.pipeline = PerceptionPipeline(
-            create_backend(p["backend"]), min_mask_pixels=int(p["min_mask_pixels"]), box_segmenter=box_segmenter
+            create_backend(p["backend"], **backend_options), min_mask_pixels=int(p["min_mask_pixels"]),
+            box_segmenter=box_segmenter, fallback=fallback,
         )
         self.assembler = FrameAssembler(
             float(p["sync_slop_s"]), int(p["sync_queue_size"]), float(p["depth_timeout_s"]), p["segmentation_input"],

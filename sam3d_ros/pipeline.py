@@ -25,9 +25,12 @@ class PerceptionPipeline:
     """Segment (when only boxes came), estimate the support plane, reconstruct every object with one backend."""
 
     def __init__(
-        self, backend: ReconstructionBackend, min_mask_pixels: int = 50, box_segmenter: BoxSegmenter | None = None
+        self, backend: ReconstructionBackend, min_mask_pixels: int = 50, box_segmenter: BoxSegmenter | None = None,
+        fallback: ReconstructionBackend | None = None,
     ) -> None:
+        """`fallback` (e.g. the depth backend behind a SAM 3D worker) reconstructs an object the backend fails on."""
         self.backend = backend
+        self.fallback = fallback
         self.min_mask_pixels = min_mask_pixels
         self.box_segmenter = box_segmenter or DepthBoxSegmenter()
 
@@ -69,7 +72,15 @@ class PerceptionPipeline:
             try:
                 obj = self.backend.reconstruct(frame, mask, scene, prompt.object_id, prompt.label, prompt.score)
             except ReconstructionError as exc:
-                result.errors.append(f"object {prompt.object_id}: {exc}")
-                continue
+                usable = self.fallback is not None and (frame.depth_m is not None or not self.fallback.needs_depth)
+                if not usable:
+                    result.errors.append(f"object {prompt.object_id}: {exc}")
+                    continue
+                result.errors.append(f"object {prompt.object_id}: {self.backend.name}: {exc}; used the {self.fallback.name} backend")
+                try:
+                    obj = self.fallback.reconstruct(frame, mask, scene, prompt.object_id, prompt.label, prompt.score)
+                except ReconstructionError as fallback_exc:
+                    result.errors.append(f"object {prompt.object_id}: {self.fallback.name}: {fallback_exc}")
+                    continue
             result.objects.append(obj)
         return result

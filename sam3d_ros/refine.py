@@ -1,13 +1,17 @@
 """Metric refinement of a posed model mesh against the observed depth of its mask (numpy, scipy, open3d).
 
-The model's pose and scale are good up to a few centimetres / tens of percent (more without a metric point map).
+The model's pose and scale are good to a few centimetres / tens of percent (more without a metric point map).
 Depth fixes them in two steps:
-1. scale + translation, rotation kept: robust alternating fit of `p_cam = k R v_obj + t` to the observed points
-   (closest camera-facing surface sample per observed point, point-to-plane residuals plus a weak point-to-point
-   term so one visible plane cannot drift, distances beyond an adaptive trim threshold ignored);
-2. rigid ICP (open3d `registration_icp`, point-to-plane, Tukey loss) of the observed points to the scaled,
-   camera-facing model surface, accepted only when it keeps the fit at least as good and moves little;
-then a short second scale + translation pass with the final rotation.
+1. scale k + translation t with the rotation kept, `p_cam = k R v_obj + t`: a robust alternating fit (closed-form
+   4-unknown least squares per step) of
+   - every observed depth point of the mask to its closest camera-facing surface sample (point-to-plane, plus a
+     weak point-to-point term so that one visible plane cannot drift), Cauchy-weighted;
+   - the silhouette: camera-facing samples that project off the mask where nothing observed is in front of them
+     are pulled sideways onto the nearest mask pixel, so a too-large model cannot slide over a smaller patch;
+   steps that keep pointing the same way are extrapolated (accelerated ICP, Besl and McKay 1992);
+2. rigid ICP (open3d `registration_icp`, point-to-plane, Tukey loss) of the observed points onto the scaled,
+   camera-facing model surface, kept only when it does not worsen the fit and moves little; then a few more
+   scale + translation steps when it moved the model.
 """
 from __future__ import annotations
 
@@ -41,19 +45,40 @@ def observed_points_cam(
     """`points_cam` (N, 3) of valid depth in the mask, eroded by `erode_px` (flying pixels at the silhouette)
     when at least half of the mask survives, evenly subsampled to at most `max_points`."""
     mask = np.asarray(mask, dtype=bool)
-    inner = mask
+    box = mask_box(mask)
+    if box is None:
+        return np.zeros((0, 3))
+    v0, v1, u0, u1 = box
+    inner = mask[v0:v1, u0:u1]
     if erode_px > 0:
         kernel = np.ones((2 * erode_px + 1, 2 * erode_px + 1), np.uint8)
-        eroded = cv2.erode(mask.astype(np.uint8), kernel).astype(bool)
-        if eroded.sum() >= 0.5 * mask.sum():
+        eroded = cv2.erode(inner.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+        if eroded.sum() >= 0.5 * inner.sum():
             inner = eroded
-    points_cam, _ = intrinsics.backproject(depth_m, inner)
+    rows, cols = np.nonzero(inner)
+    z = depth_m[v0:v1, u0:u1][rows, cols].astype(np.float64)
+    valid = np.isfinite(z) & (z > 0)
+    rows, cols, z = rows[valid] + v0, cols[valid] + u0, z[valid]
+    x, y = (cols - intrinsics.cx) * z / intrinsics.fx, (rows - intrinsics.cy) * z / intrinsics.fy
+    points_cam = np.stack([x, y, z], axis=-1)
     if len(points_cam) > max_points:
         points_cam = points_cam[np.linspace(0, len(points_cam) - 1, max_points).astype(int)]
     return points_cam
 
 
-def surface_samples(vertices_obj: np.ndarray, faces: np.ndarray, max_samples: int = 6000) -> tuple[np.ndarray, np.ndarray]:
+def mask_box(mask: np.ndarray, pad: int = 0) -> tuple[int, int, int, int] | None:
+    """(v0, v1, u0, u1) bounding the True pixels of `mask`, grown by `pad` and clipped; None when it is empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    height, width = mask.shape
+    return (max(int(rows[0]) - pad, 0), min(int(rows[-1]) + 1 + pad, height),
+            max(int(cols[0]) - pad, 0), min(int(cols[-1]) + 1 + pad, width))
+
+
+def surface_samples(
+    vertices_obj: np.ndarray, faces: np.ndarray, max_samples: int = 3000
+) -> tuple[np.ndarray, np.ndarray]:
     """(points (S, 3), unit normals (S, 3)) on the mesh surface in its own frame: the centroids and normals of
     (an even subset of at most `max_samples` of) its non-degenerate faces."""
     vertices_obj = np.asarray(vertices_obj, dtype=np.float64)
@@ -66,26 +91,25 @@ def surface_samples(vertices_obj: np.ndarray, faces: np.ndarray, max_samples: in
     keep = length > 1e-14
     return ((a + b + c) / 3.0)[keep], normals[keep] / length[keep, None]
 
+
 class _Silhouette:
     """The object's mask around its bounding box (plus a margin): depth, membership, other objects' pixels
     (possible occluders) and the nearest mask pixel of every pixel of the window (OpenCV distance transform)."""
 
     def __init__(self, depth_m: np.ndarray, intrinsics: CameraIntrinsics, mask: np.ndarray,
                  occluders: np.ndarray | None = None, margin: float = 0.5):
-        rows, cols = np.nonzero(mask)
+        v0, v1, u0, u1 = mask_box(mask)
         height, width = mask.shape
-        pad_v = int((rows.max() - rows.min() + 1) * margin) + 8
-        pad_u = int((cols.max() - cols.min() + 1) * margin) + 8
-        self.v0, self.u0 = max(int(rows.min()) - pad_v, 0), max(int(cols.min()) - pad_u, 0)
-        v1, u1 = min(int(rows.max()) + pad_v + 1, height), min(int(cols.max()) + pad_u + 1, width)
+        pad_v, pad_u = int((v1 - v0) * margin) + 8, int((u1 - u0) * margin) + 8
+        self.v0, self.u0 = max(v0 - pad_v, 0), max(u0 - pad_u, 0)
+        v1, u1 = min(v1 + pad_v, height), min(u1 + pad_u, width)
         self.mask = np.ascontiguousarray(mask[self.v0 : v1, self.u0 : u1])
         self.depth_m = depth_m[self.v0 : v1, self.u0 : u1]
         self.occluders = None if occluders is None else occluders[self.v0 : v1, self.u0 : u1]
         self.intrinsics = intrinsics
         outside = (~self.mask).astype(np.uint8)
-        _, labels = cv2.distanceTransformWithLabels(outside, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-        inside_rc = np.argwhere(outside == 0)  # labels count the zero pixels in raster order from 1
-        self.nearest_rc = inside_rc[np.clip(labels - 1, 0, len(inside_rc) - 1)]  # (h, w, 2) window coordinates
+        _, self.labels = cv2.distanceTransformWithLabels(outside, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+        self.inside_rc = np.argwhere(self.mask)  # the labels number the zero (mask) pixels in raster order from 1
 
     def pull(self, p_cam: np.ndarray, margin_m: float) -> tuple[np.ndarray, np.ndarray]:
         """For points (M, 3) in front of the camera: (outside, target (M, 3)). `outside` marks points that project
@@ -105,7 +129,7 @@ class _Silhouette:
                 hidden |= self.occluders[v_c, u_c] & ~(observed_z > z + margin_m)
         hidden &= in_window
         outside = (p_cam[:, 2] > 1e-3) & ~(in_window & self.mask[v_c, u_c]) & ~hidden
-        near = self.nearest_rc[v_c[outside], u_c[outside]]
+        near = self.inside_rc[np.clip(self.labels[v_c[outside], u_c[outside]] - 1, 0, len(self.inside_rc) - 1)]
         target = np.zeros_like(p_cam)
         zo = z[outside]
         target[outside] = np.stack(
@@ -120,8 +144,7 @@ class _SimilarityFit:
 
     Rows of the least-squares problem in [k, t]:
     - every observed point with its closest camera-facing surface sample: point-to-plane, plus weak point-to-point
-      (`point_weight`) so a single visible plane cannot drift; pairs beyond 2.5 x the median distance (at least
-      `min_threshold_m`) are ignored;
+      (`point_weight`) so a single visible plane cannot drift; Cauchy weights (see `weights`);
     - with the silhouette: camera-facing samples that project off the mask with nothing in front of them, pulled
       sideways onto the nearest mask pixel (`silhouette_weight`): this stops a too-large model sliding over a
       smaller observed patch.
@@ -139,15 +162,19 @@ class _SimilarityFit:
         self.min_threshold_m = min_threshold_m
         self.occlusion_margin_m = occlusion_margin_m
         self.probe_samples = probe_samples
-        self.front = np.arange(len(samples_obj))
+        self.front = np.zeros(0, np.int64)
         self._probe = self.front
-        self._tree = cKDTree(samples_obj)
+        self._tree: cKDTree | None = None
 
     def update_visibility(self, R: np.ndarray, k: float, t: np.ndarray) -> None:
         """Keep the samples whose normal faces the camera under the current pose (back-face culling)."""
         p_cam = k * self.samples_obj @ R.T + t
-        front = np.nonzero(np.einsum("ij,ij->i", self.normals_obj @ R.T, p_cam) < 0)[0]
-        self.front = front if len(front) >= 10 else np.arange(len(self.samples_obj))
+        front = np.flatnonzero(np.einsum("ij,ij->i", self.normals_obj @ R.T, p_cam) < 0)
+        if len(front) < 10:
+            front = np.arange(len(self.samples_obj))
+        if self._tree is not None and np.array_equal(front, self.front):
+            return
+        self.front = front
         self._tree = cKDTree(self.samples_obj[self.front])
         self._probe = self.front[:: max(1, len(self.front) // self.probe_samples)]
 
@@ -258,7 +285,7 @@ def refine_scale_pose(
     min_threshold_m: float = 0.004,
     occlusion_margin_m: float = 0.01,
     probe_samples: int = 250,
-    tolerance_m: float = 1e-4,
+    tolerance_m: float = 2e-4,
     icp: bool = True,
     icp_max_distance_m: float = 0.01,
     icp_max_rotation_rad: float = 0.35,
@@ -268,6 +295,9 @@ def refine_scale_pose(
     """Fit scale and pose of the mesh (`vertices_obj` in metres in the object frame, posed by `T_cam_obj`) to the
     observed `points_cam` of its mask. With `depth_m`, `intrinsics` and `mask` the silhouette term is used too.
     Raises ValueError with fewer than `min_points` observed points."""
+    T_cam_obj = np.asarray(T_cam_obj, dtype=np.float64)
+    if T_cam_obj.shape != (4, 4) or not np.isfinite(T_cam_obj).all():
+        raise ValueError("T_cam_obj must be a finite 4x4 transform")
     points_cam = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
     points_cam = points_cam[np.isfinite(points_cam).all(axis=1)]
     if len(points_cam) < min_points:
@@ -295,9 +325,12 @@ def refine_scale_pose(
             fit.update_visibility(R_new, k, t_new)
             after, _ = fit.score(R_new, k, t_new)
             if after <= before * 1.02:
+                extent_m = float(np.abs(samples_obj).max()) * k
+                moved = rotation_angle_between(R, R_new) * extent_m + float(np.linalg.norm(t_new - t))
                 R, t, icp_accepted = R_new, t_new, True
-                k, t, used = fit.run(R, k, t, max(3, iterations // 4), scale_limits, tolerance_m)
-                total += used
+                if moved > 5 * tolerance_m:  # the new rotation changes the pairs: a few more scale steps
+                    k, t, used = fit.run(R, k, t, max(3, iterations // 4), scale_limits, tolerance_m)
+                    total += used
             else:
                 fit.update_visibility(R, k, t)
     rmse, inliers = fit.score(R, k, t)

@@ -176,14 +176,17 @@ class GroundTruthModel:
             T_cam_obj = T_cam_model.copy()
             T_cam_obj[:3, 3] = T_cam_model[:3, :3] @ centre + T_cam_model[:3, 3]
             surface_cam = vertices @ T_cam_model[:3, :3].T + T_cam_model[:3, 3]
-            self._truth[object_id] = _Truth(object_id, T_cam_obj, scale, (vertices - centre) / scale, faces, surface_cam)
+            v_unit = (vertices - centre) / scale
+            self._truth[object_id] = _Truth(object_id, T_cam_obj, scale, v_unit, faces, surface_cam)
         return self._truth[object_id]
 
     def _verify_pointmap(self, pointmap: Any, mask: np.ndarray, truth: _Truth) -> None:
         """Raise when the masked point map (PyTorch3D convention) is not on the true surface."""
         from scipy.spatial import cKDTree
 
-        p_p3d = np.asarray(pointmap.detach().cpu().numpy() if hasattr(pointmap, "detach") else pointmap, dtype=np.float64)
+        if hasattr(pointmap, "detach"):  # a torch tensor, as the official pipeline takes it
+            pointmap = pointmap.detach().cpu().numpy()
+        p_p3d = np.asarray(pointmap, dtype=np.float64)
         if p_p3d.shape != mask.shape + (3,):
             raise ValueError(f"point map {p_p3d.shape} does not match the mask {mask.shape}")
         points_p3d = p_p3d[mask]
@@ -207,7 +210,8 @@ class GroundTruthModel:
                 from scipy.spatial.transform import Rotation
 
                 axis = rng.normal(size=3)
-                T_cam_obj[:3, :3] = Rotation.from_rotvec(angle * axis / np.linalg.norm(axis)).as_matrix() @ T_cam_obj[:3, :3]
+                turn = Rotation.from_rotvec(angle * axis / np.linalg.norm(axis)).as_matrix()
+                T_cam_obj[:3, :3] = turn @ T_cam_obj[:3, :3]
         q_wxyz, t_p3d = frames.p3d_pose_from_T_cam_obj(T_cam_obj)
         output: dict[str, Any] = {
             "rotation": self._tensor(q_wxyz[None]),

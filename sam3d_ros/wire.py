@@ -70,7 +70,7 @@ def encode(message: WireMessage) -> list[bytes | memoryview]:
         code = _dtype_string(array)
         if array.ndim > MAX_NDIM:
             raise WireError(f"array {name} has {array.ndim} dimensions, at most {MAX_NDIM}")
-        array = np.ascontiguousarray(array, dtype=np.dtype(code))
+        array = array.astype(np.dtype(code), order="C", copy=False)  # (ascontiguousarray would make 0-d 1-d)
         specs.append([name, code, list(array.shape)])
         buffers.append(memoryview(array).cast("B") if array.size else b"")
     try:
@@ -118,7 +118,7 @@ def decode(frames: Sequence[Any]) -> WireMessage:
         header = msgpack.unpackb(
             head, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext,
             max_str_len=MAX_HEADER_BYTES, max_bin_len=MAX_HEADER_BYTES,
-            max_array_len=1 << 16, max_map_len=1 << 12, max_ext_len=0,
+            max_array_len=1 << 16, max_map_len=1 << 12,
         )
     except WireError:
         raise
@@ -169,6 +169,7 @@ def _array(spec: Any, frame: Any) -> tuple[str, np.ndarray]:
     if len(data) != nbytes:
         raise WireError(f"array {name}: {len(data)} bytes for shape {shape} {code} ({nbytes} expected)")
     array = np.frombuffer(data, dtype=dtype).reshape(shape) if nbytes else np.zeros(shape, dtype)
+    array.flags.writeable = False
     if dtype == np.bool_ and nbytes and array.view(np.uint8).max() > 1:
         raise WireError(f"array {name}: bool bytes other than 0 and 1")
     return name, array

@@ -28,9 +28,13 @@ class ReconstructionBackend(ABC):
 
 
 def create_backend(name: str, **options: Any) -> ReconstructionBackend:
-    """Backend by its parameter name (`depth`)."""
+    """Backend by its parameter name: `depth` (built-in) or `sam3d` (SAM 3D Objects through a worker process)."""
     if name == "depth":
         from sam3d_ros.backends.depth import DepthBackend
 
         return DepthBackend(**options)
-    raise ValueError(f"unknown backend '{name}' (available: depth)")
+    if name == "sam3d":
+        from sam3d_ros.backends.sam3d import Sam3dBackend
+
+        return Sam3dBackend(**options)
+    raise ValueError(f"unknown backend '{name}' (available: depth, sam3d)")

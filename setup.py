@@ -27,6 +27,8 @@ setup(
         "console_scripts": [
             "perception_node = sam3d_ros.perception_node:main",
             "sam3d-ros = sam3d_ros.cli:main",
+            # The worker alone: runs in the model's environment with numpy, pyzmq and msgpack only.
+            "sam3d-ros-worker = sam3d_ros.sam3d_worker:main",
         ],
     },
 )

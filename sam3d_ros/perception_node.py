@@ -19,6 +19,8 @@ from visualization_msgs.msg import MarkerArray
 
 from sam3d_ros import conversions
 from sam3d_ros.backends import create_backend
+from sam3d_ros.backends.sam3d import PARAMETERS as SAM3D_PARAMETERS
+from sam3d_ros.backends.sam3d import options_from_parameters
 from sam3d_ros.box_segmenter import create_box_segmenter
 from sam3d_ros.pipeline import PerceptionPipeline
 from sam3d_ros.segmentation import labels_to_prompts
@@ -29,8 +31,6 @@ from sam3d_ros.types import InputError, RGBDFrame
 #: name -> (default, description). Every parameter is declared from this table and documented in config/perception.yaml.
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "backend": ("depth", "Reconstruction backend: 'depth' (built-in geometric RGB-D, CPU) or 'sam3d' (SAM 3D Objects worker)."),
-    "sam3d_worker": ("tcp://127.0.0.1:5555", "ZeroMQ endpoint(s) of SAM 3D workers (`sam3d-ros worker`), comma-separated."),
-    "sam3d_timeout_s": (120.0, "Longest wait (s) for one SAM 3D reconstruction before the object falls back to the depth backend."),
     "box_segmentation": ("auto", "Masks from detection boxes: 'auto' (SAM with a checkpoint, else U^2-Net-p if installed, else depth), 'sam', 'u2netp' or 'depth'."),
     "sam_checkpoint": ("", "Segment Anything checkpoint file, relative to models_dir or absolute ('' = none)."),
     "sam_device": ("cpu", "Torch device for Segment Anything ('cpu', 'cuda')."),
@@ -48,6 +48,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "marker_max_triangles": (20000, "Largest number of mesh triangles per TRIANGLE_LIST marker (strided subset above)."),
     "marker_labels": (True, "Also publish a text marker with each object's id and label."),
     "warning_period_s": (5.0, "The same warning is logged at most once per this period."),
+    **SAM3D_PARAMETERS,
 }
 
 
@@ -79,8 +80,7 @@ class PerceptionNode(Node):
         backend_options: dict[str, Any] = {}
         fallback = None
         if p["backend"] == "sam3d":
-            workers = [w.strip() for w in p["sam3d_worker"].split(",") if w.strip()]
-            backend_options = {"worker": workers, "timeout_s": float(p["sam3d_timeout_s"])}
+            backend_options = options_from_parameters(p)
             fallback = create_backend("depth")  # a dead or slow worker: the object still gets a result
         self.pipeline = PerceptionPipeline(
             create_backend(p["backend"], **backend_options), min_mask_pixels=int(p["min_mask_pixels"]),
@@ -182,6 +182,8 @@ class PerceptionNode(Node):
             return
         for error in result.errors:
             self.warn(f"object:{error[:40]}", error)
+        if any(not obj.metric_scale for obj in result.objects):
+            self.warn("not_metric", "no registered depth: poses and sizes are up to an unknown scale (not metric)")
         self.publish(header, result.objects)
         self.frames_out += 1
 
@@ -224,6 +226,9 @@ class PerceptionNode(Node):
             self._stop = True
             self._pending_cv.notify()
         self._worker.join(timeout=5.0)
+        close = getattr(self.pipeline.backend, "close", None)
+        if close is not None:
+            close()
         super().destroy_node()
 
 

@@ -88,6 +88,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     """Time the first reconstruction of 640x480 frames with 1, 5 and 10 objects; print medians and peak memory."""
+    if args.backend == "sam3d":  # the overhead the worker path adds, with a zero-cost stand-in model
+        from sam3d_ros.sam3d_bench import format_worker_bench, run_worker_benchmark
+
+        print(format_worker_bench(run_worker_benchmark(n_objects=5, repeats=args.repeats)))
+        return 0
     from sam3d_ros.benchmark import format_bench, run_benchmark
 
     print(format_bench(run_benchmark(tuple(args.objects), args.repeats, args.backend), args.backend))
@@ -135,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="time and peak memory of the first reconstruction (640x480)")
     be.add_argument("--objects", type=int, nargs="+", default=[1, 5, 10], help="objects per frame (default 1 5 10)")
     be.add_argument("--repeats", type=int, default=9, help="frames per size (default 9)")
-    be.add_argument("--backend", default="depth", help="backend (default depth)")
+    be.add_argument("--backend", default="depth",
+                    help="depth (default), or sam3d: per-object overhead of the worker path with a zero-cost stand-in")
     be.set_defaults(func=bench)
     return parser
 

@@ -45,9 +45,22 @@ def reconstruct(args: argparse.Namespace) -> int:
         segmenter, segmenter_line = create_box_segmenter(args.models_dir, args.sam_checkpoint, args.box_segmentation)
         if args.detections is not None:
             print(segmenter_line, file=sys.stderr)
-        options = {"worker": args.sam3d_worker, "timeout_s": args.sam3d_timeout} if args.backend == "sam3d" else {}
-        pipeline = PerceptionPipeline(create_backend(args.backend, **options), box_segmenter=segmenter)
-        result = pipeline.process(RGBDFrame(rgb, depth_m, intrinsics, args.frame_id), prompts)
+        options = {}
+        if args.backend == "sam3d":
+            options = {"worker": args.sam3d_worker, "timeout_s": args.sam3d_timeout}
+            if args.sam3d_curve_server_key:
+                options["curve_server_key"] = args.sam3d_curve_server_key
+            if args.sam3d_curve_client_key:
+                options["curve_client_key"] = args.sam3d_curve_client_key
+        backend = create_backend(args.backend, **options)
+        try:
+            result = PerceptionPipeline(backend, box_segmenter=segmenter).process(
+                RGBDFrame(rgb, depth_m, intrinsics, args.frame_id), prompts
+            )
+        finally:
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
     except InputError as exc:
         return _fail(str(exc))
     except ValueError as exc:  # unknown backend or box segmentation method, unusable checkpoint
@@ -122,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--sam3d-worker", nargs="+", default=["tcp://127.0.0.1:5555"],
                      help="ZeroMQ endpoint(s) of SAM 3D workers (--backend sam3d)")
     rec.add_argument("--sam3d-timeout", type=float, default=120.0, help="seconds to wait for one SAM 3D object")
+    rec.add_argument("--sam3d-curve-server-key", default="", help="CurveZMQ: the worker's public certificate")
+    rec.add_argument("--sam3d-curve-client-key", default="", help="CurveZMQ: this client's secret certificate")
     rec.add_argument("--frame-id", default="camera_color_optical_frame", help="optical frame the poses are in")
     rec.add_argument("--out", type=Path, default=Path("sam3d_out"), help="output folder (default ./sam3d_out)")
     rec.add_argument("--no-glb", action="store_true", help="write PLY meshes only")

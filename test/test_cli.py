@@ -122,3 +122,13 @@ def test_bad_detection_json_and_unknown_backend(frame_files, tmp_path):
     assert result.returncode == 2 and "bbox [10, 10, 5, 20] is empty" in result.stderr
     result = run_cli(*base_args(d, tmp_path), "--masks", d / "labels.png", "--backend", "nerf")
     assert result.returncode == 2 and "unknown backend 'nerf'" in result.stderr
+
+
+def test_sam3d_backend_without_a_worker_exits_2_per_object(frame_files, tmp_path):
+    scene, d = frame_files
+    result = run_cli(*base_args(d, tmp_path), "--masks", d / "labels.png", "--backend", "sam3d",
+                     "--sam3d-worker", "tcp://127.0.0.1:9", "--sam3d-timeout", "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == len(scene.objects) and all(line.startswith("sam3d-ros: error: object ") for line in lines)
+    assert json.loads((tmp_path / "objects.json").read_text())["objects"] == []

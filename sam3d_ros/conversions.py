@@ -300,7 +300,10 @@ def _object_size(obj: ObjectReconstruction) -> np.ndarray:
 
 
 def make_detection3d_array(header: Header, objects: Iterable[ObjectReconstruction]) -> Detection3DArray:
-    """Detection3DArray with one Detection3D per object: bbox = pose of T_cam_obj and size_obj, one hypothesis."""
+    """Detection3DArray with one Detection3D per object: bbox = pose of T_cam_obj and size_obj, one hypothesis.
+
+    An object whose scale is not metric (no depth) is flagged by `results[0].pose.covariance[0] = -1` (the ROS
+    convention for "no estimate"): its position and size share one unknown factor."""
     array = Detection3DArray()
     array.header = _copy_header(header)
     for obj in objects:
@@ -315,6 +318,10 @@ def make_detection3d_array(header: Header, objects: Iterable[ObjectReconstructio
         result.hypothesis.class_id = str(obj.label)
         result.hypothesis.score = float(obj.score)
         result.pose.pose = _object_pose(obj)
+        if not obj.metric_scale:
+            covariance = list(result.pose.covariance)
+            covariance[0] = -1.0
+            result.pose.covariance = covariance
         detection.results = [result]
         array.detections.append(detection)
     return array

@@ -401,3 +401,13 @@ def test_marker_of_5000_unshared_faces_has_every_corner() -> None:
     marker = make_marker_array(header(), [obj], {}, text=False).markers[0]
     assert len(marker.points) == 15000 and len(marker.colors) == 15000
     np.testing.assert_allclose([marker.points[7].x, marker.points[7].y, marker.points[7].z], mesh.vertices[mesh.faces[2, 1]])
+
+
+def test_non_metric_objects_are_flagged_in_their_detection() -> None:
+    metric = reconstruction("a", seed=1)
+    scaled = reconstruction("b", seed=2)
+    scaled.metric_scale = False
+    detections = make_detection3d_array(header(), [metric, scaled]).detections
+    assert detections[0].results[0].pose.covariance[0] == 0.0
+    assert detections[1].results[0].pose.covariance[0] == -1.0
+    assert list(detections[1].results[0].pose.covariance[1:]) == [0.0] * 35

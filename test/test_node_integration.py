@@ -148,3 +148,26 @@ def test_detection_boxes_are_segmented_and_reconstructed(node_and_client):
         assert np.linalg.norm(np.array([p.x, p.y, p.z]) - obj.center_cam) < 0.025, obj.name
         assert f"sam3d_object_det_{obj.object_id}" in out.transforms
     assert "box segmentation:" in log_path.read_text()
+
+
+def test_sam3d_backend_with_a_dead_worker_falls_back_to_depth(tmp_path):
+    """backend: sam3d, no worker listening: every object is reported and reconstructed by the depth backend."""
+    namespace = "/it_sam3d_dead"
+    log_path = tmp_path / "node.log"
+    params = {"backend": "sam3d", "sam3d_worker": "tcp://127.0.0.1:9", "sam3d_timeout_s": 1.0, "sam3d_connect_timeout_s": 1.0}
+    process = start_node_process(namespace, params=params, log_path=log_path)
+    client = PerceptionClient(namespace)
+    try:
+        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
+        scene = random_tabletop_scene(17, n_objects=2, names=BOXES_AND_CANS)
+        stamp, out = _send_and_wait(client, scene, len(scene.objects))
+        assert out is not None, f"no output; node log:\n{log_path.read_text()}"
+        for obj, det in zip(scene.objects, sorted(out.detections.detections, key=lambda d: d.id)):
+            p = det.bbox.center.position
+            assert np.linalg.norm(np.array([p.x, p.y, p.z]) - obj.center_cam) < 0.025
+        assert "used the depth backend" in log_path.read_text()
+        assert process.poll() is None
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import open3d as o3d
 import trimesh
-from scipy.spatial import ConvexHull, QhullError, cKDTree
+from scipy.spatial import cKDTree
 
 from sam3d_ros.backends.base import ReconstructionBackend, ReconstructionError
 from sam3d_ros.footprint import fit_footprint, mirror_centre
@@ -249,24 +249,6 @@ class DepthBackend(ReconstructionBackend):
         centre_cam = c1 * e1 + c2 * e2 + up_cam * (z_min + z_max) / 2
         R_cam_obj = np.stack([x_cam, y_cam, up_cam], axis=-1)
         return make_transform(R_cam_obj, centre_cam), np.array([length, width, z_max - z_min])
-
-    def _mesh(self, completed_obj: np.ndarray, completed_colors: np.ndarray) -> trimesh.Trimesh:
-        """Watertight convex hull with RGBA vertex colours of the nearest observed point."""
-        try:
-            # QJ (joggle): every facet a triangle, each edge shared by exactly two of them, so the hull is closed.
-            hull = ConvexHull(completed_obj, qhull_options="QJ")
-        except QhullError as exc:
-            raise ReconstructionError(f"object points are degenerate (flat or collinear): {exc}".splitlines()[0]) from exc
-        used, faces = np.unique(hull.simplices, return_inverse=True)
-        faces = faces.reshape(-1, 3)
-        vertices = completed_obj[used]
-        # Wind every face outward (normal away from the hull's interior).
-        corners = vertices[faces]
-        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        inward = np.einsum("ij,ij->i", normals, corners.mean(axis=1) - vertices.mean(axis=0)) < 0
-        faces[inward] = faces[inward][:, ::-1]
-        rgba = np.hstack([completed_colors[used], np.full((len(used), 1), 255, np.uint8)])
-        return trimesh.Trimesh(vertices, faces, vertex_colors=rgba, process=False)
 
 
 def _subdivided(mesh: trimesh.Trimesh, max_edge_m: float = 0.015) -> trimesh.Trimesh:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from sam3d_ros.camera import CameraIntrinsics
+from sam3d_ros.transforms import matrix_from_quaternion_xyzw, quaternion_xyzw_from_matrix
 
 #: Z-up object frame -> Y-up glb frame, row vectors: v_glb = v_obj @ M_OBJ_TO_GLB (undo with @ M_OBJ_TO_GLB.T).
 M_OBJ_TO_GLB = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -35,22 +36,13 @@ def rotation_matrix_wxyz(q_wxyz: np.ndarray) -> np.ndarray:
     if norm < 1e-9:
         raise ValueError("quaternion has zero norm")
     w, x, y, z = q / norm
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    return matrix_from_quaternion_xyzw(np.array([x, y, z, w]))
 
 
 def quaternion_wxyz_from_matrix(R: np.ndarray) -> np.ndarray:
     """Unit quaternion (w, x, y, z) with w >= 0 of a 3x3 rotation matrix (inverse of `rotation_matrix_wxyz`)."""
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(np.asarray(R, dtype=np.float64).reshape(3, 3)).as_quat()
-    q = np.array([w, x, y, z])
-    return q if q[0] >= 0 else -q
+    x, y, z, w = quaternion_xyzw_from_matrix(np.asarray(R, dtype=np.float64).reshape(3, 3))  # ROS order, w >= 0
+    return np.array([w, x, y, z])
 
 
 def glb_to_obj(v_glb: np.ndarray) -> np.ndarray:

@@ -7,22 +7,29 @@ from __future__ import annotations
 
 import array as pyarray
 import gc
+import math
 import re
 import sys
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 import trimesh
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, TransformStamped
 from sensor_msgs.msg import CameraInfo, Image
+from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA, Header
 from vision_msgs.msg import Detection2DArray, Detection3D, Detection3DArray, ObjectHypothesisWithPose
 from visualization_msgs.msg import Marker, MarkerArray
 
 from sam3d_ros.camera import CameraIntrinsics
-from sam3d_ros.transforms import pose_from_transform, transform_points
+from sam3d_ros.transforms import invert_transform, pose_from_transform, transform_from_pose, transform_points
 from sam3d_ros.types import InputError, ObjectPrompt, ObjectReconstruction
+
+if TYPE_CHECKING:  # moveit_msgs is imported where it is used, so the rest works on a robot without MoveIt
+    from moveit_msgs.msg import CollisionObject, PlanningScene
 
 # encoding -> (native dtype, channels); 8UCn are OpenCV's plain 8-bit types (8UC3/8UC4 are read as BGR/BGRA colour).
 _ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -278,13 +285,41 @@ def ns_to_stamp(ns: int) -> Time:
     return Time(sec=sec, nanosec=nanosec)
 
 
+def transform_stamped_to_matrix(msg: TransformStamped) -> tuple[str, str, int, np.ndarray]:
+    """(parent frame, child frame, stamp ns, T_parent_child 4x4) of a TransformStamped; InputError if not finite."""
+    t, q = msg.transform.translation, msg.transform.rotation
+    position = np.array([t.x, t.y, t.z], dtype=np.float64)
+    q_xyzw = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    if not (np.isfinite(position).all() and np.isfinite(q_xyzw).all()) or np.linalg.norm(q_xyzw) < 1e-9:
+        raise InputError(f"transform {msg.header.frame_id} -> {msg.child_frame_id} is not finite or has a zero quaternion")
+    return str(msg.header.frame_id), str(msg.child_frame_id), stamp_to_ns(msg.header.stamp), transform_from_pose(position, q_xyzw)
+
+
 # ---------------------------------------------------------------------------------------------- outputs
 
 
-def _object_pose(obj: ObjectReconstruction) -> Pose:
+def _frame_transform(T_frame_cam: np.ndarray | None) -> np.ndarray | None:
+    """T_frame_cam as a checked float64 4x4 rigid transform (None stays None)."""
+    if T_frame_cam is None:
+        return None
+    T = np.asarray(T_frame_cam, dtype=np.float64)
+    if T.shape != (4, 4) or not np.isfinite(T).all():
+        raise InputError(f"T_frame_cam must be a finite 4x4 matrix, got shape {T.shape}")
+    R = T[:3, :3]
+    if not (np.allclose(R.T @ R, np.eye(3), atol=1e-6) and np.linalg.det(R) > 0 and np.allclose(T[3], [0, 0, 0, 1])):
+        raise InputError("T_frame_cam must be a rigid transform (orthonormal rotation, last row 0 0 0 1)")
+    return T
+
+
+def _object_transform(obj: ObjectReconstruction, T_frame_cam: np.ndarray | None = None) -> np.ndarray:
+    """T_frame_obj = T_frame_cam @ obj.T_cam_obj (just T_cam_obj without T_frame_cam), checked finite."""
     T = np.asarray(obj.T_cam_obj, dtype=np.float64)
     if T.shape != (4, 4) or not np.isfinite(T).all():
         raise InputError(f"object '{obj.object_id}' T_cam_obj must be a finite 4x4 matrix, got shape {T.shape}")
+    return T if T_frame_cam is None else T_frame_cam @ T
+
+
+def _pose(T: np.ndarray) -> Pose:
     position, q = pose_from_transform(T)
     pose = Pose()
     pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
@@ -299,25 +334,29 @@ def _object_size(obj: ObjectReconstruction) -> np.ndarray:
     return size
 
 
-def make_detection3d_array(header: Header, objects: Iterable[ObjectReconstruction]) -> Detection3DArray:
-    """Detection3DArray with one Detection3D per object: bbox = pose of T_cam_obj and size_obj, one hypothesis.
+def make_detection3d_array(
+    header: Header, objects: Iterable[ObjectReconstruction], T_frame_cam: np.ndarray | None = None
+) -> Detection3DArray:
+    """Detection3DArray with one Detection3D per object: bbox = object pose and size_obj, one hypothesis.
 
-    An object whose scale is not metric (no depth) is flagged by `results[0].pose.covariance[0] = -1` (the ROS
-    convention for "no estimate"): its position and size share one unknown factor."""
+    The pose is T_frame_cam @ T_cam_obj in header.frame_id (just T_cam_obj, header in the optical frame, without
+    T_frame_cam). An object whose scale is not metric (no depth) is flagged by `results[0].pose.covariance[0] = -1`
+    (the ROS convention for "no estimate"): its position and size share one unknown factor."""
+    T_frame_cam = _frame_transform(T_frame_cam)
     array = Detection3DArray()
     array.header = _copy_header(header)
     for obj in objects:
-        pose = _object_pose(obj)
+        T_frame_obj = _object_transform(obj, T_frame_cam)
         size = _object_size(obj)
         detection = Detection3D()
         detection.header = _copy_header(header)
         detection.id = str(obj.object_id)
-        detection.bbox.center = pose
+        detection.bbox.center = _pose(T_frame_obj)
         detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z = (float(v) for v in size)
         result = ObjectHypothesisWithPose()
         result.hypothesis.class_id = str(obj.label)
         result.hypothesis.score = float(obj.score)
-        result.pose.pose = _object_pose(obj)
+        result.pose.pose = _pose(T_frame_obj)
         if not obj.metric_scale:
             covariance = list(result.pose.covariance)
             covariance[0] = -1.0
@@ -336,12 +375,18 @@ def frame_name(prefix: str, object_id: str) -> str:
 
 
 def make_transforms(
-    header: Header, objects: Iterable[ObjectReconstruction], child_frame_prefix: str
+    header: Header,
+    objects: Iterable[ObjectReconstruction],
+    child_frame_prefix: str,
+    T_frame_cam: np.ndarray | None = None,
 ) -> list[TransformStamped]:
-    """TransformStamped header.frame_id -> frame_name(prefix, object_id) per object, stamped header.stamp."""
+    """TransformStamped header.frame_id -> frame_name(prefix, object_id) per object, stamped header.stamp.
+
+    The transform is T_frame_cam @ T_cam_obj (just T_cam_obj, header in the optical frame, without T_frame_cam)."""
+    T_frame_cam = _frame_transform(T_frame_cam)
     transforms = []
     for obj in objects:
-        pose = _object_pose(obj)
+        pose = _pose(_object_transform(obj, T_frame_cam))
         tf = TransformStamped()
         tf.header = _copy_header(header)
         tf.child_frame_id = frame_name(child_frame_prefix, obj.object_id)
@@ -443,6 +488,10 @@ def _new_marker(header: Header, namespace: str, marker_id: int, marker_type: int
     return marker
 
 
+# MESH_RESOURCE colour: opaque white tints nothing, so the file's own (vertex) colours show in RViz 1 and 2 alike.
+_MESH_RESOURCE_RGBA = (1.0, 1.0, 1.0, 1.0)
+
+
 def make_marker_array(
     header: Header,
     objects: Iterable[ObjectReconstruction],
@@ -450,49 +499,90 @@ def make_marker_array(
     namespace: str = "sam3d",
     text: bool = True,
     max_triangles: int | None = 20000,
+    T_frame_cam: np.ndarray | None = None,
+    frame_locked_prefix: str | None = None,
+    mesh_uris: Mapping[str, str] | None = None,
 ) -> MarkerArray:
-    """Per object a TRIANGLE_LIST mesh marker (pose T_cam_obj, vertex colours) and a TEXT_VIEW_FACING "id: label"
-    marker (namespace + '_label') above it.
+    """Per object a mesh marker and a TEXT_VIEW_FACING "id: label" marker (namespace + '_label') above it.
+
+    The mesh marker is a TRIANGLE_LIST with vertex colours, or, for an object with an entry in `mesh_uris`
+    (object id -> 'file:///...' URI), a MESH_RESOURCE of that file (embedded materials, white, scale 1).
+    Poses: in header.frame_id, T_frame_cam @ T_cam_obj (T_cam_obj without T_frame_cam); with
+    `frame_locked_prefix`, every marker of an object is in frame_name(prefix, object_id) instead, with the mesh at
+    the identity pose and frame_locked=True, so RViz moves it with the object's TF and it need not be re-sent.
+    Labels sit above the object: along -y of the optical frame without T_frame_cam, along +z of the output frame
+    (REP 103) with it; frame-locked labels keep that offset in the object frame.
 
     Marker ids come from `marker_ids` (object id -> int); unknown objects get the next free id, stored in the dict,
-    so ids stay stable across calls. An object whose mesh has no faces gets a DELETE for its mesh marker.
+    so ids stay stable across calls. An object with neither faces nor a mesh URI gets a DELETE for its mesh marker.
     """
     if max_triangles is not None and max_triangles <= 0:
         raise InputError(f"max_triangles must be positive or None, got {max_triangles}")
+    T_frame_cam = _frame_transform(T_frame_cam)
+    up = np.array([0.0, -1.0, 0.0]) if T_frame_cam is None else np.array([0.0, 0.0, 1.0])
+    frame_locked = frame_locked_prefix is not None
     array = MarkerArray()
     for obj in objects:
-        pose = _object_pose(obj)
-        marker_id = _marker_id(marker_ids, str(obj.object_id))
+        object_id = str(obj.object_id)
+        T_frame_obj = _object_transform(obj, T_frame_cam)
+        marker_id = _marker_id(marker_ids, object_id)
+        if frame_locked:
+            marker_header = Header(stamp=_copy_time(header.stamp), frame_id=frame_name(frame_locked_prefix, object_id))
+            pose = _pose(np.eye(4))
+        else:
+            marker_header, pose = header, _pose(T_frame_obj)
+        uri = None if mesh_uris is None else mesh_uris.get(object_id)
         mesh = obj.mesh_obj
-        has_faces = mesh is not None and len(mesh.faces) > 0
-        if has_faces:
-            marker = _new_marker(header, namespace, marker_id, Marker.TRIANGLE_LIST, Marker.ADD)
-            marker.pose = pose
-            marker.scale.x = marker.scale.y = marker.scale.z = 1.0
+        if uri is not None:
+            if not isinstance(uri, str) or not uri:
+                raise InputError(f"mesh URI of object '{object_id}' must be a non-empty string, got {uri!r}")
+            marker = _new_marker(marker_header, namespace, marker_id, Marker.MESH_RESOURCE, Marker.ADD)
+            marker.mesh_resource = uri
+            marker.mesh_use_embedded_materials = True
+            marker.color.r, marker.color.g, marker.color.b, marker.color.a = _MESH_RESOURCE_RGBA
+        elif mesh is not None and len(mesh.faces) > 0:
+            marker = _new_marker(marker_header, namespace, marker_id, Marker.TRIANGLE_LIST, Marker.ADD)
             marker.color.r = marker.color.g = marker.color.b = 1.0
             marker.color.a = 1.0
             marker.points, marker.colors = _triangle_list(mesh, max_triangles)
         else:
-            marker = _new_marker(header, namespace, marker_id, Marker.TRIANGLE_LIST, Marker.DELETE)
+            marker = _new_marker(marker_header, namespace, marker_id, Marker.TRIANGLE_LIST, Marker.DELETE)
+        if marker.action == Marker.ADD:
+            marker.pose = pose
+            marker.scale.x = marker.scale.y = marker.scale.z = 1.0
+            marker.frame_locked = frame_locked
         array.markers.append(marker)
         if text:
-            array.markers.append(_label_marker(header, obj, pose, marker_id, namespace + "_label"))
+            position, height = _label_position(obj, T_frame_obj, up)
+            if frame_locked:
+                position = transform_points(invert_transform(T_frame_obj), position)[0]
+            label = _label_marker(marker_header, obj, position, height, marker_id, namespace + "_label")
+            label.frame_locked = frame_locked
+            array.markers.append(label)
     return array
 
 
-def _label_marker(header: Header, obj: ObjectReconstruction, pose: Pose, marker_id: int, namespace: str) -> Marker:
-    """TEXT_VIEW_FACING marker just above the object (above = -y in the optical frame)."""
-    T = np.asarray(obj.T_cam_obj, dtype=np.float64)
+def _label_position(obj: ObjectReconstruction, T_frame_obj: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, float]:
+    """(position in the frame of T_frame_obj, text height): the object origin moved along `up` to just above the
+    object's highest vertex (its size_obj box when the mesh has no vertices)."""
     size = _object_size(obj)
     vertices = np.asarray(obj.mesh_obj.vertices, dtype=np.float64) if obj.mesh_obj is not None else np.empty((0, 3))
     if len(vertices) == 0:
         vertices = (np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T) * size / 2
-    top_y = float(transform_points(T, vertices)[:, 1].min())
+    origin = T_frame_obj[:3, 3]
+    origin_up = float(origin @ up)
+    top = max(float((transform_points(T_frame_obj, vertices) @ up).max()), origin_up)
     height = float(np.clip(0.25 * size.max(), 0.02, 0.1))
+    return origin + (top + 0.75 * height - origin_up) * up, height
+
+
+def _label_marker(
+    header: Header, obj: ObjectReconstruction, position: np.ndarray, height: float, marker_id: int, namespace: str
+) -> Marker:
+    """TEXT_VIEW_FACING "id: label" marker at `position` (in header.frame_id), text `height` metres tall."""
     marker = _new_marker(header, namespace, marker_id, Marker.TEXT_VIEW_FACING, Marker.ADD)
-    marker.pose.position.x = pose.position.x
-    marker.pose.position.y = min(pose.position.y, top_y) - 0.75 * height
-    marker.pose.position.z = pose.position.z
+    marker.pose.position.x, marker.pose.position.y, marker.pose.position.z = (float(v) for v in position)
+    marker.pose.orientation.w = 1.0
     marker.scale.z = height
     marker.color.r = marker.color.g = marker.color.b = 1.0
     marker.color.a = 1.0
@@ -506,4 +596,159 @@ def make_delete_markers(header: Header, marker_ids_to_delete: Iterable[int], nam
     for marker_id in marker_ids_to_delete:
         array.markers.append(_new_marker(header, namespace, marker_id, Marker.TRIANGLE_LIST, Marker.DELETE))
         array.markers.append(_new_marker(header, namespace + "_label", marker_id, Marker.TEXT_VIEW_FACING, Marker.DELETE))
+    return array
+
+
+# ------------------------------------------------------------------------------------------------ MoveIt
+
+_MESH_TRIANGLE_FAST = {"_vertex_indices", "_check_fields"} <= set(getattr(MeshTriangle, "__slots__", ()))
+
+
+def _mesh_triangles(faces: np.ndarray) -> list[MeshTriangle]:
+    """MeshTriangles of (F, 3) vertex indices (each row a uint32[3] array, as the generated setter stores it)."""
+    rows = list(np.ascontiguousarray(faces, dtype=np.uint32))
+    if not _MESH_TRIANGLE_FAST:
+        return [MeshTriangle(vertex_indices=row) for row in rows]
+    new, check = MeshTriangle.__new__, MeshTriangle()._check_fields
+
+    def make(row: np.ndarray) -> MeshTriangle:
+        triangle = new(MeshTriangle)
+        triangle._check_fields, triangle._vertex_indices = check, row
+        return triangle
+
+    return [make(row) for row in rows]
+
+
+def _shape_mesh(object_id: str, mesh: trimesh.Trimesh | None) -> Mesh:
+    """shape_msgs/Mesh of a trimesh: every vertex (object frame, metres) and every face, indices unchanged."""
+    if mesh is None or len(mesh.faces) == 0 or len(mesh.vertices) == 0:
+        raise InputError(f"object '{object_id}' has an empty mesh, nothing to add as a collision object")
+    vertices = np.asarray(mesh.vertices, dtype=np.float64).reshape(-1, 3)
+    faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
+    if not np.isfinite(vertices).all():
+        raise InputError(f"object '{object_id}' mesh has non-finite vertices")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise InputError(f"object '{object_id}' mesh has face indices outside [0, {len(vertices)})")
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # many small acyclic objects: see _triangle_list
+    try:
+        return Mesh(vertices=_points(vertices.tolist()), triangles=_mesh_triangles(faces))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def make_collision_object(
+    header: Header,
+    object_id: str,
+    operation: str,
+    obj: ObjectReconstruction | None = None,
+    T_frame_cam: np.ndarray | None = None,
+) -> CollisionObject:
+    """moveit_msgs/CollisionObject `object_id` in header.frame_id for operation 'add', 'move' or 'remove'.
+
+    add: the object's mesh (vertices in the object frame) with mesh_poses = [identity] and pose = T_frame_cam @
+    T_cam_obj (T_cam_obj without T_frame_cam); move: id and pose only (MoveIt's MOVE takes no geometry); remove: id
+    only. add and move need `obj`.
+    """
+    from moveit_msgs.msg import CollisionObject
+
+    operations = {"add": CollisionObject.ADD, "move": CollisionObject.MOVE, "remove": CollisionObject.REMOVE}
+    op = operations.get(str(operation).lower())
+    if op is None:
+        raise InputError(f"collision object operation '{operation}' is not one of add, move, remove")
+    object_id = str(object_id)
+    if not object_id:
+        raise InputError("collision object id is empty")
+    msg = CollisionObject()
+    msg.header = _copy_header(header)
+    msg.id = object_id
+    msg.operation = op
+    if op == CollisionObject.REMOVE:
+        return msg
+    if obj is None:
+        raise InputError(f"collision object '{object_id}' needs its reconstruction for '{operation}'")
+    msg.pose = _pose(_object_transform(obj, _frame_transform(T_frame_cam)))
+    if op == CollisionObject.ADD:
+        msg.meshes = [_shape_mesh(object_id, obj.mesh_obj)]
+        msg.mesh_poses = [Pose()]  # identity: the mesh vertices are already in the object frame
+    return msg
+
+
+def make_planning_scene_diff(collision_objects: Iterable[CollisionObject]) -> PlanningScene:
+    """moveit_msgs/PlanningScene diff (is_diff, robot_state.is_diff) carrying these world collision objects."""
+    from moveit_msgs.msg import CollisionObject, PlanningScene
+
+    objects = list(collision_objects)
+    for index, item in enumerate(objects):
+        if not isinstance(item, CollisionObject):
+            raise InputError(f"planning scene item {index} is a {type(item).__name__}, not a moveit_msgs CollisionObject")
+    scene = PlanningScene()
+    scene.is_diff = True
+    scene.robot_state.is_diff = True  # an empty robot state in a diff changes nothing
+    scene.world.collision_objects = objects
+    return scene
+
+
+# ----------------------------------------------------------------------------------------------- diagnostics
+
+_DIAGNOSTIC_LEVELS = {
+    "ok": DiagnosticStatus.OK,
+    "warn": DiagnosticStatus.WARN,
+    "error": DiagnosticStatus.ERROR,
+    "stale": DiagnosticStatus.STALE,
+}
+
+
+@dataclass
+class DiagnosticEntry:
+    """One diagnostic_msgs/DiagnosticStatus: level is 'ok', 'warn', 'error' or 'stale'."""
+
+    name: str
+    hardware_id: str = ""
+    level: str = "ok"
+    message: str = ""
+    values: dict[str, str | int | float] = field(default_factory=dict)
+
+
+def _diagnostic_value(value: Any) -> str:
+    """A KeyValue value: strings as they are, booleans 'true'/'false', integers exact, floats to 6 significant digits."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return str(value) if not math.isfinite(value) else f"{value:.6g}"
+    return str(value)
+
+
+def make_diagnostic_array(stamp: Any, statuses: Iterable[DiagnosticEntry | tuple]) -> DiagnosticArray:
+    """DiagnosticArray stamped `stamp` (a Time, or nanoseconds) with one DiagnosticStatus per entry.
+
+    An entry is a DiagnosticEntry or a tuple in its field order (name, hardware_id, level, message[, values]).
+    """
+    array = DiagnosticArray()
+    array.header.stamp = ns_to_stamp(stamp) if isinstance(stamp, (int, np.integer)) else _copy_time(stamp)
+    for index, entry in enumerate(statuses):
+        if not isinstance(entry, DiagnosticEntry):
+            try:
+                entry = DiagnosticEntry(*entry)
+            except TypeError as exc:
+                raise InputError(f"diagnostic status {index} must be (name, hardware_id, level, message[, values]): {exc}") from exc
+        if not str(entry.name):
+            raise InputError(f"diagnostic status {index} has an empty name")
+        level = _DIAGNOSTIC_LEVELS.get(str(entry.level).lower())
+        if level is None:
+            raise InputError(f"diagnostic status '{entry.name}' level '{entry.level}' is not one of {', '.join(_DIAGNOSTIC_LEVELS)}")
+        status = DiagnosticStatus()
+        status.level = level
+        status.name = str(entry.name)
+        status.message = str(entry.message)
+        status.hardware_id = str(entry.hardware_id)
+        values = entry.values if entry.values is not None else {}
+        if not isinstance(values, Mapping):
+            raise InputError(f"diagnostic status '{entry.name}' values must be a dict, got {type(values).__name__}")
+        status.values = [KeyValue(key=str(key), value=_diagnostic_value(value)) for key, value in values.items()]
+        array.status.append(status)
     return array

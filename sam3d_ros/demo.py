@@ -28,22 +28,28 @@ def _pose_matrix(pose) -> np.ndarray:
     return transform_from_pose(np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
 
 
-def draw_overlay(scene: SyntheticScene, out: NodeOutputs, prefix: str) -> np.ndarray:
+def draw_overlay(scene: SyntheticScene, out: NodeOutputs, markers: list[Marker], prefix: str) -> np.ndarray:
     """Colour image (BGR) with mask outlines, the published meshes projected, axes and labels."""
     canvas = cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR)
     overlay = canvas.copy()
     cam = scene.intrinsics
     palette = [(255, 128, 0), (0, 200, 255), (255, 0, 200), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
-    for array in out.markers:
-        for marker in array.markers:
-            if marker.type != Marker.TRIANGLE_LIST or not marker.points:
+    for marker in markers:
+        if marker.type != Marker.TRIANGLE_LIST or not marker.points:
+            continue
+        T_cam_marker = _pose_matrix(marker.pose)
+        if marker.frame_locked:  # drawn in the object's TF frame: place it with that frame's transform
+            tf = out.transforms.get(marker.header.frame_id)
+            if tf is None:
                 continue
-            corners_obj = np.array([[p.x, p.y, p.z] for p in marker.points])
-            uv = cam.project(transform_points(_pose_matrix(marker.pose), corners_obj)).reshape(-1, 3, 2)
-            colour = palette[marker.id % len(palette)]
-            for tri in uv:
-                if np.isfinite(tri).all():
-                    cv2.fillConvexPoly(overlay, np.round(tri).astype(np.int32), colour, lineType=cv2.LINE_AA)
+            t, q = tf.transform.translation, tf.transform.rotation
+            T_cam_marker = transform_from_pose(np.array([t.x, t.y, t.z]), np.array([q.x, q.y, q.z, q.w])) @ T_cam_marker
+        points_marker = np.array([[p.x, p.y, p.z] for p in marker.points])
+        uv = cam.project(transform_points(T_cam_marker, points_marker)).reshape(-1, 3, 2)
+        colour = palette[marker.id % len(palette)]
+        for tri in uv:
+            if np.isfinite(tri).all():
+                cv2.fillConvexPoly(overlay, np.round(tri).astype(np.int32), colour, lineType=cv2.LINE_AA)
     canvas = cv2.addWeighted(overlay, 0.35, canvas, 0.65, 0)
     for obj in scene.objects:
         contours, _ = cv2.findContours((scene.labels == obj.object_id).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -91,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             last = stamp0 + k * 100_000_000
             client.publish_rgbd(last, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels)
             time.sleep(0.1)
-        out = client.wait_for_outputs(last, n_transforms=len(scene.objects), timeout_s=30.0)
+        out = client.wait_for_outputs(last, n_objects=len(scene.objects), timeout_s=30.0)
+        markers = list(client.markers.values())
         answered = sum(1 for s in range(args.frames) if (o := client.outputs.get(stamp0 + s * 100_000_000)) and o.detections)
         if out is None:
             print(f"[demo] no output for the last frame; see {log_path}", file=sys.stderr)
@@ -102,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         process.wait(timeout=10)
 
     print(f"[demo] {args.frames} frames published at 10 Hz, {answered} answered (the node keeps only the newest waiting frame)")
-    detections = {d.id: d for d in out.detections.detections}
+    detections = out.detections
     print(f"[demo] published on {namespace}/sam3d_perception/detections, /tf and .../markers, frame '{FRAME_ID}':")
     print(f"  {'id':>3} {'object':<24} {'TF frame':<18} {'position (m)':<26} {'size (m)':<20} {'error':>8}")
     errors = []
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         child = frame_name(prefix, det.id)
         print(f"  {obj.object_id:>3} {obj.name:<24} {child:<18} {pos:<26} {size:<20} {error * 100:6.2f}cm")
     picture = args.out / "demo.png"
-    cv2.imwrite(str(picture), draw_overlay(scene, out, prefix))
+    cv2.imwrite(str(picture), draw_overlay(scene, out, markers, prefix))
     finite = [e for e in errors if np.isfinite(e)]
     print(f"[demo] centre error vs ground truth: median {np.median(finite) * 100:.2f} cm, max {max(errors) * 100:.2f} cm")
     print(f"[demo] picture: {picture} (mask outlines white, published meshes filled, TF axes x red / y green / z blue)")

@@ -17,12 +17,15 @@ import numpy as np
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
+from diagnostic_msgs.msg import DiagnosticArray
+from moveit_msgs.msg import CollisionObject
+from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
-from vision_msgs.msg import Detection2DArray, Detection3DArray
-from visualization_msgs.msg import MarkerArray
+from vision_msgs.msg import Detection2DArray, Detection3D, Detection3DArray
+from visualization_msgs.msg import Marker, MarkerArray
 
 from sam3d_ros import conversions
 from sam3d_ros.camera import CameraIntrinsics
@@ -46,11 +49,13 @@ def start_node_process(
 
 @dataclass
 class NodeOutputs:
-    """Everything the node published for one image stamp."""
+    """Everything the node published for one image stamp (several Detection3DArrays of a stamp are merged by id)."""
 
-    detections: Detection3DArray | None = None
-    markers: list[MarkerArray] = field(default_factory=list)
+    detections: dict[str, Detection3D] = field(default_factory=dict)  # detection id -> Detection3D
+    detection_arrays: int = 0
+    frame_id: str = ""
     transforms: dict[str, object] = field(default_factory=dict)  # child frame -> TransformStamped
+    tf_received_s: float | None = None  # time.monotonic() of the first TF message of this stamp
 
 
 class PerceptionClient:
@@ -71,8 +76,18 @@ class PerceptionClient:
         self.outputs: dict[int, NodeOutputs] = {}
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(Detection3DArray, f"{ns}/{NODE_NAME}/detections", self._on_detections, reliable)
-        self.node.create_subscription(MarkerArray, f"{ns}/{NODE_NAME}/markers", self._on_markers, reliable)
+        self.markers: dict[tuple[str, int], Marker] = {}  # (namespace, id) -> marker shown now
+        self.marker_arrays: list[MarkerArray] = []
+        self.collision_objects: list[CollisionObject] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_subscription(MarkerArray, f"{ns}/{NODE_NAME}/markers", self._on_markers, latched)
+        self.node.create_subscription(CollisionObject, f"{ns}/{NODE_NAME}/collision_objects", self._on_collision, reliable)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
         self.node.create_subscription(TFMessage, "/tf", self._on_tf, reliable)
+        self._services = {
+            name: self.node.create_client(Trigger, f"{ns}/{NODE_NAME}/{name}") for name in ("reconstruct", "clear", "save_scene")
+        }
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spin_thread = threading.Thread(target=self._spin, daemon=True)
@@ -90,17 +105,61 @@ class PerceptionClient:
 
     def _on_detections(self, msg: Detection3DArray) -> None:
         with self._lock:
-            self._entry(msg.header.stamp).detections = msg
+            entry = self._entry(msg.header.stamp)
+            entry.detection_arrays += 1
+            entry.frame_id = msg.header.frame_id
+            for detection in msg.detections:
+                entry.detections[detection.id] = detection
 
     def _on_markers(self, msg: MarkerArray) -> None:
-        if msg.markers:
-            with self._lock:
-                self._entry(msg.markers[0].header.stamp).markers.append(msg)
+        with self._lock:
+            self.marker_arrays.append(msg)
+            for marker in msg.markers:
+                if marker.action == Marker.DELETEALL:
+                    self.markers.clear()
+                elif marker.action == Marker.DELETE:
+                    self.markers.pop((marker.ns, marker.id), None)
+                else:
+                    self.markers[(marker.ns, marker.id)] = marker
+
+    def _on_collision(self, msg: CollisionObject) -> None:
+        with self._lock:
+            self.collision_objects.append(msg)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        with self._lock:
+            self.diagnostics.append(msg)
 
     def _on_tf(self, msg: TFMessage) -> None:
+        now = time.monotonic()
         with self._lock:
             for transform in msg.transforms:
-                self._entry(transform.header.stamp).transforms[transform.child_frame_id] = transform
+                entry = self._entry(transform.header.stamp)
+                entry.transforms[transform.child_frame_id] = transform
+                if entry.tf_received_s is None:
+                    entry.tf_received_s = now
+
+    def call_service(self, name: str, timeout_s: float = 10.0) -> tuple[bool, str]:
+        """Call the node's std_srvs/Trigger service `name` (reconstruct, clear, save_scene): (success, message)."""
+        client = self._services[name]
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise TimeoutError(f"service {name} is not available")
+        future = client.call_async(Trigger.Request())
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service {name} did not answer within {timeout_s} s")
+            time.sleep(0.01)
+        response = future.result()
+        return bool(response.success), str(response.message)
+
+    def diagnostic_values(self) -> dict[str, dict[str, str]]:
+        """Status name -> {key: value} of the newest /diagnostics message."""
+        with self._lock:
+            if not self.diagnostics:
+                return {}
+            latest = self.diagnostics[-1]
+        return {status.name: {kv.key: kv.value for kv in status.values} for status in latest.status}
 
     def wait_for_node(self, timeout_s: float = 30.0) -> bool:
         """True once the node subscribes to every input and publishes its outputs."""
@@ -151,16 +210,26 @@ class PerceptionClient:
             conversions.intrinsics_to_camera_info(intrinsics, header), depth_msg, masks_msg, detections,
         )
 
-    def wait_for_outputs(self, stamp_ns: int, n_transforms: int = 0, timeout_s: float = 20.0) -> NodeOutputs | None:
-        """Outputs for `stamp_ns` once detections, markers and `n_transforms` TF frames arrived, else None."""
+    def wait_for_outputs(self, stamp_ns: int, n_objects: int = 1, timeout_s: float = 20.0) -> NodeOutputs | None:
+        """Outputs for `stamp_ns` once `n_objects` detections and TF frames of that stamp arrived, else None."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
                 out = self.outputs.get(stamp_ns)
-                if out and out.detections is not None and out.markers and len(out.transforms) >= n_transforms:
+                if out and len(out.detections) >= n_objects and len(out.transforms) >= n_objects:
                     return out
             time.sleep(0.02)
         return None
+
+    def wait_for(self, condition, timeout_s: float = 20.0) -> bool:
+        """Poll `condition()` (called with this client's lock held) until it is true or `timeout_s` passed."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if condition():
+                    return True
+            time.sleep(0.02)
+        return False
 
     def close(self) -> None:
         """Stop spinning and shut this client's ROS context down."""

@@ -90,6 +90,7 @@ class FrameAssembler:
         if completed:
             newest = completed[-1].stamp_ns
             kept = [(s, m) for s, m in self.buffers["image"] if s > newest]
+            self.dropped_images += len(self.buffers["image"]) - len(kept) - len(completed)  # older, never completed
             self.buffers["image"].clear()
             self.buffers["image"].extend(kept)
         return completed

@@ -14,6 +14,7 @@ from visualization_msgs.msg import Marker
 
 from sam3d_ros.camera import CameraIntrinsics
 from sam3d_ros.conversions import (
+    DiagnosticEntry,
     array_to_image_msg,
     camera_info_to_intrinsics,
     depth_msg_to_metres,
@@ -22,15 +23,18 @@ from sam3d_ros.conversions import (
     image_msg_to_array,
     image_msg_to_rgb,
     intrinsics_to_camera_info,
+    make_collision_object,
     make_delete_markers,
     make_detection3d_array,
+    make_diagnostic_array,
     make_marker_array,
+    make_planning_scene_diff,
     make_transforms,
     mask_msg_to_labels,
     ns_to_stamp,
     stamp_to_ns,
 )
-from sam3d_ros.transforms import make_transform, matrix_from_quaternion_xyzw
+from sam3d_ros.transforms import make_transform, matrix_from_quaternion_xyzw, transform_from_pose, transform_points
 from sam3d_ros.types import InputError, ObjectReconstruction
 
 ENCODINGS = {  # encoding -> (dtype, channels)
@@ -411,3 +415,207 @@ def test_non_metric_objects_are_flagged_in_their_detection() -> None:
     assert detections[0].results[0].pose.covariance[0] == 0.0
     assert detections[1].results[0].pose.covariance[0] == -1.0
     assert list(detections[1].results[0].pose.covariance[1:]) == [0.0] * 35
+
+
+# ------------------------------------------------------------------------------------ output frame, markers
+
+# base_link <- optical frame of a camera 1.2 m up looking along base x: optical z -> x, x -> -y, y -> -z.
+T_BASE_CAM = make_transform(np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]), [0.5, 0.0, 1.2])
+
+
+def pose_matrix(pose) -> np.ndarray:
+    p, q = pose.position, pose.orientation
+    return transform_from_pose([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+
+
+def test_poses_in_the_output_frame_are_t_frame_cam_times_t_cam_obj() -> None:
+    upright = reconstruction("u", seed=1)
+    upright.T_cam_obj = make_transform(np.eye(3), [0.1, 0.2, 1.0])  # 1 m ahead, 0.1 m right, 0.2 m down
+    turned = reconstruction("t", seed=2)  # random rotation and position
+    hdr = header("base_link", 3, 4)
+    detections = make_detection3d_array(hdr, [upright, turned], T_frame_cam=T_BASE_CAM).detections
+    tfs = make_transforms(hdr, [upright, turned], "sam3d_", T_frame_cam=T_BASE_CAM)
+    # by hand: (0.1, 0.2, 1.0) in the optical frame is (1.0, -0.1, -0.2) from the camera in base axes
+    center = detections[0].bbox.center
+    assert (center.position.x, center.position.y, center.position.z) == pytest.approx((1.5, -0.1, 1.0), abs=1e-12)
+    np.testing.assert_allclose(pose_matrix(center)[:3, :3], T_BASE_CAM[:3, :3], atol=1e-12)
+    for obj, det, tf in zip([upright, turned], detections, tfs):
+        expected = T_BASE_CAM @ obj.T_cam_obj
+        assert det.header.frame_id == "base_link" and tf.header.frame_id == "base_link"
+        np.testing.assert_allclose(pose_matrix(det.bbox.center), expected, atol=1e-12)
+        np.testing.assert_allclose(pose_matrix(det.results[0].pose.pose), expected, atol=1e-12)
+        t, r = tf.transform.translation, tf.transform.rotation
+        np.testing.assert_allclose(transform_from_pose([t.x, t.y, t.z], [r.x, r.y, r.z, r.w]), expected, atol=1e-12)
+    assert not np.allclose(T_BASE_CAM @ turned.T_cam_obj, turned.T_cam_obj @ T_BASE_CAM, atol=1e-3)  # order matters
+    skewed = T_BASE_CAM.copy()
+    skewed[:3, :3] *= 2.0
+    with pytest.raises(InputError, match="T_frame_cam must be a rigid transform"):
+        make_transforms(hdr, [upright], "sam3d_", T_frame_cam=skewed)
+    with pytest.raises(InputError, match="T_frame_cam must be a finite 4x4"):
+        make_detection3d_array(hdr, [upright], T_frame_cam=np.full((4, 4), np.nan))
+
+
+def test_markers_in_the_output_frame_and_label_above_along_z() -> None:
+    obj = reconstruction("a", "cup", seed=7)
+    mesh_marker, label = make_marker_array(header("base_link"), [obj], {}, T_frame_cam=T_BASE_CAM).markers
+    T_base_obj = T_BASE_CAM @ obj.T_cam_obj
+    assert mesh_marker.header.frame_id == "base_link" and not mesh_marker.frame_locked and not label.frame_locked
+    np.testing.assert_allclose(pose_matrix(mesh_marker.pose), T_base_obj, atol=1e-12)
+    points = np.array([[p.x, p.y, p.z] for p in mesh_marker.points])  # still in the object frame
+    np.testing.assert_allclose(points, obj.mesh_obj.vertices[obj.mesh_obj.faces].reshape(-1, 3))
+    top_z = transform_points(T_base_obj, obj.mesh_obj.vertices)[:, 2].max()
+    assert top_z < label.pose.position.z < top_z + 0.2  # base_link is z-up (REP 103)
+    np.testing.assert_allclose([label.pose.position.x, label.pose.position.y], T_base_obj[:2, 3])
+
+
+@pytest.mark.parametrize("T_frame_cam", [None, T_BASE_CAM])
+def test_frame_locked_markers_sit_in_the_object_frame(T_frame_cam: np.ndarray | None) -> None:
+    objects = [reconstruction("mug 1", "mug", seed=8), reconstruction("b", "", seed=9)]
+    msg = make_marker_array(header("frame", 7, 8), objects, {}, T_frame_cam=T_frame_cam, frame_locked_prefix="obj_")
+    assert [m.header.frame_id for m in msg.markers] == ["obj_mug_1", "obj_mug_1", "obj_b", "obj_b"]
+    assert all(m.frame_locked for m in msg.markers)
+    assert all((m.header.stamp.sec, m.header.stamp.nanosec) == (7, 8) for m in msg.markers)
+    for obj, mesh_marker, label in zip(objects, msg.markers[0::2], msg.markers[1::2]):
+        assert mesh_marker.type == Marker.TRIANGLE_LIST and label.type == Marker.TEXT_VIEW_FACING
+        np.testing.assert_array_equal(pose_matrix(mesh_marker.pose), np.eye(4))
+        assert len(mesh_marker.points) == 3 * len(obj.mesh_obj.faces)
+        # the label, in the object frame, lies above the object in the output frame
+        T_out_obj = obj.T_cam_obj if T_frame_cam is None else T_frame_cam @ obj.T_cam_obj
+        up = np.array([0.0, -1.0, 0.0]) if T_frame_cam is None else np.array([0.0, 0.0, 1.0])
+        p = label.pose.position
+        label_out = transform_points(T_out_obj, [p.x, p.y, p.z])[0]
+        assert label_out @ up > (transform_points(T_out_obj, obj.mesh_obj.vertices) @ up).max()
+        np.testing.assert_allclose(label_out - (label_out @ up) * up, T_out_obj[:3, 3] - (T_out_obj[:3, 3] @ up) * up, atol=1e-9)
+
+
+def test_mesh_resource_markers_for_objects_with_a_mesh_file() -> None:
+    empty = trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), process=False)
+    objects = [reconstruction("a", seed=1), reconstruction("b", seed=2), reconstruction("c", mesh=empty)]
+    uris = {"a": "file:///tmp/cache/a_v3.glb", "c": "file:///tmp/cache/c_v1.glb"}
+    msg = make_marker_array(header("base_link"), objects, {}, text=False, T_frame_cam=T_BASE_CAM, mesh_uris=uris)
+    a, b, c = msg.markers
+    for marker, obj, uri in [(a, objects[0], uris["a"]), (c, objects[2], uris["c"])]:
+        assert (marker.type, marker.action) == (Marker.MESH_RESOURCE, Marker.ADD)
+        assert marker.mesh_resource == uri and marker.mesh_use_embedded_materials
+        assert (marker.scale.x, marker.scale.y, marker.scale.z) == (1.0, 1.0, 1.0)
+        assert (marker.color.r, marker.color.g, marker.color.b, marker.color.a) == (1.0, 1.0, 1.0, 1.0)
+        assert len(marker.points) == 0 and len(marker.colors) == 0
+        np.testing.assert_allclose(pose_matrix(marker.pose), T_BASE_CAM @ obj.T_cam_obj, atol=1e-12)
+    assert b.type == Marker.TRIANGLE_LIST and b.mesh_resource == "" and len(b.points) == 3 * len(objects[1].mesh_obj.faces)
+    locked = make_marker_array(header(), objects[:1], {}, text=False, frame_locked_prefix="o_", mesh_uris=uris).markers[0]
+    assert locked.type == Marker.MESH_RESOURCE and locked.frame_locked and locked.header.frame_id == "o_a"
+    np.testing.assert_array_equal(pose_matrix(locked.pose), np.eye(4))
+    with pytest.raises(InputError, match="mesh URI of object 'a'"):
+        make_marker_array(header(), objects[:1], {}, mesh_uris={"a": ""})
+
+
+# ------------------------------------------------------------------------------------------------- MoveIt
+
+
+def moveit_msgs():
+    return pytest.importorskip("moveit_msgs.msg", reason="moveit_msgs is not installed")
+
+
+def test_collision_object_add_move_remove() -> None:
+    msgs = moveit_msgs()
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    obj = reconstruction("mug 3", seed=11)
+    mesh = obj.mesh_obj
+    hdr = header("base_link", 5, 6)
+    add = make_collision_object(hdr, "mug 3", "add", obj, T_frame_cam=T_BASE_CAM)
+    hdr.frame_id = "changed-later"
+    assert (add.id, add.operation, add.header.frame_id) == ("mug 3", msgs.CollisionObject.ADD, "base_link")
+    assert (add.header.stamp.sec, add.header.stamp.nanosec) == (5, 6)
+    np.testing.assert_allclose(pose_matrix(add.pose), T_BASE_CAM @ obj.T_cam_obj, atol=1e-12)
+    assert len(add.meshes) == 1 and len(add.mesh_poses) == 1 and len(add.primitives) == 0
+    np.testing.assert_array_equal(pose_matrix(add.mesh_poses[0]), np.eye(4))
+    shape = add.meshes[0]
+    assert len(shape.vertices) == len(mesh.vertices) == 8 and len(shape.triangles) == len(mesh.faces) == 12
+    np.testing.assert_array_equal([[v.x, v.y, v.z] for v in shape.vertices], mesh.vertices)  # object frame
+    np.testing.assert_array_equal([list(t.vertex_indices) for t in shape.triangles], mesh.faces)
+    back = deserialize_message(serialize_message(add), msgs.CollisionObject)  # the fast-filled fields serialize
+    np.testing.assert_array_equal([list(t.vertex_indices) for t in back.meshes[0].triangles], mesh.faces)
+    assert back.meshes[0].vertices[5].z == mesh.vertices[5, 2]
+
+    move = make_collision_object(header("optical"), "mug 3", "MOVE", obj)
+    assert (move.operation, move.header.frame_id) == (msgs.CollisionObject.MOVE, "optical")
+    np.testing.assert_allclose(pose_matrix(move.pose), obj.T_cam_obj, atol=1e-12)
+    assert len(move.meshes) == len(move.mesh_poses) == len(move.primitives) == 0
+
+    remove = make_collision_object(header("base_link"), "mug 3", "remove")
+    assert (remove.id, remove.operation) == ("mug 3", msgs.CollisionObject.REMOVE)
+    assert len(remove.meshes) == len(remove.mesh_poses) == 0
+    np.testing.assert_array_equal(pose_matrix(remove.pose), np.eye(4))
+
+
+def test_collision_object_bad_input() -> None:
+    moveit_msgs()
+    empty = trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), process=False)
+    with pytest.raises(InputError, match="'e' has an empty mesh"):
+        make_collision_object(header(), "e", "add", reconstruction("e", mesh=empty))
+    lost = reconstruction("n", seed=3)
+    lost.T_cam_obj = lost.T_cam_obj.copy()
+    lost.T_cam_obj[0, 3] = np.nan
+    for operation in ("add", "move"):
+        with pytest.raises(InputError, match="'n' T_cam_obj must be a finite 4x4"):
+            make_collision_object(header(), "n", operation, lost)
+    with pytest.raises(InputError, match="needs its reconstruction for 'move'"):
+        make_collision_object(header(), "n", "move")
+    with pytest.raises(InputError, match="'append' is not one of add, move, remove"):
+        make_collision_object(header(), "n", "append", reconstruction("n"))
+
+
+def test_planning_scene_diff() -> None:
+    msgs = moveit_msgs()
+    objects = [
+        make_collision_object(header("base_link"), "a", "add", reconstruction("a", seed=1)),
+        make_collision_object(header("base_link"), "b", "remove"),
+    ]
+    scene = make_planning_scene_diff(objects)
+    assert isinstance(scene, msgs.PlanningScene) and scene.is_diff and scene.robot_state.is_diff
+    assert [(o.id, o.operation) for o in scene.world.collision_objects] == [
+        ("a", msgs.CollisionObject.ADD),
+        ("b", msgs.CollisionObject.REMOVE),
+    ]
+    assert len(scene.world.collision_objects[0].meshes[0].triangles) == 12
+    assert len(make_planning_scene_diff([]).world.collision_objects) == 0
+    with pytest.raises(InputError, match="item 1 is a Marker"):
+        make_planning_scene_diff([objects[0], Marker()])
+
+
+# -------------------------------------------------------------------------------------------- diagnostics
+
+
+def test_diagnostic_array() -> None:
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    statuses = [
+        DiagnosticEntry("sam3d: tracker", "camera_1", "ok", "3 objects",
+                        {"rate_hz": 29.970029, "objects": 3, "backend": "depth", "metric": True}),
+        ("sam3d: worker", "gpu0", "WARN", "slow", {"latency_s": np.float32(0.1), "big": 1234567.0, "bad": float("nan")}),
+        ("sam3d: camera", "", "error", "no images"),
+        DiagnosticEntry("sam3d: tf", level="stale"),
+    ]
+    msg = make_diagnostic_array(Time(sec=9, nanosec=10), statuses)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (9, 10)
+    assert [s.level for s in msg.status] == [DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE]
+    assert [(s.name, s.hardware_id, s.message) for s in msg.status] == [
+        ("sam3d: tracker", "camera_1", "3 objects"),
+        ("sam3d: worker", "gpu0", "slow"),
+        ("sam3d: camera", "", "no images"),
+        ("sam3d: tf", "", ""),
+    ]
+    assert [(kv.key, kv.value) for kv in msg.status[0].values] == [
+        ("rate_hz", "29.97"), ("objects", "3"), ("backend", "depth"), ("metric", "true"),
+    ]
+    assert [(kv.key, kv.value) for kv in msg.status[1].values] == [("latency_s", "0.1"), ("big", "1.23457e+06"), ("bad", "nan")]
+    assert len(msg.status[2].values) == 0
+    by_ns = make_diagnostic_array(12_000_000_345, [])
+    assert (by_ns.header.stamp.sec, by_ns.header.stamp.nanosec) == (12, 345) and len(by_ns.status) == 0
+    with pytest.raises(InputError, match="level 'fine' is not one of ok, warn, error, stale"):
+        make_diagnostic_array(Time(), [("x", "", "fine", "")])
+    with pytest.raises(InputError, match="diagnostic status 0 must be"):
+        make_diagnostic_array(Time(), [("x", "", "ok", "", {}, "extra")])
+    with pytest.raises(InputError, match="empty name"):
+        make_diagnostic_array(Time(), [DiagnosticEntry("")])

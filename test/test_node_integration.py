@@ -26,7 +26,8 @@ def _stamp_ns() -> int:
 def node_and_client(tmp_path_factory):
     namespace = "/it_masks"
     log_path = tmp_path_factory.mktemp("node") / "node.log"
-    process = start_node_process(namespace, log_path=log_path)
+    # Each test sends unrelated scenes 0.2 s apart: objects unseen for 0.1 s are forgotten, so ids start afresh.
+    process = start_node_process(namespace, params={"lost_timeout_s": 0.1}, log_path=log_path)
     client = PerceptionClient(namespace)
     try:
         assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
@@ -42,7 +43,7 @@ def _send_and_wait(client, scene, n_objects, **kwargs):
     stamp = _stamp_ns()
     for _ in range(3):
         client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels, **kwargs)
-        outputs = client.wait_for_outputs(stamp, n_transforms=n_objects, timeout_s=10.0)
+        outputs = client.wait_for_outputs(stamp, n_objects=n_objects, timeout_s=10.0)
         if outputs is not None:
             return stamp, outputs
     return stamp, None
@@ -56,9 +57,9 @@ def test_objects_are_published_at_their_true_positions(node_and_client, seed, de
         client, scene, len(scene.objects), depth_encoding=depth_encoding, image_encoding=image_encoding
     )
     assert out is not None, f"no output for the frame; node log:\n{log_path.read_text()}"
-    detections = {d.id: d for d in out.detections.detections}
+    detections = out.detections
     assert sorted(detections) == sorted(str(o.object_id) for o in scene.objects)
-    assert out.detections.header.frame_id == FRAME_ID
+    assert out.frame_id == FRAME_ID
     for obj in scene.objects:
         det = detections[str(obj.object_id)]
         assert det.header.stamp == ns_to_stamp(stamp)
@@ -70,10 +71,14 @@ def test_objects_are_published_at_their_true_positions(node_and_client, seed, de
         assert tf.header.frame_id == FRAME_ID and tf.child_frame_id == f"sam3d_object_{obj.object_id}"
         t = tf.transform.translation
         np.testing.assert_allclose([t.x, t.y, t.z], [p.x, p.y, p.z], atol=1e-9)
-    meshes = [m for array in out.markers for m in array.markers if m.type == Marker.TRIANGLE_LIST]
+    # Meshes are drawn in each object's TF frame (frame-locked), so they are re-sent only when a mesh changes.
+    expected_frames = {frame_name("sam3d_object_", str(o.object_id)) for o in scene.objects}
+    assert client.wait_for(lambda: expected_frames <= {
+        m.header.frame_id for m in client.markers.values() if m.type == Marker.TRIANGLE_LIST}, 5.0)
+    meshes = [m for m in client.markers.values() if m.type == Marker.TRIANGLE_LIST and m.header.frame_id in expected_frames]
     assert len(meshes) == len(scene.objects)
     for marker in meshes:
-        assert marker.header.frame_id == FRAME_ID and len(marker.points) % 3 == 0 and len(marker.points) > 0
+        assert marker.frame_locked and len(marker.points) % 3 == 0 and len(marker.points) > 0
         assert len(marker.colors) == len(marker.points)
     assert process.poll() is None
 
@@ -106,9 +111,9 @@ def test_malformed_frames_are_skipped_and_the_next_good_one_processed(node_and_c
         time.sleep(0.3)  # one frame at a time: the node keeps only the newest waiting frame
     stamp, out = _send_and_wait(client, scene, len(scene.objects))
     assert out is not None, f"good frame after bad ones not processed; node log:\n{log_path.read_text()}"
-    assert len(out.detections.detections) == len(scene.objects)
+    assert len(out.detections) == len(scene.objects)
     for bad in bad_frames:
-        assert bad not in client.outputs or client.outputs[bad].detections is None
+        assert bad not in client.outputs or client.outputs[bad].detection_arrays == 0
     assert process.poll() is None, "the node died"
     log = log_path.read_text()
     for expected in ("depth image is 320x240 but colour image is 640x480", "yuv422_yuy2", "no valid pixel", "no object pixel"):
@@ -136,11 +141,11 @@ def test_detection_boxes_are_segmented_and_reconstructed(node_and_client):
     out = None
     for _ in range(3):
         client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, detections=detections)
-        out = client.wait_for_outputs(stamp, n_transforms=len(scene.objects), timeout_s=15.0)
+        out = client.wait_for_outputs(stamp, n_objects=len(scene.objects), timeout_s=15.0)
         if out is not None:
             break
     assert out is not None, f"no output for a detections frame; node log:\n{log_path.read_text()}"
-    by_id = {d.id: d for d in out.detections.detections}
+    by_id = out.detections
     for obj in scene.objects:
         det = by_id[f"det_{obj.object_id}"]
         assert det.results[0].hypothesis.class_id == obj.name
@@ -162,7 +167,7 @@ def test_sam3d_backend_with_a_dead_worker_falls_back_to_depth(tmp_path):
         scene = random_tabletop_scene(17, n_objects=2, names=BOXES_AND_CANS)
         stamp, out = _send_and_wait(client, scene, len(scene.objects))
         assert out is not None, f"no output; node log:\n{log_path.read_text()}"
-        for obj, det in zip(scene.objects, sorted(out.detections.detections, key=lambda d: d.id)):
+        for obj, det in zip(scene.objects, sorted(out.detections.values(), key=lambda d: d.id)):
             p = det.bbox.center.position
             assert np.linalg.norm(np.array([p.x, p.y, p.z]) - obj.center_cam) < 0.025
         assert "used the depth backend" in log_path.read_text()

@@ -1,4 +1,5 @@
-"""`sam3d-ros`: the command line. `reconstruct` runs the node's pipeline on files; `eval` and `bench` measure it."""
+"""`sam3d-ros`: the command line. `reconstruct` runs the node's pipeline on files; `eval`, `bench` and
+`bench-node` measure it."""
 from __future__ import annotations
 
 import argparse
@@ -112,6 +113,15 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_node(args: argparse.Namespace) -> int:
+    """Latency image -> TF of the running node at a camera rate with tracked objects, drops and memory."""
+    from sam3d_ros.node_bench import format_node_bench, run_node_benchmark
+
+    result = run_node_benchmark(args.rate, args.objects, args.seconds, log_path=args.log)
+    print(format_node_bench(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of all sub-commands."""
     parser = argparse.ArgumentParser(prog="sam3d-ros", description=__doc__)
@@ -158,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--backend", default="depth",
                     help="depth (default), or sam3d: per-object overhead of the worker path with a zero-cost stand-in")
     be.set_defaults(func=bench)
+    bn = sub.add_parser("bench-node", help="node latency image publish -> TF receipt with tracked objects, drops, memory")
+    bn.add_argument("--rate", type=float, default=30.0, help="frames per second (default 30)")
+    bn.add_argument("--objects", type=int, default=5, help="tracked objects (default 5)")
+    bn.add_argument("--seconds", type=float, default=30.0, help="how long to play (default 30; 600 for the memory check)")
+    bn.add_argument("--log", type=Path, default=Path("bench_node.log"), help="the node's log (default ./bench_node.log)")
+    bn.set_defaults(func=bench_node)
     return parser
 
 

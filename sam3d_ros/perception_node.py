@@ -272,11 +272,14 @@ class PerceptionNode(Node):
             self.stats.frames_invalid += 1
             self.warn(f"input:{str(exc)[:40]}", f"frame skipped: {exc}")
             return
+        min_pixels = int(self.params["min_mask_pixels"])
+        small = set()
         for prompt, mask in zip(prompts, masks):
-            if mask is None or mask.sum() < int(self.params["min_mask_pixels"]):
-                pixels = 0 if mask is None else int(mask.sum())
-                self.warn(f"small:{prompt.object_id}", f"object {prompt.object_id}: mask has {pixels} pixels (< {self.params['min_mask_pixels']})")
-        observations = [o for o in observations if o.mask.sum() >= int(self.params["min_mask_pixels"])]
+            pixels = 0 if mask is None else int(np.count_nonzero(mask))
+            if pixels < min_pixels:
+                small.add(id(prompt))
+                self.warn(f"small:{prompt.object_id}", f"object {prompt.object_id}: mask has {pixels} pixels (< {min_pixels})")
+        observations = [o for o in observations if id(o.prompt) not in small]
         with self._lock:
             update = self.tracker.update(frame_set.stamp_ns, observations)
             tracked_s = time.monotonic()

@@ -15,8 +15,12 @@ def labels_to_prompts(labels: np.ndarray, min_pixels: int = 1) -> list[ObjectPro
     A mono8 binary mask (only 0 and 255) is one object with id "1" (the FoundationPose convention). Ids with fewer
     than `min_pixels` pixels are dropped.
     """
-    ids, counts = np.unique(labels, return_counts=True)
-    present = {int(i): int(c) for i, c in zip(ids, counts) if i != 0}
+    if labels.dtype.kind in "ui" and labels.size and 0 <= labels.min() and labels.max() < 2**20:
+        counts = np.bincount(labels.ravel(), minlength=1)  # ~10x faster than np.unique's sort
+        present = {int(i): int(counts[i]) for i in np.flatnonzero(counts) if i != 0}
+    else:
+        ids, counts = np.unique(labels, return_counts=True)
+        present = {int(i): int(c) for i, c in zip(ids, counts) if i != 0}
     if labels.dtype == np.uint8 and set(present) == {255}:
         return [ObjectPrompt(object_id="1", mask=labels == 255)] if present[255] >= min_pixels else []
     return [

@@ -17,7 +17,7 @@ from sam3d_ros.types import ObjectPrompt, ObjectReconstruction
 
 ASSOCIATION_MODES = ("auto", "input_id", "overlap")
 _NS_PER_S = 1_000_000_000
-_MASK_STRIDE = 4  # masks are compared on a 4x coarser grid
+_MASK_STRIDE = 8  # masks are compared on an 8x coarser grid
 
 
 @dataclass
@@ -53,11 +53,12 @@ class Observation:
     mask: np.ndarray  # (H, W) bool
     points_cam: np.ndarray  # (N, 3) subsampled valid depth inside the mask, optical frame
     stable_id: bool = False  # the prompt's id identifies the object across frames (a detector's tracking id)
+    centroid_cam: np.ndarray | None = field(init=False)  # mean of points_cam, None without depth
+    mask_small: np.ndarray = field(init=False)  # the mask on the coarse association grid
 
-    @property
-    def centroid_cam(self) -> np.ndarray | None:
-        """Mean of the observed points (optical frame), None without depth."""
-        return self.points_cam.mean(axis=0) if len(self.points_cam) else None
+    def __post_init__(self) -> None:
+        self.centroid_cam = self.points_cam.mean(axis=0) if len(self.points_cam) else None
+        self.mask_small = _small(self.mask)
 
 
 @dataclass
@@ -188,14 +189,16 @@ class ObjectTracker:
             for j, observation in enumerate(rest):
                 if track.label and observation.prompt.label and track.label != observation.prompt.label:
                     continue
-                iou = mask_iou(track.mask_small, _small(observation.mask))
                 centroid = observation.centroid_cam
                 distance_m = (
                     float(np.linalg.norm(centroid - track.centroid_cam))
                     if centroid is not None and track.centroid_cam is not None else np.inf
                 )
-                if (iou < self.config.min_association_iou and distance_m > gate_m) or distance_m > 3 * gate_m:
-                    continue  # neither overlapping nor near, or overlapping in 2D but far apart in depth
+                if np.isfinite(distance_m) and distance_m > 3 * gate_m:
+                    continue  # far apart in 3D (even if they overlap in the image)
+                iou = mask_iou(track.mask_small, observation.mask_small)
+                if iou < self.config.min_association_iou and distance_m > gate_m:
+                    continue  # neither overlapping nor near
                 cost[i, j] = (1.0 - iou) + min(distance_m, gate_m) / gate_m
         finite = np.where(np.isfinite(cost), cost, 1e6)
         matched: set[int] = set()
@@ -230,7 +233,7 @@ class ObjectTracker:
             track_id = self._new_track_id(observation.prompt.object_id)
             track = Track(
                 track_id, observation.prompt.object_id, observation.prompt.label, observation.prompt.score,
-                stamp_ns, stamp_ns, _small(observation.mask), observation.centroid_cam, last_observation=observation,
+                stamp_ns, stamp_ns, observation.mask_small, observation.centroid_cam, last_observation=observation,
             )
             self.tracks[track_id] = track
             update.new.append(track)
@@ -255,7 +258,7 @@ class ObjectTracker:
         track.input_id = observation.prompt.object_id
         track.score = observation.prompt.score
         track.label = observation.prompt.label or track.label
-        track.mask_small = _small(observation.mask)
+        track.mask_small = observation.mask_small
         if track.reconstruction is not None and track.model is not None and centroid is not None:
             T_cam_obj_init = track.reconstruction.T_cam_obj
             if track.centroid_cam is not None:  # the last pose moved with the observed centroid

@@ -65,3 +65,21 @@ def test_invert_and_transform_points():
     points_a = transform_points(T_a_b, points_b)
     np.testing.assert_allclose(transform_points(invert_transform(T_a_b), points_a), points_b, atol=1e-12)
     assert rotation_angle_between(np.eye(3), Rotation.from_euler("z", 0.3).as_matrix()) == pytest.approx(0.3)
+
+
+def test_quaternion_fast_path_matches_scipy_on_exact_and_nearly_orthonormal_rotations():
+    from scipy.spatial.transform import Rotation
+
+    from sam3d_ros.transforms import quaternion_xyzw_from_matrix
+
+    rotations = list(Rotation.random(200, random_state=7).as_matrix())
+    rotations += [np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0]), np.eye(3)]
+    for R in rotations:
+        expected = Rotation.from_matrix(R).as_quat()
+        expected = expected if expected[3] >= 0 else -expected
+        q = quaternion_xyzw_from_matrix(R)
+        assert q[3] >= 0 and abs(np.linalg.norm(q) - 1) < 1e-12
+        # w == 0 (half turns): q and -q are the same rotation
+        assert np.allclose(q, expected, atol=1e-9) or (abs(q[3]) < 1e-9 and np.allclose(q, -expected, atol=1e-9))
+    noisy = rotations[0] + 1e-4  # not orthonormal: scipy's nearest rotation
+    assert np.allclose(np.abs(quaternion_xyzw_from_matrix(noisy)), np.abs(Rotation.from_matrix(noisy).as_quat()) * 1, atol=1e-6)

@@ -47,11 +47,38 @@ if ! _sam3d_done pip "$_h"; then
   _sam3d_mark pip "$_h"
 fi
 
-# 3. Interface packages without a wheel, generated from their .msg files into the venv prefix.
+# 3. Interface packages without a wheel, generated from their .msg files into the venv prefix, each after the
+#    interface packages it depends on (moveit_msgs needs octomap_msgs and object_recognition_msgs installed first).
+#    A package is (re)built when it has no stamp (e.g. new in interfaces/), when its files change, when a local
+#    package it depends on was rebuilt (its stamp is part of the hash), when the installed ROS wheels change, or when
+#    this recipe changes (_sam3d_iface_recipe). Unchanged packages are skipped.
+_sam3d_iface_recipe=2
+_sam3d_ros_wheels=$(cd "$_sam3d_venv"/lib/python3*/site-packages && ls -d ros_*.dist-info | sort | sha256sum | cut -c1-16)
+_sam3d_iface_deps() {  # the interface packages of interfaces/ that package $1 depends on (<depend>, <build_depend>)
+  local _d
+  for _d in $(sed -n 's#.*<\(build_\)\{0,1\}depend>[[:space:]]*\([^<[:space:]]*\)[[:space:]]*</.*#\2#p' \
+               "$_sam3d_root/interfaces/$1/package.xml"); do
+    if [ -f "$_sam3d_root/interfaces/$_d/package.xml" ]; then echo "$_d"; fi
+  done
+}
+_sam3d_iface_order=()
+_sam3d_iface_visit() {  # depth first: dependencies before the package; $2 = the chain being visited (cycle check)
+  local _d
+  case " ${_sam3d_iface_order[*]-} " in *" $1 "*) return 0 ;; esac
+  case " $2 " in *" $1 "*) echo "[setup] dependency cycle in interfaces/: $2 $1" >&2; exit 1 ;; esac
+  for _d in $(_sam3d_iface_deps "$1"); do _sam3d_iface_visit "$_d" "$2 $1"; done
+  _sam3d_iface_order+=("$1")
+}
 for _pkg_dir in "$_sam3d_root"/interfaces/*/; do
-  _pkg=$(basename "$_pkg_dir")
-  _h=$(_sam3d_hash "$_pkg_dir"/package.xml "$_pkg_dir"/CMakeLists.txt "$_pkg_dir"/msg/*.msg)
-  if ! _sam3d_done "iface_$_pkg" "$_h"; then
+  if [ -f "$_pkg_dir/package.xml" ]; then _sam3d_iface_visit "$(basename "$_pkg_dir")" ""; fi
+done
+for _pkg in "${_sam3d_iface_order[@]}"; do
+  _pkg_dir="$_sam3d_root/interfaces/$_pkg"
+  _h=$( { (cd "$_pkg_dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+          echo "recipe $_sam3d_iface_recipe wheels $_sam3d_ros_wheels"
+          for _d in $(_sam3d_iface_deps "$_pkg"); do echo "dep $_d $(cat "$_sam3d_stamps/iface_$_d")"; done
+        } | sha256sum | cut -c1-16)
+  if ! _sam3d_done "iface_$_pkg" "$_h" || [ ! -f "$_sam3d_venv/share/$_pkg/package.xml" ]; then
     echo "[setup] generating interface package $_pkg"
     _bdir="$_sam3d_root/build/interfaces/$_pkg"
     rm -rf "$_bdir" && mkdir -p "$_bdir"

@@ -395,8 +395,7 @@ class PerceptionNode(Node):
             if not updated:
                 return
             # Publish the reconstruction at its own frame's stamp, where its pose is exact.
-            pose_at_request = {obj.object_id: obj.T_cam_obj for obj in result_objects}
-            exact = [replace(t.reconstruction, T_cam_obj=pose_at_request[t.track_id]) for t in updated]
+            exact = [replace(t.reconstruction, T_cam_obj=t.T_cam_obj_reconstructed) for t in updated]
             T_frame_cam, frame_id = self._output_frame(header)
             out_header = Header(stamp=header.stamp, frame_id=frame_id)
             self.detections_pub.publish(conversions.make_detection3d_array(out_header, exact, T_frame_cam=T_frame_cam))

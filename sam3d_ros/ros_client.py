@@ -72,7 +72,7 @@ class PerceptionClient:
         self.pub_depth = self.node.create_publisher(Image, f"{ns}/depth", qos_profile_sensor_data)
         self.pub_masks = self.node.create_publisher(Image, f"{ns}/masks", qos_profile_sensor_data)
         self.pub_detections = self.node.create_publisher(Detection2DArray, f"{ns}/detections", qos_profile_sensor_data)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # wait_for() conditions may call the locked helpers below
         self.outputs: dict[int, NodeOutputs] = {}
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(Detection3DArray, f"{ns}/{NODE_NAME}/detections", self._on_detections, reliable)

@@ -672,3 +672,130 @@ def random_tabletop_scene(
         f"no scene with {n_objects} objects meeting max_occlusion={max_occlusion} found for seed {seed}; "
         "use fewer objects, a larger distance_range or a larger image"
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Moving sequences
+
+
+def _visible_enough(table_depth: np.ndarray, object_hits: list[_ObjectHits], min_fraction: float) -> bool:
+    """Whether every object shows at least 400 pixels and `min_fraction` of the pixels it would cover alone."""
+    _, ids = _compose(table_depth, object_hits)
+    visible = np.bincount(ids[ids >= 0].ravel(), minlength=len(object_hits) + 1)[: len(object_hits)]
+    return all(
+        hits.pixel_count > 0 and visible[i] >= _MIN_VISIBLE_PIXELS and visible[i] / hits.pixel_count >= min_fraction
+        for i, hits in enumerate(object_hits)
+    )
+
+
+def moving_object_sequence(
+    names: list[str] | tuple[str, ...],
+    n_frames: int,
+    seed: int,
+    max_step_m: float = 0.01,
+    max_turn_deg: float = 2.0,
+    distance_range: tuple[float, float] = (0.5, 1.0),
+    elevation_range_deg: tuple[float, float] = (30.0, 55.0),
+    intrinsics: CameraIntrinsics | None = None,
+    noise: NoiseModel | None = NoiseModel(),
+    max_occlusion: float = 0.4,
+    table_size_m: float = 1.5,
+) -> list[SyntheticScene]:
+    """`n_frames` renders (30 Hz frames) of the YCB objects `names` sliding and turning on the table, fixed camera.
+
+    Object ids are 1..n in the order of `names` in every frame, and `objects[i].T_cam_obj` is the true pose in each.
+    Each object moves upright: its bounding-box centre slides by at most `max_step_m` and it turns about the table
+    normal (through that centre) by at most `max_turn_deg` per frame, with a velocity that drifts smoothly at random.
+    A step that would leave the table or the image, make two footprints overlap, or hide an object beyond
+    `max_occlusion` is not taken (the object turns back instead). The first frame is placed like
+    `random_tabletop_scene` (camera from `distance_range` / `elevation_range_deg`, random azimuth). `noise` (default
+    the evaluation's `NoiseModel()`, None for exact depth) gets a fresh draw per frame. Fully determined by `seed`.
+    """
+    if n_frames < 1:
+        raise ValueError("n_frames must be >= 1")
+    if not names:
+        raise ValueError("names is empty")
+    if max_step_m < 0 or max_turn_deg < 0:
+        raise ValueError("max_step_m and max_turn_deg must be >= 0")
+    if not 0.0 <= max_occlusion <= 1.0:
+        raise ValueError("max_occlusion must be in [0, 1]")
+    names = list(names)
+    for name in names:
+        _ycb_arrays(name)  # fail early on unknown names
+    intrinsics = intrinsics or default_intrinsics()
+    motion_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
+    rng, noise_rng = np.random.default_rng(motion_seed), np.random.default_rng(noise_seed)
+    min_fraction = 1.0 - max_occlusion
+    margin_px = max(4.0, 0.015 * intrinsics.width)
+    half = table_size_m / 2 - _TABLE_EDGE_MARGIN_M
+
+    for _ in range(_MAX_CAMERA_TRIES):
+        T_cam_world = look_at_camera(
+            rng.uniform(*distance_range), rng.uniform(*elevation_range_deg), rng.uniform(0.0, 360.0)
+        )
+        placements: list[tuple[str, np.ndarray]] = []
+        for name in names:
+            T_world_obj = _sample_placement(name, placements, T_cam_world, intrinsics, table_size_m, rng)
+            if T_world_obj is None:
+                break
+            placements.append((name, T_world_obj))
+        if len(placements) < len(names):
+            continue
+        table_depth = _cast_table(T_cam_world, table_size_m, intrinsics)
+        hits = [_cast_object(name, T_cam_world @ T, intrinsics) for name, T in placements]
+        if _visible_enough(table_depth, hits, min_fraction):
+            break
+    else:
+        raise RuntimeError(
+            f"no first frame with {len(names)} objects meeting max_occlusion={max_occlusion} found for seed {seed}"
+        )
+
+    # State per object: bounding-box centre (x, y) and yaw on the table, and their per-frame velocities.
+    state = []
+    for name, T_world_obj in placements:
+        centre_world = transform_points(T_world_obj, _model_bounds(name).mean(axis=0))[0]
+        yaw = math.atan2(T_world_obj[1, 0], T_world_obj[0, 0])
+        velocity = rng.uniform(-1.0, 1.0, 2) * max_step_m / math.sqrt(2.0)
+        turn = rng.uniform(-1.0, 1.0) * math.radians(max_turn_deg)
+        state.append([centre_world[0], centre_world[1], yaw, velocity, turn])
+
+    def pose_ok(i: int, T_world_obj: np.ndarray, current: list[tuple[str, np.ndarray]]) -> bool:
+        name = names[i]
+        if np.abs(_footprint_world(name, T_world_obj, 0.0)).max() > half:
+            return False
+        if not _inside_image(name, T_cam_world @ T_world_obj, intrinsics, margin_px):
+            return False
+        footprint = _footprint_world(name, T_world_obj, _FOOTPRINT_MARGIN_M / 2)
+        return not any(
+            _convex_polygons_overlap(footprint, _footprint_world(n, T, _FOOTPRINT_MARGIN_M / 2))
+            for j, (n, T) in enumerate(current)
+            if j != i
+        )
+
+    frames = [render_scene(placements, T_cam_world, intrinsics, table_size_m, noise, noise_rng)]
+    max_turn = math.radians(max_turn_deg)
+    for _ in range(1, n_frames):
+        previous, moved = list(placements), []
+        for i, name in enumerate(names):
+            x, y, yaw, velocity, turn = state[i]
+            velocity = velocity + rng.normal(0.0, 0.25 * max_step_m, 2)
+            speed = float(np.linalg.norm(velocity))
+            if speed > max_step_m:
+                velocity *= max_step_m / speed
+            turn = float(np.clip(turn + rng.normal(0.0, 0.25 * max_turn), -max_turn, max_turn))
+            T_world_obj = upright_pose(name, x + velocity[0], y + velocity[1], yaw + turn)
+            if pose_ok(i, T_world_obj, placements):
+                placements[i] = (name, T_world_obj)
+                state[i] = [x + velocity[0], y + velocity[1], yaw + turn, velocity, turn]
+                moved.append(i)
+            else:  # blocked: stand still this frame and head back
+                state[i] = [x, y, yaw, -velocity, -turn]
+        if len(names) > 1 and moved:
+            hits = [_cast_object(name, T_cam_world @ T, intrinsics) for name, T in placements]
+            if not _visible_enough(table_depth, hits, min_fraction):  # too hidden: nobody moves, all turn back
+                for i in moved:
+                    x, y, yaw, velocity, turn = state[i]
+                    state[i] = [x - velocity[0], y - velocity[1], yaw - turn, -velocity, -turn]
+                placements = previous
+        frames.append(render_scene(placements, T_cam_world, intrinsics, table_size_m, noise, noise_rng))
+    return frames

@@ -88,6 +88,7 @@ class Track:
     rmse_m: float = float("nan")
     seen_in_last_frame: bool = True
     last_observation: Observation | None = None  # this frame's observation (None when not seen in it)
+    T_cam_obj_reconstructed: np.ndarray | None = None  # pose at the frame of the latest reconstruction
 
     @property
     def T_cam_obj(self) -> np.ndarray | None:
@@ -102,6 +103,7 @@ class ReconstructionRequest:
     stamp_ns: int
     prompts: list[ObjectPrompt]
     centroids_cam: dict[str, np.ndarray | None]  # track id -> observed centroid at this frame
+    points_cam: dict[str, np.ndarray] = field(default_factory=dict)  # track id -> observed points at this frame
 
 
 @dataclass
@@ -292,16 +294,17 @@ class ObjectTracker:
 
     def make_request(self, stamp_ns: int, tracks: list[Track]) -> ReconstructionRequest:
         """A request to reconstruct `tracks` from this frame's observations; those tracks are marked in flight."""
-        prompts, centroids = [], {}
+        prompts, centroids, points = [], {}, {}
         for track in tracks:
             observation = track.last_observation
             if observation is None:
                 continue
             prompts.append(replace(observation.prompt, object_id=track.track_id))
             centroids[track.track_id] = observation.centroid_cam
+            points[track.track_id] = observation.points_cam
             track.in_flight = True
             track.needs_reconstruction = False
-        return ReconstructionRequest(stamp_ns, prompts, centroids)
+        return ReconstructionRequest(stamp_ns, prompts, centroids, points)
 
     def apply_reconstruction(self, request: ReconstructionRequest, objects: list[ObjectReconstruction], failed_ids: list[str]) -> list[Track]:
         """Install new meshes from a finished request; the tracks that got one (tracks removed meanwhile are skipped).
@@ -318,12 +321,22 @@ class ObjectTracker:
             if track is None:
                 continue
             track.in_flight = False
+            model = ObjectModel.from_mesh(obj.mesh_obj)
+            # The mesh fitted to its own frame's points first: the pose tracking then continues from exactly where a
+            # registration of this mesh lands, so the first tracked frame does not jump (up to 1 cm / 3 degrees).
             T_cam_obj = obj.T_cam_obj.copy()
+            points_then = request.points_cam.get(track.track_id)
+            if points_then is not None and len(points_then):
+                fitted = track_pose(model, points_then, T_cam_obj, min_fitness=self.config.min_fitness)
+                if fitted.ok and fitted.rmse_m <= self.config.max_rmse_m:
+                    T_cam_obj = fitted.T_cam_obj
+            track.T_cam_obj_reconstructed = T_cam_obj.copy()
+            T_cam_obj = T_cam_obj.copy()
             then = request.centroids_cam.get(track.track_id)
             if then is not None and track.centroid_cam is not None and track.last_seen_ns > request.stamp_ns:
                 T_cam_obj[:3, 3] += track.centroid_cam - then
             track.reconstruction = replace(obj, object_id=track.track_id, label=track.label or obj.label, T_cam_obj=T_cam_obj)
-            track.model = ObjectModel.from_mesh(obj.mesh_obj)
+            track.model = model
             track.mesh_version += 1
             track.reconstructions += 1
             track.reconstructed_ns = request.stamp_ns

@@ -117,7 +117,8 @@ def bench_node(args: argparse.Namespace) -> int:
     """Latency image -> TF of the running node at a camera rate with tracked objects, drops and memory."""
     from sam3d_ros.node_bench import format_node_bench, run_node_benchmark
 
-    result = run_node_benchmark(args.rate, args.objects, args.seconds, log_path=args.log)
+    params = dict(item.split("=", 1) for item in args.param)
+    result = run_node_benchmark(args.rate, args.objects, args.seconds, log_path=args.log, params=params)
     print(format_node_bench(result))
     return 0
 
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--objects", type=int, default=5, help="tracked objects (default 5)")
     bn.add_argument("--seconds", type=float, default=30.0, help="how long to play (default 30; 600 for the memory check)")
     bn.add_argument("--log", type=Path, default=Path("bench_node.log"), help="the node's log (default ./bench_node.log)")
+    bn.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a node parameter (repeatable)")
     bn.set_defaults(func=bench_node)
     return parser
 

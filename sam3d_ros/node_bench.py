@@ -79,7 +79,7 @@ def _restamp(messages: tuple, stamp_ns: int) -> None:
 
 def run_node_benchmark(
     rate_hz: float = 30.0, n_objects: int = 5, seconds: float = 30.0, n_frames: int = 30, seed: int = 4,
-    log_path: Path | None = None, progress: bool = True,
+    log_path: Path | None = None, progress: bool = True, params: dict | None = None,
 ) -> NodeBenchResult:
     """Play a rendered sequence to a fresh node at `rate_hz` for `seconds`; see the module docstring."""
     say = print if progress else (lambda *a, **k: None)
@@ -88,7 +88,7 @@ def run_node_benchmark(
     loop = sequence + sequence[-2:0:-1]  # forward then backward: continuous motion
     frames = [_messages(scene, 0) for scene in loop]
     namespace = "/sam3d_bench"
-    process = start_node_process(namespace, params={"mesh_formats": "glb"}, log_path=log_path)
+    process = start_node_process(namespace, params={"mesh_formats": "glb", **(params or {})}, log_path=log_path)
     client = PerceptionClient(namespace)
     result = NodeBenchResult(rate_hz, n_objects, seconds)
     try:

@@ -60,7 +60,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "sync_queue_size": (10, "Messages kept per input while waiting for the others."),
     "depth_timeout_s": (1.0, "After this long (s) without any depth message, frames are handled without depth."),
     "input_qos_reliability": ("best_effort", "QoS reliability of the inputs: 'best_effort' (sensor data, camera drivers) or 'reliable'."),
-    "input_qos_depth": (30, "QoS history depth of the inputs: deep enough to ride out a stall of the node (a frame overwritten in this queue is lost without a count)."),
+    "input_qos_depth": (5, "QoS history depth of the inputs."),
     "min_mask_pixels": (50, "Masks with fewer pixels are skipped with a warning."),
     "association": ("auto", "Object identity across frames: 'auto' (detection ids when the detector sets them, else mask overlap and 3D distance), 'input_id' (trust every input id, label values included) or 'overlap'."),
     "max_association_distance_m": (0.10, "Observed centres further apart (m) than this are not the same object unless their masks overlap."),

@@ -250,7 +250,8 @@ def test_a_slow_backend_does_not_delay_tf_of_tracked_objects(tmp_path, sequence)
             if out is not None and out.tf_received_s is not None:
                 latencies.append(out.tf_received_s - sent)
         assert len(latencies) >= 0.8 * len(published), f"TF for {len(latencies)} of {len(published)} frames"
-        assert max(latencies) < 0.5, f"TF latency while reconstructing: max {max(latencies) * 1000:.0f} ms"
+        # Not a speed target (bench-node measures that): half the 2 s a blocked pipeline would take, room for CI load.
+        assert max(latencies) < 1.0, f"TF latency while reconstructing: max {max(latencies) * 1000:.0f} ms"
         assert process.poll() is None
     finally:
         client.close()

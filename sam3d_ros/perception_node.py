@@ -31,10 +31,9 @@ from sam3d_ros.box_segmenter import DepthBoxSegmenter, create_box_segmenter
 from sam3d_ros.files import write_results
 from sam3d_ros.mesh_cache import MeshCache
 from sam3d_ros.node_statistics import NodeStatistics
-from sam3d_ros.pipeline import PerceptionPipeline
+from sam3d_ros.pipeline import PerceptionPipeline, support_plane_around
 from sam3d_ros.scheduler import Job, ReconstructionScheduler
-from sam3d_ros.segmentation import clip_box, labels_to_prompts
-from sam3d_ros.support_plane import estimate_support_plane
+from sam3d_ros.segmentation import labels_to_prompts
 from sam3d_ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
 from sam3d_ros.tf_listener import TransformLookupError, make_transform_lookup
 from sam3d_ros.tf_publisher import make_transform_broadcaster
@@ -257,8 +256,8 @@ class PerceptionNode(Node):
         header = frame_set.image.header
         started_s = time.monotonic()
         try:
-            rgb, depth_m, intrinsics, prompts, masks, stable_ids = self._to_core(frame_set)
-            if depth_m is None and self.pipeline.backend.needs_depth:
+            frame, prompts, masks, stable_ids = self._to_core(frame_set)
+            if frame.depth_m is None and self.pipeline.backend.needs_depth:
                 self.stats.frames_invalid += 1
                 self.warn(
                     "no_depth",
@@ -267,24 +266,25 @@ class PerceptionNode(Node):
                 )
                 return
             converted_s = time.monotonic()
-            observations = self.tracker.observe(depth_m, intrinsics, prompts, masks, stable_ids)
         except InputError as exc:
             self.stats.frames_invalid += 1
             self.warn(f"input:{str(exc)[:40]}", f"frame skipped: {exc}")
             return
         min_pixels = int(self.params["min_mask_pixels"])
-        small = set()
-        for prompt, mask in zip(prompts, masks):
+        kept = []
+        for prompt, mask, stable in zip(prompts, masks, stable_ids):
             pixels = 0 if mask is None else int(np.count_nonzero(mask))
             if pixels < min_pixels:
-                small.add(id(prompt))
                 self.warn(f"small:{prompt.object_id}", f"object {prompt.object_id}: mask has {pixels} pixels (< {min_pixels})")
-        observations = [o for o in observations if id(o.prompt) not in small]
+            else:
+                kept.append((prompt, mask, stable))
+        prompts, masks, stable_ids = (list(column) for column in zip(*kept)) if kept else ([], [], [])
+        observations = self.tracker.observe(frame.depth_m, frame.intrinsics, prompts, masks, stable_ids)
         with self._lock:
             update = self.tracker.update(frame_set.stamp_ns, observations)
             tracked_s = time.monotonic()
             if update.to_reconstruct:
-                self._submit(frame_set, rgb, depth_m, intrinsics, update.to_reconstruct)
+                self._submit(frame, update.to_reconstruct)
             T_frame_cam, frame_id = self._output_frame(header)
             out_header = Header(stamp=header.stamp, frame_id=frame_id)
             self._publish_poses(out_header, T_frame_cam, update.seen, update.kept)
@@ -297,28 +297,17 @@ class PerceptionNode(Node):
         self.stats.record("publish", done_s - tracked_s)
         self.stats.record("total", done_s - started_s)
 
-    def _to_core(self, frame_set: FrameSet) -> tuple:
-        """(rgb, depth_m, intrinsics, prompts, masks, stable ids) of a frame; InputError names what is wrong."""
+    def _to_core(self, frame_set: FrameSet) -> tuple[RGBDFrame, list, list, list[bool]]:
+        """(frame, prompts, masks, stable ids) of a matched frame; InputError names what is wrong."""
         image = frame_set.image
-        intrinsics = conversions.camera_info_to_intrinsics(frame_set.camera_info)
-        try:
-            intrinsics.validate()
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
-        width, height = int(image.width), int(image.height)
-        if (width, height) != (intrinsics.width, intrinsics.height):
-            raise InputError(f"colour image is {width}x{height} but camera_info says {intrinsics.width}x{intrinsics.height}")
-        rgb = conversions.image_msg_to_rgb(image)  # validates the encoding and size (about 1 ms)
-        self._camera_frame_id = image.header.frame_id
         depth_m = conversions.depth_msg_to_metres(frame_set.depth) if frame_set.depth is not None else None
-        if depth_m is not None:
-            if depth_m.shape != (height, width):
-                raise InputError(
-                    f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]} but colour image is {width}x{height}"
-                    " (depth must be registered to the colour image)"
-                )
-            if not np.isfinite(depth_m).any():
-                raise InputError("depth image has no valid pixel (all NaN, zero or infinite)")
+        frame = RGBDFrame(
+            conversions.image_msg_to_rgb(image), depth_m, conversions.camera_info_to_intrinsics(frame_set.camera_info),
+            image.header.frame_id, frame_set.stamp_ns,
+        )
+        frame.validate()
+        self._camera_frame_id = frame.frame_id
+        height, width = frame.rgb.shape[:2]
         if frame_set.masks is not None:
             labels = conversions.mask_msg_to_labels(frame_set.masks)
             if labels.shape != (height, width):
@@ -331,22 +320,19 @@ class PerceptionNode(Node):
         else:
             prompts = conversions.detections2d_to_prompts(frame_set.detections, width, height)
             stable_ids = [bool(d.id) for d in frame_set.detections.detections]
-            masks = self._box_masks(frame_set.stamp_ns, depth_m, intrinsics, prompts)
-        return rgb, depth_m, intrinsics, prompts, masks, stable_ids
+            masks = self._box_masks(frame, prompts)
+        return frame, prompts, masks, stable_ids
 
-    def _box_masks(self, stamp_ns: int, depth_m: np.ndarray | None, intrinsics: Any, prompts: list) -> list:
+    def _box_masks(self, frame: RGBDFrame, prompts: list) -> list:
         """Fast depth-foreground masks inside the boxes, for tracking (reconstruction uses box_segmentation)."""
-        if depth_m is None:
+        if frame.depth_m is None:
             return [None] * len(prompts)
-        if stamp_ns - self._plane_stamp_ns > 1_000_000_000 or stamp_ns < self._plane_stamp_ns:
-            exclude = np.zeros(depth_m.shape, dtype=bool)
-            for prompt in prompts:
-                x0, y0, x1, y1 = clip_box(prompt.bbox_xyxy, intrinsics.width, intrinsics.height)
-                exclude[y0:y1, x0:x1] = True
-            self._plane_cam = estimate_support_plane(depth_m, intrinsics, exclude)
-            self._plane_stamp_ns = stamp_ns
-        rgb_unused = np.zeros((intrinsics.height, intrinsics.width, 3), np.uint8)
-        return self.tracking_segmenter.segment(rgb_unused, depth_m, intrinsics, [p.bbox_xyxy for p in prompts], self._plane_cam)
+        if frame.stamp_ns - self._plane_stamp_ns > 1_000_000_000 or frame.stamp_ns < self._plane_stamp_ns:
+            self._plane_cam = support_plane_around(frame.depth_m, frame.intrinsics, prompts)
+            self._plane_stamp_ns = frame.stamp_ns
+        return self.tracking_segmenter.segment(
+            frame.rgb, frame.depth_m, frame.intrinsics, [p.bbox_xyxy for p in prompts], self._plane_cam
+        )
 
     def _output_frame(self, header: Header) -> tuple[np.ndarray | None, str]:
         """(T_frame_cam, frame id) of the outputs at the image stamp: target_frame when TF has it, else the camera's."""
@@ -364,9 +350,8 @@ class PerceptionNode(Node):
         return T_target_cam, target
 
     # -- reconstruction (scheduler thread) -----------------------------------------------------------------------
-    def _submit(self, frame_set: FrameSet, rgb: np.ndarray, depth_m: np.ndarray | None, intrinsics: Any, tracks: list[Track]) -> None:
-        request = self.tracker.make_request(frame_set.stamp_ns, tracks)
-        frame = RGBDFrame(rgb, depth_m, intrinsics, frame_set.image.header.frame_id, frame_set.stamp_ns)
+    def _submit(self, frame: RGBDFrame, tracks: list[Track]) -> None:
+        request = self.tracker.make_request(frame.stamp_ns, tracks)
         for replaced in self.scheduler.submit((request, frame)):
             self.tracker.cancel_request(replaced.payload[0])
 

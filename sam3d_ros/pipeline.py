@@ -7,6 +7,7 @@ import numpy as np
 
 from sam3d_ros.backends.base import ReconstructionBackend, ReconstructionError
 from sam3d_ros.box_segmenter import BoxSegmenter, DepthBoxSegmenter
+from sam3d_ros.camera import CameraIntrinsics
 from sam3d_ros.segmentation import clip_box
 from sam3d_ros.support_plane import estimate_support_plane
 from sam3d_ros.types import InputError, ObjectPrompt, ObjectReconstruction, RGBDFrame, SceneContext
@@ -19,6 +20,20 @@ class PipelineResult:
     objects: list[ObjectReconstruction] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     support_plane_cam: np.ndarray | None = None
+
+
+def support_plane_around(
+    depth_m: np.ndarray, intrinsics: CameraIntrinsics, prompts: list[ObjectPrompt]
+) -> np.ndarray | None:
+    """The support plane (optical frame) from the depth outside every prompt's mask, or box when it has no mask."""
+    exclude = np.zeros(depth_m.shape, dtype=bool)
+    for prompt in prompts:
+        if prompt.mask is not None:
+            exclude |= prompt.mask.astype(bool)
+        elif prompt.bbox_xyxy is not None:
+            x0, y0, x1, y1 = clip_box(prompt.bbox_xyxy, intrinsics.width, intrinsics.height)
+            exclude[y0:y1, x0:x1] = True
+    return estimate_support_plane(depth_m, intrinsics, exclude)
 
 
 class PerceptionPipeline:
@@ -39,22 +54,13 @@ class PerceptionPipeline:
         frame.validate()
         if frame.depth_m is None and self.backend.needs_depth:
             raise InputError(f"no depth image: the '{self.backend.name}' backend cannot reconstruct metrically without it")
-        if frame.depth_m is not None and not np.isfinite(frame.depth_m).any():
-            raise InputError("depth image has no valid pixel (all NaN, zero or infinite)")
         result = PipelineResult()
         height, width = frame.rgb.shape[:2]
-        given_masks = [p.mask for p in prompts if p.mask is not None]
         for prompt in prompts:
             if prompt.mask is not None and prompt.mask.shape != (height, width):
                 raise InputError(f"mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]} but the image is {width}x{height}")
-        objects_mask = np.logical_or.reduce(given_masks) if given_masks else np.zeros((height, width), bool)
         if frame.depth_m is not None:
-            exclude = objects_mask.copy()
-            for prompt in prompts:
-                if prompt.mask is None and prompt.bbox_xyxy is not None:
-                    x0, y0, x1, y1 = clip_box(prompt.bbox_xyxy, width, height)
-                    exclude[y0:y1, x0:x1] = True
-            result.support_plane_cam = estimate_support_plane(frame.depth_m, frame.intrinsics, exclude)
+            result.support_plane_cam = support_plane_around(frame.depth_m, frame.intrinsics, prompts)
         # Boxes without a mask are segmented together (SAM embeds the image once per frame).
         boxed = [p for p in prompts if p.mask is None and p.bbox_xyxy is not None]
         box_masks = self.box_segmenter.segment(

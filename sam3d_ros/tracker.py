@@ -69,7 +69,6 @@ class Track:
     input_id: str
     label: str
     score: float
-    first_seen_ns: int
     last_seen_ns: int
     mask_small: np.ndarray  # last mask on the coarse grid
     centroid_cam: np.ndarray | None  # last observed centroid
@@ -78,7 +77,6 @@ class Track:
     mesh_version: int = 0
     reconstructed_ns: int = 0  # stamp of the frame the current mesh was reconstructed from
     pose_ns: int = 0  # stamp of the frame the current pose comes from
-    reconstructions: int = 0
     needs_reconstruction: bool = True
     reconstruction_reason: str = "new object"
     in_flight: bool = False
@@ -86,9 +84,13 @@ class Track:
     degraded_count: int = 0
     fitness: float = 0.0
     rmse_m: float = float("nan")
-    seen_in_last_frame: bool = True
     last_observation: Observation | None = None  # this frame's observation (None when not seen in it)
     T_cam_obj_reconstructed: np.ndarray | None = None  # pose at the frame of the latest reconstruction
+
+    @property
+    def seen_in_last_frame(self) -> bool:
+        """Observed in the latest frame the tracker was given."""
+        return self.last_observation is not None
 
     @property
     def T_cam_obj(self) -> np.ndarray | None:
@@ -102,8 +104,7 @@ class ReconstructionRequest:
 
     stamp_ns: int
     prompts: list[ObjectPrompt]
-    centroids_cam: dict[str, np.ndarray | None]  # track id -> observed centroid at this frame
-    points_cam: dict[str, np.ndarray] = field(default_factory=dict)  # track id -> observed points at this frame
+    observations: dict[str, Observation]  # track id -> what was observed of it in this frame
 
 
 @dataclass
@@ -224,7 +225,6 @@ class ObjectTracker:
         update = FrameUpdate()
         timeout_ns = int(self.config.lost_timeout_s * _NS_PER_S)
         for track_id, track in list(self.tracks.items()):
-            track.seen_in_last_frame = False
             track.last_observation = None
             if stamp_ns - track.last_seen_ns > timeout_ns:
                 update.removed.append(self.tracks.pop(track_id))
@@ -235,7 +235,7 @@ class ObjectTracker:
             track_id = self._new_track_id(observation.prompt.object_id)
             track = Track(
                 track_id, observation.prompt.object_id, observation.prompt.label, observation.prompt.score,
-                stamp_ns, stamp_ns, observation.mask_small, observation.centroid_cam, last_observation=observation,
+                stamp_ns, observation.mask_small, observation.centroid_cam, last_observation=observation,
             )
             self.tracks[track_id] = track
             update.new.append(track)
@@ -255,7 +255,6 @@ class ObjectTracker:
     def _track(self, track: Track, observation: Observation, stamp_ns: int) -> None:
         centroid = observation.centroid_cam
         track.last_seen_ns = stamp_ns
-        track.seen_in_last_frame = True
         track.last_observation = observation
         track.input_id = observation.prompt.object_id
         track.score = observation.prompt.score
@@ -294,17 +293,16 @@ class ObjectTracker:
 
     def make_request(self, stamp_ns: int, tracks: list[Track]) -> ReconstructionRequest:
         """A request to reconstruct `tracks` from this frame's observations; those tracks are marked in flight."""
-        prompts, centroids, points = [], {}, {}
+        prompts, observations = [], {}
         for track in tracks:
             observation = track.last_observation
             if observation is None:
                 continue
             prompts.append(replace(observation.prompt, object_id=track.track_id))
-            centroids[track.track_id] = observation.centroid_cam
-            points[track.track_id] = observation.points_cam
+            observations[track.track_id] = observation
             track.in_flight = True
             track.needs_reconstruction = False
-        return ReconstructionRequest(stamp_ns, prompts, centroids, points)
+        return ReconstructionRequest(stamp_ns, prompts, observations)
 
     def apply_reconstruction(self, request: ReconstructionRequest, objects: list[ObjectReconstruction], failed_ids: list[str]) -> list[Track]:
         """Install new meshes from a finished request; the tracks that got one (tracks removed meanwhile are skipped).
@@ -325,20 +323,19 @@ class ObjectTracker:
             # The mesh fitted to its own frame's points first: the pose tracking then continues from exactly where a
             # registration of this mesh lands, so the first tracked frame does not jump (up to 1 cm / 3 degrees).
             T_cam_obj = obj.T_cam_obj.copy()
-            points_then = request.points_cam.get(track.track_id)
-            if points_then is not None and len(points_then):
-                fitted = track_pose(model, points_then, T_cam_obj, min_fitness=self.config.min_fitness)
+            then = request.observations.get(track.track_id)
+            if then is not None and len(then.points_cam):
+                fitted = track_pose(model, then.points_cam, T_cam_obj, min_fitness=self.config.min_fitness)
                 if fitted.ok and fitted.rmse_m <= self.config.max_rmse_m:
                     T_cam_obj = fitted.T_cam_obj
-            track.T_cam_obj_reconstructed = T_cam_obj.copy()
+            track.T_cam_obj_reconstructed = T_cam_obj
             T_cam_obj = T_cam_obj.copy()
-            then = request.centroids_cam.get(track.track_id)
-            if then is not None and track.centroid_cam is not None and track.last_seen_ns > request.stamp_ns:
-                T_cam_obj[:3, 3] += track.centroid_cam - then
+            if then is not None and then.centroid_cam is not None and track.centroid_cam is not None \
+                    and track.last_seen_ns > request.stamp_ns:
+                T_cam_obj[:3, 3] += track.centroid_cam - then.centroid_cam
             track.reconstruction = replace(obj, object_id=track.track_id, label=track.label or obj.label, T_cam_obj=T_cam_obj)
             track.model = model
-            track.mesh_version += 1
-            track.reconstructions += 1
+            track.mesh_version += 1  # also the number of reconstructions it had
             track.reconstructed_ns = request.stamp_ns
             track.pose_ns = max(track.pose_ns, request.stamp_ns)
             track.degraded_count = 0

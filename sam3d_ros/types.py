@@ -41,6 +41,8 @@ class RGBDFrame:
                 f"depth image is {self.depth_m.shape[1]}x{self.depth_m.shape[0]} but colour image is {width}x{height}"
                 " (depth must be registered to the colour image)"
             )
+        if self.depth_m is not None and not np.isfinite(self.depth_m).any():
+            raise InputError("depth image has no valid pixel (all NaN, zero or infinite)")
 
 
 @dataclass

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from sam3d_ros.sequence_gaps import SequenceGapCounter
+
 STAGES = ("convert", "track", "publish", "total", "reconstruction")
 
 
@@ -25,6 +27,11 @@ class NodeStatistics:
     reconstructions: int = 0
     reconstruction_failures: int = 0
     objects_removed: int = 0
+    # Per input topic: messages lost before the node's callbacks (publisher sequence gaps); None where the ROS
+    # distribution gives callbacks no message info (Humble), so such losses cannot be seen.
+    input_gaps: dict[str, SequenceGapCounter | None] = field(
+        default_factory=lambda: {kind: SequenceGapCounter() for kind in ("image", "camera_info", "depth", "masks", "detections")}
+    )
     window: int = 300
     _latency_s: dict[str, deque] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -44,9 +51,16 @@ class NodeStatistics:
         return float(np.median(samples) * 1000.0), float(np.percentile(samples, 95) * 1000.0)
 
     @property
+    def images_lost_before_node(self) -> int:
+        """Colour images that a publisher sent but the node's callback never got (0 where this cannot be seen)."""
+        gaps = self.input_gaps.get("image")
+        return gaps.lost if gaps is not None else 0
+
+    @property
     def frames_dropped(self) -> int:
-        """Every frame received but not tracked, whatever the reason."""
-        return (self.frames_dropped_busy + self.frames_dropped_sync + self.unmatched_images + self.frames_invalid)
+        """Every frame not tracked, whatever the reason: received and dropped, or lost before the node."""
+        return (self.frames_dropped_busy + self.frames_dropped_sync + self.unmatched_images + self.frames_invalid
+                + self.images_lost_before_node)
 
     def statuses(self, node_name: str, backend: str, scheduler: Any, tracks: list[Any]) -> list[tuple[str, str, str, str, dict]]:
         """(name, hardware_id, level, message, values) of the pipeline and of the reconstruction worker."""
@@ -57,18 +71,22 @@ class NodeStatistics:
             "frames in": self.frames_in, "frames out": self.frames_out, "frames dropped": dropped,
             "dropped (tracking busy)": self.frames_dropped_busy, "dropped (newer frame complete)": self.frames_dropped_sync,
             "dropped (inputs never matched)": self.unmatched_images, "dropped (invalid input)": self.frames_invalid,
+            "dropped (lost before the node)": self.images_lost_before_node,
             "target_frame lookup failures": self.tf_failures,
             "objects tracked": sum(1 for t in tracks if t.reconstruction is not None and t.seen_in_last_frame),
             "objects lost (kept)": sum(1 for t in tracks if t.reconstruction is not None and not t.seen_in_last_frame),
             "objects waiting for a mesh": sum(1 for t in tracks if t.reconstruction is None),
             "objects removed": self.objects_removed,
         }
+        for kind, gaps in self.input_gaps.items():
+            values[f"{kind} messages lost before the node"] = gaps.lost if gaps is not None else "not counted (no message info)"
         for stage in STAGES[:4]:
             latency = self.latency_ms(stage)
             if latency is not None:
                 values[f"{stage} latency median ms"], values[f"{stage} latency p95 ms"] = latency
         level = "warn" if new_drops > 0 else "ok"
-        message = f"{dropped} of {self.frames_in} frames dropped" if dropped else "tracking every frame"
+        sent = self.frames_in + self.images_lost_before_node
+        message = f"{dropped} of {sent} frames dropped" if dropped else "tracking every frame"
         pipeline = (f"{node_name}: pipeline", node_name, level, message, values)
         busy = scheduler.running > 0
         worker_values: dict[str, Any] = {

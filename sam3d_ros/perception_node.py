@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import rclpy
 import rclpy.executors
+import rclpy.subscription
 from diagnostic_msgs.msg import DiagnosticArray
 from moveit_msgs.msg import CollisionObject, PlanningScene
 from rcl_interfaces.msg import ParameterDescriptor
@@ -40,6 +41,9 @@ from sam3d_ros.tf_publisher import make_transform_broadcaster
 from sam3d_ros.tracker import ObjectTracker, ReconstructionRequest, Track, TrackerConfig
 from sam3d_ros.transforms import rotation_angle_between
 from sam3d_ros.types import InputError, RGBDFrame
+
+# rclpy passes MessageInfo (publisher id and sequence number) to two-argument callbacks from Iron on; Humble does not.
+_MESSAGE_INFO_CALLBACKS = hasattr(rclpy.subscription.Subscription, "CallbackType")
 
 MARKER_MESH_MODES = ("triangle_list", "mesh_resource")
 
@@ -161,11 +165,9 @@ class PerceptionNode(Node):
 
         reliability = ReliabilityPolicy.RELIABLE if p["input_qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(p["input_qos_depth"]), reliability=reliability)
-        self.create_subscription(Image, "image", lambda m: self._on_input("image", m), qos)
-        self.create_subscription(CameraInfo, "camera_info", lambda m: self._on_input("camera_info", m), qos)
-        self.create_subscription(Image, "depth", lambda m: self._on_input("depth", m), qos)
-        self.create_subscription(Image, "masks", lambda m: self._on_input("masks", m), qos)
-        self.create_subscription(Detection2DArray, "detections", lambda m: self._on_input("detections", m), qos)
+        for kind, msg_type in (("image", Image), ("camera_info", CameraInfo), ("depth", Image), ("masks", Image),
+                               ("detections", Detection2DArray)):
+            self._subscribe_input(kind, msg_type, qos)
 
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.detections_pub = self.create_publisher(Detection3DArray, "~/detections", 10)
@@ -204,8 +206,20 @@ class PerceptionNode(Node):
         )
 
     # -- input ---------------------------------------------------------------------------------------------------
-    def _on_input(self, kind: str, msg: Any) -> None:
+    def _subscribe_input(self, kind: str, msg_type: type, qos: QoSProfile) -> None:
+        """Subscribe `kind`; where rclpy passes MessageInfo (Iron and later), publisher sequence numbers show the
+        messages lost before the callback (transport, or overwritten in the KEEP_LAST queue) so they are counted."""
+        if _MESSAGE_INFO_CALLBACKS:
+            self.create_subscription(msg_type, kind, lambda msg, info: self._on_input(kind, msg, info), qos)
+        else:  # Humble: the callback gets the message only
+            self.stats.input_gaps[kind] = None
+            self.create_subscription(msg_type, kind, lambda msg: self._on_input(kind, msg), qos)
+
+    def _on_input(self, kind: str, msg: Any, info: dict | None = None) -> None:
         stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
+        if info is not None:
+            gid = info.get("publisher_gid") or {}
+            self.stats.input_gaps[kind].observe(bytes(gid.get("data", b"")), info.get("publication_sequence_number"))
         with self._assembler_lock:
             frames = self.assembler.add(kind, stamp_ns, msg, time.monotonic())
             self.stats.unmatched_images = self.assembler.dropped_images

@@ -155,6 +155,43 @@ def test_detection_boxes_are_segmented_and_reconstructed(node_and_client):
     assert "box segmentation:" in log_path.read_text()
 
 
+def _image_counts(client) -> tuple[int, int] | None:
+    """(images received, images lost before the node) from the node's newest /diagnostics message."""
+    pipeline = next((v for name, v in client.diagnostic_values().items() if name.endswith("pipeline")), None)
+    if pipeline is None:
+        return None
+    return int(pipeline["frames in"]), int(pipeline["image messages lost before the node"])
+
+
+def test_images_lost_before_the_node_are_counted_not_silent(node_and_client):
+    """Bursts overflow the node's KEEP_LAST input queue: every image sent is either received or counted as lost."""
+    process, client, log_path = node_and_client
+    time.sleep(1.5)  # a diagnostics message (1 s period) after everything earlier tests sent
+    before = _image_counts(client)
+    assert before is not None, "no /diagnostics from the node"
+    header = Header(stamp=ns_to_stamp(_stamp_ns()), frame_id=FRAME_ID)
+    image = array_to_image_msg(np.zeros((240, 320, 3), np.uint8), "rgb8", header)
+    sent = 0
+    for _ in range(5):  # a burst of 200 images is far more than 5 queued; repeat in the unlikely case none was lost
+        for _ in range(200):
+            image.header.stamp = ns_to_stamp(_stamp_ns())
+            client.pub_image.publish(image)
+            sent += 1
+        time.sleep(0.5)
+        image.header.stamp = ns_to_stamp(_stamp_ns())
+        client.pub_image.publish(image)  # after a pause: a loss at the end of the burst shows as a gap before it
+        sent += 1
+        time.sleep(1.5)
+        if _image_counts(client)[1] > before[1]:
+            break
+    accounted = lambda: (lambda now: now[0] + now[1] - before[0] - before[1] >= sent)(_image_counts(client))
+    client.wait_for(accounted, timeout_s=10.0)
+    received, lost = (now - then for now, then in zip(_image_counts(client), before))
+    assert lost > 0, f"no image was lost in 5 bursts of 200 (received {received} of {sent})"
+    assert received + lost == sent, f"sent {sent}, node received {received} and counted {lost} lost"
+    assert process.poll() is None
+
+
 def test_sam3d_backend_with_a_dead_worker_falls_back_to_depth(tmp_path):
     """backend: sam3d, no worker listening: every object is reported and reconstructed by the depth backend."""
     namespace = "/it_sam3d_dead"

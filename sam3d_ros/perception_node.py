@@ -294,12 +294,12 @@ class PerceptionNode(Node):
                 kept.append((prompt, mask, stable))
         prompts, masks, stable_ids = (list(column) for column in zip(*kept)) if kept else ([], [], [])
         observations = self.tracker.observe(frame.depth_m, frame.intrinsics, prompts, masks, stable_ids)
+        T_frame_cam, frame_id = self._output_frame(header)  # target_frame: objects not seen stay put in it
         with self._lock:
-            update = self.tracker.update(frame_set.stamp_ns, observations)
+            update = self.tracker.update(frame_set.stamp_ns, observations, T_fixed_cam=T_frame_cam)
             tracked_s = time.monotonic()
             if update.to_reconstruct:
                 self._submit(frame, update.to_reconstruct)
-            T_frame_cam, frame_id = self._output_frame(header)
             out_header = Header(stamp=header.stamp, frame_id=frame_id)
             self._publish_poses(out_header, T_frame_cam, update.seen, update.kept)
             if update.removed:
@@ -389,13 +389,13 @@ class PerceptionNode(Node):
         self.stats.reconstructions += len(result_objects)
         self.stats.reconstruction_failures += len(failed)
         header = Header(stamp=conversions.ns_to_stamp(request.stamp_ns), frame_id=frame.frame_id)
+        T_frame_cam, frame_id = self._output_frame(header)
         with self._lock:
             updated = self.tracker.apply_reconstruction(request, result_objects, failed)
             if not updated:
                 return
             # Publish the reconstruction at its own frame's stamp, where its pose is exact.
             exact = [replace(t.reconstruction, T_cam_obj=t.T_cam_obj_reconstructed) for t in updated]
-            T_frame_cam, frame_id = self._output_frame(header)
             out_header = Header(stamp=header.stamp, frame_id=frame_id)
             self.detections_pub.publish(conversions.make_detection3d_array(out_header, exact, T_frame_cam=T_frame_cam))
             if self.tf_broadcaster is not None:

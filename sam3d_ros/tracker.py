@@ -3,6 +3,11 @@
 "Reconstruct once, track always": a new object is queued for reconstruction; once its mesh arrives its pose is
 updated every frame by ICP of the mesh against the masked depth points; it is reconstructed again only when asked,
 when the fit degrades for several frames, or after `reconstruct_interval_s`. All times are image stamps (ns).
+
+Poses are in the camera's optical frame. When the camera's pose in a fixed frame is known for each frame
+(`T_fixed_cam`, e.g. from TF), every object is first moved by the camera's motion since the previous frame: a lost
+object then stays where it was in the fixed frame while the camera moves, and tracking starts from where a static
+object would now be seen.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from scipy.optimize import linear_sum_assignment
 
 from sam3d_ros.camera import CameraIntrinsics
 from sam3d_ros.pose_tracking import ObjectModel, centroid_motion_prior, observed_tracking_points, track_pose
+from sam3d_ros.transforms import invert_transform, transform_points
 from sam3d_ros.types import ObjectPrompt, ObjectReconstruction
 
 ASSOCIATION_MODES = ("auto", "input_id", "overlap")
@@ -105,6 +111,7 @@ class ReconstructionRequest:
     stamp_ns: int
     prompts: list[ObjectPrompt]
     observations: dict[str, Observation]  # track id -> what was observed of it in this frame
+    T_fixed_cam: np.ndarray | None = None  # the camera's pose in the fixed frame at this frame, when known
 
 
 @dataclass
@@ -138,6 +145,7 @@ class ObjectTracker:
         self.config.validate()
         self.tracks: dict[str, Track] = {}
         self._rng = np.random.default_rng(0)
+        self._T_fixed_cam: np.ndarray | None = None  # camera pose in the fixed frame at the latest frame
 
     # -- observations ------------------------------------------------------------------------------------------
     def observe(
@@ -220,9 +228,18 @@ class ObjectTracker:
         return f"{input_id}_{k}"
 
     # -- per frame ---------------------------------------------------------------------------------------------
-    def update(self, stamp_ns: int, observations: list[Observation]) -> FrameUpdate:
-        """Remove lost objects, associate, track the pose of every matched object with a mesh, create new tracks."""
+    def update(self, stamp_ns: int, observations: list[Observation], T_fixed_cam: np.ndarray | None = None) -> FrameUpdate:
+        """Remove lost objects, associate, track the pose of every matched object with a mesh, create new tracks.
+
+        `T_fixed_cam`: the camera's pose at this frame in a frame fixed in the world (None when unknown); with it
+        and the previous frame's, every object is first moved by the camera's motion (see the module docstring)."""
         update = FrameUpdate()
+        if T_fixed_cam is not None and self._T_fixed_cam is not None:
+            T_cam_previous = invert_transform(T_fixed_cam) @ self._T_fixed_cam  # previous camera in the current one
+            if not np.allclose(T_cam_previous, np.eye(4), atol=1e-9):
+                for track in self.tracks.values():
+                    _move_with_camera(track, T_cam_previous)
+        self._T_fixed_cam = None if T_fixed_cam is None else np.array(T_fixed_cam, dtype=float)
         timeout_ns = int(self.config.lost_timeout_s * _NS_PER_S)
         for track_id, track in list(self.tracks.items()):
             track.last_observation = None
@@ -302,13 +319,16 @@ class ObjectTracker:
             observations[track.track_id] = observation
             track.in_flight = True
             track.needs_reconstruction = False
-        return ReconstructionRequest(stamp_ns, prompts, observations)
+        return ReconstructionRequest(stamp_ns, prompts, observations, self._T_fixed_cam)
 
     def apply_reconstruction(self, request: ReconstructionRequest, objects: list[ObjectReconstruction], failed_ids: list[str]) -> list[Track]:
         """Install new meshes from a finished request; the tracks that got one (tracks removed meanwhile are skipped).
 
-        The reconstructed pose belongs to the request's frame; it is moved by the observed centroid's motion since
-        then, and the next frame's ICP refines it."""
+        The reconstructed pose belongs to the request's frame; it is moved by the camera's motion since then (when
+        both camera poses are known) and by the observed centroid's motion, and the next frame's ICP refines it."""
+        T_cam_requested = np.eye(4)  # the request's camera in the latest frame's camera
+        if request.T_fixed_cam is not None and self._T_fixed_cam is not None:
+            T_cam_requested = invert_transform(self._T_fixed_cam) @ request.T_fixed_cam
         updated = []
         for track_id in failed_ids:
             track = self.tracks.get(track_id)
@@ -329,10 +349,10 @@ class ObjectTracker:
                 if fitted.ok and fitted.rmse_m <= self.config.max_rmse_m:
                     T_cam_obj = fitted.T_cam_obj
             track.T_cam_obj_reconstructed = T_cam_obj
-            T_cam_obj = T_cam_obj.copy()
+            T_cam_obj = T_cam_requested @ T_cam_obj
             if then is not None and then.centroid_cam is not None and track.centroid_cam is not None \
                     and track.last_seen_ns > request.stamp_ns:
-                T_cam_obj[:3, 3] += track.centroid_cam - then.centroid_cam
+                T_cam_obj[:3, 3] += track.centroid_cam - transform_points(T_cam_requested, then.centroid_cam[None])[0]
             track.reconstruction = replace(obj, object_id=track.track_id, label=track.label or obj.label, T_cam_obj=T_cam_obj)
             track.model = model
             track.mesh_version += 1  # also the number of reconstructions it had
@@ -355,6 +375,15 @@ class ObjectTracker:
         tracks = list(self.tracks.values())
         self.tracks.clear()
         return tracks
+
+
+def _move_with_camera(track: Track, T_cam_previous: np.ndarray) -> None:
+    """Re-express a track's pose and centroid, which were in the previous frame's camera, in the current camera
+    (the object assumed static in the fixed frame until this frame's observation says otherwise)."""
+    if track.reconstruction is not None:
+        track.reconstruction = replace(track.reconstruction, T_cam_obj=T_cam_previous @ track.reconstruction.T_cam_obj)
+    if track.centroid_cam is not None:
+        track.centroid_cam = transform_points(T_cam_previous, track.centroid_cam[None])[0]
 
 
 

@@ -17,7 +17,10 @@ from sam3d_ros.ros_client import PerceptionClient, start_node_process
 from sam3d_ros.sam3d_standin import write_standin_config
 from sam3d_ros.sam3d_worker import spawn_worker
 from sam3d_ros.synthetic import moving_object_sequence
-from sam3d_ros.transforms import invert_transform, make_transform, rotation_angle_between, transform_from_pose
+from sam3d_ros.synthetic import look_at_camera, render_scene, upright_pose
+from sam3d_ros.transforms import (
+    invert_transform, make_transform, quaternion_xyzw_from_matrix, rotation_angle_between, transform_from_pose,
+)
 
 FRAME_ID = "camera_color_optical_frame"
 NS_PER_FRAME = 33_333_333  # stamps 30 Hz apart (the frames themselves are sent more slowly)
@@ -43,25 +46,27 @@ def _tf_matrix(tf) -> np.ndarray:
     return transform_from_pose(np.array([t.x, t.y, t.z]), np.array([q.x, q.y, q.z, q.w]))
 
 
+def _transform_msg(parent: str, child: str, T_parent_child: np.ndarray, stamp_ns: int = 0) -> TransformStamped:
+    tf = TransformStamped()
+    tf.header.frame_id, tf.child_frame_id, tf.header.stamp = parent, child, ns_to_stamp(stamp_ns)
+    tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = (float(v) for v in T_parent_child[:3, 3])
+    q = quaternion_xyzw_from_matrix(T_parent_child[:3, :3])
+    tf.transform.rotation.x, tf.transform.rotation.y, tf.transform.rotation.z, tf.transform.rotation.w = (float(v) for v in q)
+    return tf
+
+
 def _publish_static_world(client: PerceptionClient) -> None:
     qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     publisher = client.node.create_publisher(TFMessage, "/tf_static", qos)
-    tf = TransformStamped()
-    tf.header.frame_id, tf.child_frame_id = "world", FRAME_ID
-    tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = (float(v) for v in T_WORLD_CAM[:3, 3])
-    from sam3d_ros.transforms import quaternion_xyzw_from_matrix
-
-    q = quaternion_xyzw_from_matrix(T_WORLD_CAM[:3, :3])
-    tf.transform.rotation.x, tf.transform.rotation.y, tf.transform.rotation.z, tf.transform.rotation.w = (float(v) for v in q)
-    publisher.publish(TFMessage(transforms=[tf]))
+    publisher.publish(TFMessage(transforms=[_transform_msg("world", FRAME_ID, T_WORLD_CAM)]))
     client._static_publisher = publisher  # keep it alive: transient local serves late joiners
 
 
-def _send(client, scene, stamp, n_objects, labels=None, timeout_s=10.0):
+def _send(client, scene, stamp, n_objects, labels=None, timeout_s=10.0, frame_id=FRAME_ID):
     """Publish one frame (again if best-effort lost it) until outputs for `n_objects` arrive for its stamp."""
     labels = scene.labels if labels is None else labels
     for _ in range(3):
-        client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=labels)
+        client.publish_rgbd(stamp, frame_id, scene.rgb, scene.depth_m, scene.intrinsics, labels=labels)
         out = client.wait_for_outputs(stamp, n_objects=n_objects, timeout_s=timeout_s)
         if out is not None:
             return out
@@ -195,6 +200,42 @@ def test_an_object_that_leaves_the_view_is_removed_after_the_timeout(tracking_no
     assert sum(c.operation == CollisionObject.REMOVE for c in client.collision_objects) == removes_before + 1
     assert client.wait_for(lambda: not any(m.header.frame_id == gone_frame for m in client.markers.values()), 5.0)
     assert any(m.header.frame_id == frame_name("sam3d_object_", "1") for m in client.markers.values())
+
+
+def test_with_a_moving_camera_a_lost_object_stays_put_in_the_target_frame(tracking_node, sequence):
+    """A wrist camera circles two boxes standing still (TF world -> camera changes every frame); one box leaves the
+    segmentation: its TF in `world` stays exactly where it was last seen, the other box is tracked in place."""
+    process, client, log_path, workdir = tracking_node
+    assert client.call_service("clear")[0]
+    moving_frame = "wrist_camera_optical_frame"
+    tf_publisher = client.node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    placements = [(name, upright_pose(name, x, y, yaw)) for name, x, y, yaw in
+                  (("003_cracker_box", 0.05, -0.08, 0.4), ("004_sugar_box", -0.06, 0.1, 1.1))]
+    azimuths = [20.0, 20.0] + [20.0 + 2.0 * k for k in range(1, 9)]  # still, then 2 degrees per frame
+    T_world_obj_last_seen = None
+    for k, azimuth in enumerate(azimuths):
+        T_cam_world = look_at_camera(0.7, 40.0, azimuth)
+        scene = render_scene(placements, T_cam_world, sequence[0].intrinsics, rng=k)
+        stamp = _stamp_ns()
+        client.wait_for(lambda: tf_publisher.get_subscription_count() > 0, 5.0)
+        tf_publisher.publish(TFMessage(transforms=[_transform_msg("world", moving_frame, invert_transform(T_cam_world), stamp)]))
+        lost = k >= 2
+        labels = np.where(scene.labels == 2, 0, scene.labels) if lost else scene.labels
+        out = _send(client, scene, stamp, 1 if lost else 2, labels=labels, timeout_s=15.0 if k == 0 else 10.0, frame_id=moving_frame)
+        assert out is not None, f"frame {k}: no output; node log:\n{log_path.read_text()}"
+        T_world_obj = {oid: _tf_matrix(out.transforms[frame_name("sam3d_object_", oid)]) for oid in ("1", "2")}
+        assert all(tf.header.frame_id == "world" for tf in out.transforms.values())
+        if not lost:
+            T_world_obj_last_seen = T_world_obj
+            continue
+        assert "2" not in out.detections
+        moved_m = np.linalg.norm(T_world_obj["2"][:3, 3] - T_world_obj_last_seen["2"][:3, 3])
+        turned_deg = np.degrees(rotation_angle_between(T_world_obj["2"][:3, :3], T_world_obj_last_seen["2"][:3, :3]))
+        assert moved_m < 1e-4 and turned_deg < 0.01, f"frame {k}: the lost box moved {moved_m * 1000:.2f} mm, {turned_deg:.3f} deg"
+        moved_m = np.linalg.norm(T_world_obj["1"][:3, 3] - T_world_obj_last_seen["1"][:3, 3])
+        turned_deg = np.degrees(rotation_angle_between(T_world_obj["1"][:3, :3], T_world_obj_last_seen["1"][:3, :3]))
+        assert moved_m < 0.01 and turned_deg < 2.0, f"frame {k}: the tracked box moved {moved_m * 100:.2f} cm, {turned_deg:.2f} deg"
+    assert client.call_service("clear")[0]
 
 
 def test_a_missing_target_frame_transform_warns_and_keeps_the_camera_frame(tmp_path, sequence):

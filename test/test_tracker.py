@@ -163,3 +163,37 @@ def test_bad_settings_are_named():
         ObjectTracker(TrackerConfig(association="magic"))
     with pytest.raises(ValueError, match="lost_timeout_s"):
         ObjectTracker(TrackerConfig(lost_timeout_s=0))
+
+
+def _camera_sweep(n_frames: int) -> list:
+    """Two boxes standing still on the table, seen by a camera that circles them by 2 degrees per frame."""
+    from sam3d_ros.synthetic import look_at_camera, render_scene, upright_pose
+
+    placements = [("003_cracker_box", upright_pose("003_cracker_box", 0.05, -0.08, 0.4)),
+                  ("004_sugar_box", upright_pose("004_sugar_box", -0.06, 0.1, 1.1))]
+    intrinsics = moving_object_sequence(NAMES, n_frames=1, seed=3)[0].intrinsics
+    return [render_scene(placements, look_at_camera(0.7, 40.0, 20.0 + 2.0 * k), intrinsics, rng=k) for k in range(n_frames)]
+
+
+@pytest.mark.parametrize("camera_pose_known", [True, False])
+def test_with_the_camera_pose_a_lost_object_stays_put_in_the_fixed_frame(pipeline, camera_pose_known):
+    scenes = _camera_sweep(11)
+    tracker = ObjectTracker(TrackerConfig(lost_timeout_s=1.0))
+    T_world_cam = [invert_transform(scene.T_cam_world) for scene in scenes]
+    update = tracker.update(0, _observe(tracker, scenes[0]), T_fixed_cam=T_world_cam[0])
+    _reconstruct(tracker, pipeline, scenes[0], 0, update)
+    T_world_obj0 = {tid: T_world_cam[0] @ tracker.tracks[tid].T_cam_obj for tid in ("1", "2")}
+    for k, scene in enumerate(scenes[1:], start=1):
+        update = tracker.update(k * NS_PER_FRAME, _observe(tracker, scene, drop=(2,)),
+                                T_fixed_cam=T_world_cam[k] if camera_pose_known else None)
+        assert [t.track_id for t in update.seen] == ["1"] and {t.track_id for t in update.kept} == {"1", "2"}
+    T_world_obj = {tid: T_world_cam[-1] @ tracker.tracks[tid].T_cam_obj for tid in ("1", "2")}
+    lost_moved_m = np.linalg.norm(T_world_obj["2"][:3, 3] - T_world_obj0["2"][:3, 3])
+    seen_moved_m = np.linalg.norm(T_world_obj["1"][:3, 3] - T_world_obj0["1"][:3, 3])
+    seen_turned_deg = np.degrees(rotation_angle_between(T_world_obj["1"][:3, :3], T_world_obj0["1"][:3, :3]))
+    # The tracked object stands still in the world while the camera circles it by 20 degrees, with or without.
+    assert seen_moved_m < 0.01 and seen_turned_deg < 2.0, f"{seen_moved_m * 100:.2f} cm, {seen_turned_deg:.2f} deg"
+    if camera_pose_known:
+        assert lost_moved_m < 1e-9 and np.allclose(T_world_obj["2"], T_world_obj0["2"], atol=1e-9)
+    else:  # without the camera's pose the lost object rides along with the camera
+        assert lost_moved_m > 0.03  # it turned 20 degrees about the table centre with the camera

@@ -39,6 +39,7 @@ class NodeBenchResult:
     node_frames_dropped: int = 0
     node_drop_reasons: dict[str, int] = field(default_factory=dict)
     reconstructions: int = 0
+    node_total_ms: tuple[float, float] | None = None  # the node's own per-frame time (median of its window, max)
     rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, node RSS MB)
     achieved_rate_hz: float = 0.0
 
@@ -142,6 +143,8 @@ def run_node_benchmark(
         result.node_frames_dropped = int(pipeline.get("frames dropped", 0))
         result.node_drop_reasons = {k: int(v) for k, v in pipeline.items() if k.startswith("dropped (")}
         result.reconstructions = int(worker.get("objects reconstructed", 0))
+        if "total latency max ms (since start)" in pipeline:
+            result.node_total_ms = (float(pipeline["total latency median ms"]), float(pipeline["total latency max ms (since start)"]))
     finally:
         client.close()
         process.terminate()
@@ -161,6 +164,9 @@ def format_node_bench(result: NodeBenchResult) -> str:
         f"  silently lost: {result.silently_lost}; reconstructions: {result.reconstructions} (one per object expected)",
         f"  latency median {median:.1f} ms, p95 {p95:.1f} ms, max {float(np.max(lat)):.1f} ms",
     ]
+    if result.node_total_ms is not None:
+        lines.append(f"  inside the node (frame taken -> published): median {result.node_total_ms[0]:.1f} ms (last 300 frames), "
+                     f"max {result.node_total_ms[1]:.1f} ms")
     growth = None
     if len(result.rss_mb) >= 3:
         warm = next((mb for t, mb in result.rss_mb if t >= min(30.0, 0.1 * result.seconds)), result.rss_mb[1][1])

@@ -34,6 +34,7 @@ class NodeStatistics:
     )
     window: int = 300
     _latency_s: dict[str, deque] = field(default_factory=dict)
+    _max_latency_s: dict[str, float] = field(default_factory=dict)  # since start, not only the window
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _last_dropped: int = 0
 
@@ -41,6 +42,7 @@ class NodeStatistics:
         """Add one latency sample (seconds) of `stage`."""
         with self._lock:
             self._latency_s.setdefault(stage, deque(maxlen=self.window)).append(float(seconds))
+            self._max_latency_s[stage] = max(self._max_latency_s.get(stage, 0.0), float(seconds))
 
     def latency_ms(self, stage: str) -> tuple[float, float] | None:
         """(median, 95th percentile) in ms of the last `window` samples of `stage`, None without samples."""
@@ -84,6 +86,7 @@ class NodeStatistics:
             latency = self.latency_ms(stage)
             if latency is not None:
                 values[f"{stage} latency median ms"], values[f"{stage} latency p95 ms"] = latency
+                values[f"{stage} latency max ms (since start)"] = self._max_latency_s[stage] * 1000.0
         level = "warn" if new_drops > 0 else "ok"
         sent = self.frames_in + self.images_lost_before_node
         message = f"{dropped} of {sent} frames dropped" if dropped else "tracking every frame"

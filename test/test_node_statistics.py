@@ -51,3 +51,12 @@ def test_without_message_info_the_losses_are_reported_as_not_counted():
     level, message, values = _pipeline_values(stats)
     assert (level, message) == ("ok", "tracking every frame")
     assert values["image messages lost before the node"] == "not counted (no message info)"
+
+
+def test_latency_max_covers_the_whole_run_while_median_and_p95_cover_the_window():
+    stats = NodeStatistics(window=3)
+    for seconds in (0.5, 0.01, 0.02, 0.03):
+        stats.record("total", seconds)
+    _, _, values = _pipeline_values(stats)
+    assert values["total latency median ms"] == 20.0
+    assert values["total latency max ms (since start)"] == 500.0

@@ -644,12 +644,13 @@ def make_collision_object(
     operation: str,
     obj: ObjectReconstruction | None = None,
     T_frame_cam: np.ndarray | None = None,
+    mesh_obj: trimesh.Trimesh | None = None,
 ) -> CollisionObject:
     """moveit_msgs/CollisionObject `object_id` in header.frame_id for operation 'add', 'move' or 'remove'.
 
-    add: the object's mesh (vertices in the object frame) with mesh_poses = [identity] and pose = T_frame_cam @
-    T_cam_obj (T_cam_obj without T_frame_cam); move: id and pose only (MoveIt's MOVE takes no geometry); remove: id
-    only. add and move need `obj`.
+    add: the object's mesh (vertices in the object frame; `mesh_obj` instead of obj.mesh_obj when given, e.g. a
+    decimated one) with mesh_poses = [identity] and pose = T_frame_cam @ T_cam_obj (T_cam_obj without T_frame_cam);
+    move: id and pose only (MoveIt's MOVE takes no geometry); remove: id only. add and move need `obj`.
     """
     from moveit_msgs.msg import CollisionObject
 
@@ -670,7 +671,7 @@ def make_collision_object(
         raise InputError(f"collision object '{object_id}' needs its reconstruction for '{operation}'")
     msg.pose = _pose(_object_transform(obj, _frame_transform(T_frame_cam)))
     if op == CollisionObject.ADD:
-        msg.meshes = [_shape_mesh(object_id, obj.mesh_obj)]
+        msg.meshes = [_shape_mesh(object_id, obj.mesh_obj if mesh_obj is None else mesh_obj)]
         msg.mesh_poses = [Pose()]  # identity: the mesh vertices are already in the object frame
     return msg
 

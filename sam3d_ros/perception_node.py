@@ -31,6 +31,7 @@ from sam3d_ros.backends.sam3d import options_from_parameters
 from sam3d_ros.box_segmenter import DepthBoxSegmenter, create_box_segmenter
 from sam3d_ros.files import write_results
 from sam3d_ros.mesh_cache import MeshCache
+from sam3d_ros.mesh_simplification import simplified_mesh
 from sam3d_ros.node_statistics import NodeStatistics
 from sam3d_ros.pipeline import PerceptionPipeline, support_plane_around
 from sam3d_ros.scheduler import Job, ReconstructionScheduler
@@ -79,6 +80,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "apply_planning_scene": (False, "Also publish the collision objects as PlanningScene diffs on planning_scene_topic (MoveIt's move_group applies them)."),
     "planning_scene_topic": ("/planning_scene", "Topic of the PlanningScene diffs when apply_planning_scene is true."),
     "collision_min_motion_m": (0.005, "A collision object is MOVEd when it moved more than this (m) or 2 degrees since the last update."),
+    "collision_max_triangles": (5000, "Largest number of triangles of a collision mesh (quadric decimation above; 0 = no limit)."),
     "marker_mesh": ("triangle_list", "Mesh markers: 'triangle_list' (vertices in the message) or 'mesh_resource' (file:// URI of the cached mesh file)."),
     "marker_max_triangles": (20000, "Largest number of mesh triangles per TRIANGLE_LIST marker (strided subset above)."),
     "marker_labels": (True, "Also publish a text marker with each object's id and label."),
@@ -123,6 +125,8 @@ class PerceptionNode(Node):
             raise ValueError(f"segmentation_input must be one of {SEGMENTATION_MODES}, got '{p['segmentation_input']}'")
         if p["marker_mesh"] not in MARKER_MESH_MODES:
             raise ValueError(f"marker_mesh must be one of {MARKER_MESH_MODES}, got '{p['marker_mesh']}'")
+        if int(p["collision_max_triangles"]) != 0 and int(p["collision_max_triangles"]) < 4:
+            raise ValueError(f"collision_max_triangles must be 0 (no limit) or at least 4, got {p['collision_max_triangles']}")
         box_segmenter, segmenter_line = create_box_segmenter(
             p["models_dir"] or default_models_dir(), p["sam_checkpoint"], p["box_segmentation"], p["sam_device"]
         )
@@ -159,6 +163,7 @@ class PerceptionNode(Node):
         self._marker_ids: dict[str, int] = {}
         self._published: dict[str, _Published] = {}
         self._mesh_files: dict[str, dict[str, Path]] = {}  # object id -> format -> file of its current mesh
+        self._collision_meshes: dict[str, Any] = {}  # object id -> its current mesh, decimated for MoveIt
         self._camera_frame_id = ""
         self._plane_cam: np.ndarray | None = None
         self._plane_stamp_ns = -(10**18)
@@ -370,15 +375,24 @@ class PerceptionNode(Node):
             self.tracker.cancel_request(replaced.payload[0])
 
     def _reconstruct(self, payload: tuple[ReconstructionRequest, RGBDFrame]) -> Any:
+        """On the scheduler's thread: the reconstruction and, off the tracking path, each object's collision mesh."""
         request, frame = payload
-        return self.pipeline.process(frame, request.prompts)
+        result = self.pipeline.process(frame, request.prompts)
+        collision_meshes = {}
+        max_triangles = int(self.params["collision_max_triangles"])
+        if self.collision_pub is not None or self.planning_scene_pub is not None:
+            for obj in result.objects:
+                collision_meshes[obj.object_id] = simplified_mesh(obj.mesh_obj, max_triangles) if max_triangles else obj.mesh_obj
+        return result, collision_meshes
 
     def _on_reconstructed(self, job: Job, result: Any, error: BaseException | None, elapsed_s: float) -> None:
         request, frame = job.payload
         self.stats.record("reconstruction", elapsed_s)
+        collision_meshes = {}
         if error is not None:
             result_objects, errors = [], [f"reconstruction failed: {type(error).__name__}: {error}"]
         else:
+            result, collision_meshes = result
             result_objects, errors = result.objects, result.errors
         for text in errors:
             self.warn(f"object:{text[:40]}", text)
@@ -396,6 +410,8 @@ class PerceptionNode(Node):
                 return
             # Publish the reconstruction at its own frame's stamp, where its pose is exact.
             exact = [replace(t.reconstruction, T_cam_obj=t.T_cam_obj_reconstructed) for t in updated]
+            for track in updated:
+                self._collision_meshes[track.track_id] = collision_meshes.get(track.track_id, track.reconstruction.mesh_obj)
             out_header = Header(stamp=header.stamp, frame_id=frame_id)
             self.detections_pub.publish(conversions.make_detection3d_array(out_header, exact, T_frame_cam=T_frame_cam))
             if self.tf_broadcaster is not None:
@@ -440,7 +456,9 @@ class PerceptionNode(Node):
             else:
                 operation = "move"
             state.mesh_version, state.T_frame_obj, state.frame_id = version, T_frame_obj, header.frame_id
-            messages.append(conversions.make_collision_object(header, obj.object_id, operation, obj, T_frame_cam=T_frame_cam))
+            messages.append(conversions.make_collision_object(
+                header, obj.object_id, operation, obj, T_frame_cam=T_frame_cam, mesh_obj=self._collision_meshes.get(obj.object_id)
+            ))
         self._send_collisions(messages)
 
     def _send_collisions(self, messages: list) -> None:
@@ -474,6 +492,7 @@ class PerceptionNode(Node):
         marker_ids = [self._marker_ids.pop(i) for i in ids if i in self._marker_ids]
         for track_id in ids:
             self._mesh_files.pop(track_id, None)
+            self._collision_meshes.pop(track_id, None)
         if marker_ids:
             self._publish_markers(header, T_frame_cam, marker_ids)
         removals = [conversions.make_collision_object(header, i, "remove") for i in ids if self._published.pop(i, None) is not None]

@@ -538,6 +538,11 @@ def test_collision_object_add_move_remove() -> None:
     np.testing.assert_array_equal([list(t.vertex_indices) for t in back.meshes[0].triangles], mesh.faces)
     assert back.meshes[0].vertices[5].z == mesh.vertices[5, 2]
 
+    coarse = trimesh.creation.icosphere(subdivisions=0, radius=0.05)  # e.g. a decimated collision mesh
+    add_coarse = make_collision_object(hdr, "mug 3", "add", obj, T_frame_cam=T_BASE_CAM, mesh_obj=coarse)
+    np.testing.assert_array_equal([list(t.vertex_indices) for t in add_coarse.meshes[0].triangles], coarse.faces)
+    np.testing.assert_allclose(pose_matrix(add_coarse.pose), T_BASE_CAM @ obj.T_cam_obj, atol=1e-12)
+
     move = make_collision_object(header("optical"), "mug 3", "MOVE", obj)
     assert (move.operation, move.header.frame_id) == (msgs.CollisionObject.MOVE, "optical")
     np.testing.assert_allclose(pose_matrix(move.pose), obj.T_cam_obj, atol=1e-12)

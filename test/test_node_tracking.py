@@ -80,7 +80,7 @@ def tracking_node(tmp_path_factory):
     log_path = workdir / "node.log"
     params = {"target_frame": "world", "target_frame_timeout_s": 0.5, "lost_timeout_s": 0.5,
               "mesh_cache_dir": str(workdir / "meshes"), "scene_dir": str(workdir / "scenes"),
-              "diagnostics_period_s": 0.5}
+              "diagnostics_period_s": 0.5, "collision_max_triangles": 300}
     process = start_node_process(namespace, params=params, log_path=log_path)
     client = PerceptionClient(namespace)
     try:
@@ -137,7 +137,9 @@ def test_moving_objects_keep_ids_and_poses_follow_the_truth_with_one_reconstruct
     assert sorted(adds) == sorted(frames), f"ADDs: {adds}"
     assert any(c.operation == CollisionObject.MOVE for c in collisions)
     add = next(c for c in collisions if c.operation == CollisionObject.ADD)
-    assert add.header.frame_id == "world" and len(add.meshes) == 1 and len(add.meshes[0].triangles) > 0
+    assert add.header.frame_id == "world" and len(add.meshes) == 1 and 0 < len(add.meshes[0].triangles) <= 300
+    with client._lock:  # collision_max_triangles: 300 decimates MoveIt's copy; the markers keep the full mesh
+        assert any(m.type == Marker.TRIANGLE_LIST and len(m.points) > 3 * 300 for m in client.markers.values())
     assert client.wait_for(lambda: client.diagnostic_values(), 5.0)
     time.sleep(1.0)
     values = client.diagnostic_values()

@@ -1,5 +1,5 @@
-"""`sam3d-ros`: the command line. `reconstruct` runs the node's pipeline on files; `eval`, `bench` and
-`bench-node` measure it."""
+"""`sam3d-ros`: the command line. `reconstruct` runs the node's pipeline on files; `eval`, `eval-tracking`, `bench`
+and `bench-node` measure it."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,8 @@ from sam3d_ros.segmentation import labels_to_prompts
 from sam3d_ros.types import InputError, RGBDFrame
 
 EXIT_BAD_INPUT = 2
+DEFAULT_TRACKING_OBJECTS = ("003_cracker_box", "004_sugar_box", "005_tomato_soup_can", "006_mustard_bottle",
+                            "010_potted_meat_can", "021_bleach_cleanser", "025_mug")
 
 
 def _fail(message: str) -> int:
@@ -113,6 +115,28 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_tracking(args: argparse.Namespace) -> int:
+    """Pose tracking accuracy on seeded rendered sequences, with backend and/or exact meshes."""
+    from sam3d_ros.synthetic import load_ycb_mesh
+    from sam3d_ros.tracking_evaluation import format_tracking_evaluation, run_tracking_evaluation
+
+    try:
+        for name in args.objects:
+            load_ycb_mesh(name)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    sources = ["backend", "exact"] if args.meshes == "both" else [args.meshes]
+    for source in sources:
+        say = (lambda r: print(f"[eval-tracking] {r.name} seed {r.seed}: max {max(r.centre_error_cm, default=0):.2f} cm, "
+                               f"{max(r.rotation_error_deg, default=0):.2f} deg", file=sys.stderr)) if args.verbose else None
+        try:
+            results = run_tracking_evaluation(args.objects, args.seeds, args.frames, source, args.backend, progress=say)
+        except ValueError as exc:
+            return _fail(str(exc))
+        print(format_tracking_evaluation(results, source if source == "exact" else f"{args.backend} backend"))
+    return 0
+
+
 def bench_node(args: argparse.Namespace) -> int:
     """Latency image -> TF of the running node at a camera rate with tracked objects, drops and memory."""
     from sam3d_ros.node_bench import format_node_bench, run_node_benchmark
@@ -163,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead: mask IoU of these box segmentation methods")
     ev.add_argument("--verbose", action="store_true", help="one progress line per scene on stderr")
     ev.set_defaults(func=evaluate)
+    et = sub.add_parser("eval-tracking", help="pose tracking accuracy of the node's tracker on seeded rendered sequences")
+    et.add_argument("--objects", nargs="+", default=list(DEFAULT_TRACKING_OBJECTS), help="YCB objects (one per sequence)")
+    et.add_argument("--seeds", type=int, default=6, help="sequences per object (default 6)")
+    et.add_argument("--frames", type=int, default=30, help="frames per sequence (default 30, 1 s at 30 Hz)")
+    et.add_argument("--meshes", choices=["backend", "exact", "both"], default="both",
+                    help="the backend's reconstruction, the true mesh, or both (default)")
+    et.add_argument("--backend", default="depth", help="backend for --meshes backend (default depth)")
+    et.add_argument("--verbose", action="store_true", help="one line per sequence on stderr")
+    et.set_defaults(func=eval_tracking)
     be = sub.add_parser("bench", help="time and peak memory of the first reconstruction (640x480)")
     be.add_argument("--objects", type=int, nargs="+", default=[1, 5, 10], help="objects per frame (default 1 5 10)")
     be.add_argument("--repeats", type=int, default=9, help="frames per size (default 9)")

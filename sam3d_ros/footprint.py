@@ -48,12 +48,15 @@ def arc_span_rad(points_ab: np.ndarray, centre_ab: np.ndarray) -> float:
 
 
 def _distance_to_rectangle_edges(points_ab: np.ndarray, corners_ab: np.ndarray) -> np.ndarray:
-    distances = []
-    for start, end in zip(corners_ab, np.roll(corners_ab, -1, axis=0)):
-        edge = end - start
-        t = np.clip(((points_ab - start) @ edge) / max(edge @ edge, 1e-12), 0.0, 1.0)
-        distances.append(np.linalg.norm(points_ab - (start + np.outer(t, edge)), axis=1))
-    return np.min(distances, axis=0)
+    """Distance of each point to the outline of the rectangle `corners_ab` (4 corners in order), inside or out."""
+    side_u, side_v = corners_ab[1] - corners_ab[0], corners_ab[3] - corners_ab[0]
+    length_u, length_v = max(float(np.linalg.norm(side_u)), 1e-12), max(float(np.linalg.norm(side_v)), 1e-12)
+    relative = points_ab - corners_ab[0]
+    pu, pv = relative @ (side_u / length_u), relative @ (side_v / length_v)  # in the rectangle's own frame
+    outside_u = np.maximum(np.maximum(-pu, pu - length_u), 0.0)
+    outside_v = np.maximum(np.maximum(-pv, pv - length_v), 0.0)
+    inside = np.minimum(np.minimum(pu, length_u - pu), np.minimum(pv, length_v - pv))
+    return np.where((outside_u > 0) | (outside_v > 0), np.hypot(outside_u, outside_v), inside)
 
 
 def best_rectangle(points_ab: np.ndarray, outline_ab: np.ndarray) -> tuple[np.ndarray, tuple[float, float]] | None:

@@ -141,3 +141,34 @@ def test_noisy_depth_and_masks_spilling_onto_the_table():
             assert reconstruction.mesh_obj.is_watertight
             errors.append(np.linalg.norm(reconstruction.position_cam - obj.center_cam))
     assert np.median(errors) < 0.01 and np.percentile(errors, 90) < 0.025, np.round(np.array(errors) * 100, 2)
+
+
+def test_occluded_silhouette_edges_and_the_lost_rim():
+    """A flat object at 1.0 m between a farther object (left) and a nearer occluder (right), its silhouette rim
+    without depth (edge dropout): only the edge against the nearer occluder is occluded, and the rim comes back."""
+    from sam3d_ros.backends.depth import DepthBackend
+    from sam3d_ros.synthetic import default_intrinsics
+
+    intrinsics = default_intrinsics(160, 120)
+    depth = np.full((120, 160), 2.0, np.float32)
+    mask, farther, nearer = (np.zeros((120, 160), bool) for _ in range(3))
+    mask[40:80, 60:100], farther[40:80, 40:60], nearer[40:80, 100:120] = True, True, True
+    depth[mask], depth[farther], depth[nearer] = 1.0, 1.5, 0.8
+    frame = RGBDFrame(np.zeros((120, 160, 3), np.uint8), depth, intrinsics)
+    backend = DepthBackend()
+    pixels = np.argwhere(mask)
+    points, _ = intrinsics.backproject(depth, mask)
+    occluded = backend._occluded_edge(frame, farther | nearer, pixels, points)
+    assert occluded[pixels[:, 1] == 99].all() and not occluded[pixels[:, 1] <= 95].any()
+    assert not backend._occluded_edge(frame, None, pixels, points).any()
+    # Drop the outer two pixels of depth: the filled rim reaches the mask's edge again, on the object's plane.
+    inner = pixels[(pixels[:, 0] >= 42) & (pixels[:, 0] < 78) & (pixels[:, 1] >= 62) & (pixels[:, 1] < 98)]
+    inner_points = points[np.isin(pixels[:, 0] * 1000 + pixels[:, 1], inner[:, 0] * 1000 + inner[:, 1])]
+    normals = np.tile([0.0, 0.0, -1.0], (len(inner_points), 1))
+    filled, _, filled_normals, filled_pixels = backend._fill_silhouette(
+        frame, mask, inner, inner_points, np.zeros((len(inner_points), 3), np.uint8), normals
+    )
+    assert len(filled) == len(filled_pixels) > len(inner_points)
+    assert filled_pixels[:, 1].min() == 60 and filled_pixels[:, 1].max() == 99
+    np.testing.assert_allclose(filled[:, 2], 1.0, atol=1e-9)
+    assert np.isnan(filled_normals[len(inner_points):]).all()

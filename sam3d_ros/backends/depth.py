@@ -2,10 +2,15 @@
 
 Steps: back-project the mask's valid depth; drop points on the support plane (mask spill), statistical outliers and
 everything but the largest Euclidean cluster (background and flying pixels); average each point with its nearest
-neighbours (depth noise); then complete the unseen side from the footprint on the support plane, choosing by fit
-residual between
+neighbours (depth noise); give the mask's outer rim pixels that lost their depth (edge dropout, removed flying
+pixels) a point on the nearest kept point's tangent plane, so extents reach the silhouette; flag points at edges that
+a nearer object covers (`SceneContext.others_mask`). Then complete the unseen side, choosing by fit residual (mean
+radial distance of the visible points, the same measure for every primitive) between
 - a cylinder: circle fitted to the side-surface points (cans, jars),
 - a box: rectangle aligned with the visible faces (boxes seen from above or at an angle),
+- a superquadric (`superquadric.py`), upright on the plane, kept inside the visible footprint except across
+  occluded edges (rounded boxes, tins, cans and boxes the footprint tests miss),
+each only where its own test passes, else
 - a mirrored solid: the visible points mirrored through a vertical axis (silhouette tangent points and visible depth
   extent), lofted slice by slice into a closed mesh (bottles, mugs, anything else).
 Every mesh is watertight, in metres in the object frame, with vertex colours of the nearest observed pixel.
@@ -26,11 +31,17 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from sam3d_ros.backends.base import ReconstructionBackend, ReconstructionError
-from sam3d_ros.footprint import fit_footprint, mirror_centre
+from sam3d_ros.footprint import FootprintFit, fit_footprint, mirror_centre
 from sam3d_ros.sliced_solid import sliced_solid
+from sam3d_ros.superquadric import MIN_EXPONENT, Superquadric, fit_superquadric, superquadric_mesh, surface_distance
 from sam3d_ros.support_plane import plane_heights
 from sam3d_ros.transforms import invert_transform, make_transform, transform_points
 from sam3d_ros.types import ObjectReconstruction, RGBDFrame, SceneContext
+
+
+# Exponents (vertical, horizontal) that make a superquadric a cylinder or a box, for comparable residuals.
+_CYLINDER = np.array([MIN_EXPONENT, 1.0])
+_BOX = np.array([MIN_EXPONENT, MIN_EXPONENT])
 
 
 class DepthBackend(ReconstructionBackend):
@@ -52,6 +63,10 @@ class DepthBackend(ReconstructionBackend):
         box_tolerance_m: float = 0.004,
         smoothing_neighbours: int = 12,
         cluster_points: int = 800,
+        rim_px: int = 2,
+        superquadric_points: int = 150,
+        superquadric_tolerance_m: float = 0.0025,
+        occluder_margin_m: float = 0.01,
     ) -> None:
         self.min_points = min_points
         self.erode_px = erode_px
@@ -64,44 +79,55 @@ class DepthBackend(ReconstructionBackend):
         self.box_tolerance_m = box_tolerance_m
         self.smoothing_neighbours = smoothing_neighbours
         self.cluster_points = cluster_points
+        self.rim_px = rim_px
+        self.superquadric_points = superquadric_points
+        self.superquadric_tolerance_m = superquadric_tolerance_m
+        self.occluder_margin_m = occluder_margin_m
 
     def reconstruct(
         self, frame: RGBDFrame, mask: np.ndarray, scene: SceneContext, object_id: str = "", label: str = "", score: float = 1.0
     ) -> ObjectReconstruction:
         if frame.depth_m is None:
             raise ReconstructionError("the depth backend needs a registered depth image")
-        points_cam, colors = self._observed_points(frame, mask)
+        points_cam, colors, pixels = self._observed_points(frame, mask)
         plane = scene.support_plane_cam
         if plane is not None:
             heights = plane_heights(plane, points_cam)
             keep = heights > self.table_clearance_m  # mask spill onto the table
             if keep.sum() >= self.min_points:
-                points_cam, colors = points_cam[keep], colors[keep]
-        points_cam, colors = self._remove_outliers(points_cam, colors)
+                points_cam, colors, pixels = points_cam[keep], colors[keep], pixels[keep]
+        kept = self._remove_outliers(points_cam)
+        points_cam, colors, pixels = points_cam[kept], colors[kept], pixels[kept]
         points_cam = self._smooth(points_cam)
+        normals_cam = self._normals(points_cam)
+        points_cam, colors, normals_cam, pixels = self._fill_silhouette(frame, mask, pixels, points_cam, colors, normals_cam)
+        occluded = self._occluded_edge(frame, scene.others_mask, pixels, points_cam)
         up_cam, plane_d = self._vertical(plane, points_cam)
         basis = _PlaneBasis.facing(points_cam, up_cam, plane_d)
         points_ab = basis.to_ab(points_cam)
-        side = np.abs(self._normals(points_cam) @ up_cam) < 0.6
+        side = np.abs(normals_cam @ up_cam) < 0.6
         fit = fit_footprint(points_ab, points_ab[side])
         heights = points_cam @ up_cam + plane_d
         height = float(np.percentile(heights, 99.5))
-        model = fit.model
-        if model == "circle":
-            T_cam_obj, size_obj = self._primitive_frame(basis, fit.centre_ab, np.array([1.0, 0.0]), height)
-            size_obj[:2] = 2 * fit.radius_m
-            primitive = trimesh.creation.cylinder(radius=fit.radius_m, height=height, sections=48)
-        elif model == "rectangle" and fit.residual_m <= max(self.box_tolerance_m, 0.08 * fit.extents_m[1]):
-            T_cam_obj, size_obj = self._primitive_frame(basis, fit.centre_ab, fit.axis_ab, height)
-            size_obj[:2] = fit.extents_m
-            primitive = trimesh.creation.box(extents=size_obj)
-            model = "box"
+        points_abh = np.column_stack([points_ab, heights])
+        model, primitive_sq = self._pick_primitive(fit, points_ab, points_abh, height, occluded)
+        if primitive_sq is not None:
+            long_first = primitive_sq.semi_axes[0] >= primitive_sq.semi_axes[1]
+            yaw = primitive_sq.yaw + (0.0 if long_first else np.pi / 2)
+            T_cam_obj, size_obj = self._primitive_frame(
+                basis, primitive_sq.centre[:2], np.array([np.cos(yaw), np.sin(yaw)]), height
+            )
+            size_obj[:2] = 2 * np.sort(primitive_sq.semi_axes[:2])[::-1]
+            if model == "cylinder":
+                primitive = trimesh.creation.cylinder(radius=size_obj[0] / 2, height=height, sections=48)
+            elif model == "box":
+                primitive = trimesh.creation.box(extents=size_obj)
+            else:
+                primitive = superquadric_mesh(size_obj / 2, primitive_sq.exponents)
+            if model != "superquadric":  # its parametric rings are already dense enough to carry colours
+                primitive = _subdivided(primitive)
+            mesh_obj = self._coloured(primitive, transform_points(invert_transform(T_cam_obj), points_cam), colors)
         else:
-            primitive = None
-        if primitive is not None:
-            mesh_obj = self._coloured(_subdivided(primitive), transform_points(invert_transform(T_cam_obj), points_cam), colors)
-        else:
-            model = "mirrored hull"
             centre_ab = fit.centre_ab.copy()
             # The visible part reaches only as far back as the camera saw: never before the mirror rule.
             centre_ab[0] = max(centre_ab[0], mirror_centre(points_ab)[0])
@@ -126,9 +152,54 @@ class DepthBackend(ReconstructionBackend):
             info={"observed_points": int(len(points_cam)), "on_support_plane": plane is not None, "shape": model},
         )
 
+    def _pick_primitive(
+        self, fit: FootprintFit, points_ab: np.ndarray, points_abh: np.ndarray, height: float, occluded: np.ndarray
+    ) -> tuple[str, Superquadric | None]:
+        """The primitive with the smallest residual (mean radial distance of the visible points, plane coordinates
+        and height) among the footprint's cylinder or box and a fitted superquadric, each only where its own test
+        passes; ("mirrored hull", None) when none does."""
+        sample = points_abh[:: max(1, len(points_abh) // self.superquadric_points)]
+        z_semi = np.array([height / 2])
+        candidates: list[tuple[str, Superquadric]] = []
+        if fit.model == "circle":
+            centre = np.r_[fit.centre_ab, z_semi]
+            candidates.append(("cylinder", Superquadric(centre, 0.0, np.r_[fit.radius_m, fit.radius_m, z_semi], _CYLINDER)))
+        elif fit.model == "rectangle" and fit.residual_m <= max(self.box_tolerance_m, 0.08 * fit.extents_m[1]):
+            yaw = float(np.arctan2(fit.axis_ab[1], fit.axis_ab[0]))
+            semi = np.r_[fit.extents_m / 2, z_semi]
+            candidates.append(("box", Superquadric(np.r_[fit.centre_ab, z_semi], yaw, semi, _BOX)))
+        # The superquadric starts from the footprint (pushed back at least to the mirror rule's centre).
+        centre_ab = fit.centre_ab.copy()
+        centre_ab[0] = max(centre_ab[0], mirror_centre(points_ab)[0])
+        if fit.axis_ab is not None:
+            yaw = float(np.arctan2(fit.axis_ab[1], fit.axis_ab[0]))
+        else:
+            _, _, vt = np.linalg.svd(points_ab - points_ab.mean(axis=0), full_matrices=False)
+            yaw = float(np.arctan2(vt[0, 1], vt[0, 0]))
+        start = Superquadric(np.r_[centre_ab, z_semi], yaw, np.ones(3), np.array([0.5, 0.5]))
+        local = start.to_local(sample)
+        start = Superquadric(start.centre, yaw, np.r_[np.abs(local[:, :2]).max(axis=0), z_semi], start.exponents)
+        try:
+            # Seen from above, the visible footprint is the whole footprint: the superquadric stays inside it, except
+            # across hull edges that end at an occluded silhouette (the object goes on behind the occluder).
+            corners = cv2.convexHull(points_ab.astype(np.float32), returnPoints=False).reshape(-1)
+            open_edges = occluded[corners] | occluded[np.roll(corners, -1)]
+            sq, residual = fit_superquadric(
+                sample, start, z_range=(0.0, height), within_xy=points_ab[corners], open_edges=open_edges
+            )
+            if residual <= self.superquadric_tolerance_m:
+                candidates.append(("superquadric", sq))
+        except ValueError:
+            pass
+        if not candidates:
+            return "mirrored hull", None
+        residuals = [float(np.mean(np.abs(surface_distance(sq, sample)))) for _, sq in candidates]
+        return candidates[int(np.argmin(residuals))]
+
     # -- steps -------------------------------------------------------------------------------------------------
-    def _observed_points(self, frame: RGBDFrame, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Valid depth points of the mask (eroded away from flying pixels when the mask is big enough)."""
+    def _observed_points(self, frame: RGBDFrame, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Valid depth points of the mask (eroded away from flying pixels when the mask is big enough), their colours
+        and their (row, col) pixels."""
         inner = mask
         if self.erode_px > 0:
             kernel = np.ones((2 * self.erode_px + 1, 2 * self.erode_px + 1), np.uint8)
@@ -144,15 +215,17 @@ class DepthBackend(ReconstructionBackend):
             pick = np.linspace(0, len(points_cam) - 1, self.max_points).astype(int)
             points_cam, pixels = points_cam[pick], pixels[pick]
         colors = frame.rgb[pixels[:, 0], pixels[:, 1]]
-        return points_cam, colors
+        return points_cam, colors, pixels
 
-    def _remove_outliers(self, points_cam: np.ndarray, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Statistical outliers out, then the largest Euclidean cluster (drops background pixels inside the mask)."""
+    def _remove_outliers(self, points_cam: np.ndarray) -> np.ndarray:
+        """Indices of the points kept: statistical outliers out, then all but the largest Euclidean cluster (drops
+        background pixels inside the mask)."""
+        index = np.arange(len(points_cam))
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points_cam))
         _, kept = cloud.remove_statistical_outlier(self.outlier_neighbours, self.outlier_std_ratio)
         kept = np.asarray(kept, dtype=int)
         if len(kept) >= self.min_points:
-            points_cam, colors = points_cam[kept], colors[kept]
+            points_cam, index = points_cam[kept], index[kept]
         # Cluster radius grows with distance: neighbouring pixels are z / f apart. DBSCAN runs on an even subset
         # (its cost grows fast with density); every point within eps of the largest cluster is kept.
         eps = max(self.cluster_eps_m, 4.0 * float(np.median(points_cam[:, 2])) / 600.0)
@@ -163,10 +236,10 @@ class DepthBackend(ReconstructionBackend):
             distance, _ = cKDTree(largest).query(points_cam, distance_upper_bound=eps)
             keep = np.isfinite(distance)
             if keep.sum() >= self.min_points:
-                points_cam, colors = points_cam[keep], colors[keep]
+                points_cam, index = points_cam[keep], index[keep]
         if len(points_cam) < self.min_points:
             raise ReconstructionError(f"only {len(points_cam)} consistent depth points left in the mask")
-        return points_cam, colors
+        return index
 
     def _vertical(self, plane: np.ndarray | None, points_cam: np.ndarray) -> tuple[np.ndarray, float]:
         """Unit up vector and the offset d of the plane the object stands on (n.p + d = height above it)."""
@@ -210,7 +283,8 @@ class DepthBackend(ReconstructionBackend):
 
     def _smooth(self, points_cam: np.ndarray) -> np.ndarray:
         """Each point replaced by the mean of its nearest neighbours: depth noise (mostly along the viewing ray)
-        averages out before the hull, which would otherwise follow the outermost noisy points."""
+        averages out before the hull, which would otherwise follow the outermost noisy points. (It pulls edges in by
+        about a pixel; moving points along their own ray only, which would not, measured worse: it keeps the noise.)"""
         if self.smoothing_neighbours <= 1 or len(points_cam) <= self.smoothing_neighbours:
             return points_cam
         _, neighbours = cKDTree(points_cam).query(points_cam, k=self.smoothing_neighbours)
@@ -223,6 +297,55 @@ class DepthBackend(ReconstructionBackend):
         cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(16))
         normals_cam = np.asarray(cloud.normals)
         return np.where((np.sum(normals_cam * points_cam, axis=1) > 0)[:, None], -normals_cam, normals_cam)
+
+    def _fill_silhouette(
+        self, frame: RGBDFrame, mask: np.ndarray, pixels: np.ndarray, points_cam: np.ndarray, colors: np.ndarray,
+        normals_cam: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Points for the mask's outer rim pixels that have no kept depth (edge dropout, flying pixels removed as
+        outliers): on their own viewing ray where it meets the tangent plane of the nearest kept point. Without them
+        every silhouette edge, and so every extent, comes in by the width of the lost rim. Their normals are NaN
+        (unknown): they take no part in the side-surface fits. Returns points, colours, normals and pixels, the
+        rim's appended."""
+        rim = mask & ~cv2.erode(mask.astype(np.uint8), np.ones((2 * self.rim_px + 1,) * 2, np.uint8)).astype(bool)
+        rim[pixels[:, 0], pixels[:, 1]] = False
+        rim_pixels = np.argwhere(rim)
+        if len(rim_pixels) == 0:
+            return points_cam, colors, normals_cam, pixels
+        # The same density as the observed points (they may be a subsample of the mask).
+        stride = max(1, round(np.count_nonzero(mask) / max(len(pixels), 1)))
+        rim_pixels = rim_pixels[::stride]
+        distance, nearest = cKDTree(pixels).query(rim_pixels, distance_upper_bound=2.0 * self.rim_px + 1.5)
+        found = np.isfinite(distance)
+        rim_pixels, nearest = rim_pixels[found], nearest[found]
+        K = frame.intrinsics
+        rays = np.column_stack([(rim_pixels[:, 1] - K.cx) / K.fx, (rim_pixels[:, 0] - K.cy) / K.fy, np.ones(len(rim_pixels))])
+        rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+        anchor, normal = points_cam[nearest], normals_cam[nearest]
+        # On the neighbour's tangent plane; where the ray grazes it (a curved side at the silhouette), at its range.
+        along = np.sum(rays * normal, axis=1)
+        grazing = np.abs(along) < 0.3
+        distance = np.where(grazing, np.linalg.norm(anchor, axis=1), np.sum(anchor * normal, axis=1) / np.where(grazing, 1.0, along))
+        filled = rays * distance[:, None]
+        return (
+            np.vstack([points_cam, filled]),
+            np.vstack([colors, frame.rgb[rim_pixels[:, 0], rim_pixels[:, 1]]]),
+            np.vstack([normals_cam, np.full_like(filled, np.nan)]),
+            np.vstack([pixels, rim_pixels]),
+        )
+
+    def _occluded_edge(
+        self, frame: RGBDFrame, others_mask: np.ndarray | None, pixels: np.ndarray, points_cam: np.ndarray
+    ) -> np.ndarray:
+        """Which points lie at a silhouette edge that another, nearer object covers: there the mask ends because
+        the object is hidden, not because its surface does."""
+        if others_mask is None or not others_mask.any():
+            return np.zeros(len(points_cam), dtype=bool)
+        # Nearest occluder depth within a few pixels of each pixel (a min filter over the other objects' depth).
+        occluder_depth = np.where(others_mask & np.isfinite(frame.depth_m), frame.depth_m, np.inf).astype(np.float32)
+        size = 2 * self.rim_px + 3
+        nearby = cv2.erode(occluder_depth, np.ones((size, size), np.uint8))[pixels[:, 0], pixels[:, 1]]
+        return nearby < points_cam[:, 2] - self.occluder_margin_m
 
     def _object_frame(self, completed_cam: np.ndarray, up_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """T_cam_obj and the sizes along the object's x, y, z (see the module docstring)."""

@@ -149,7 +149,7 @@ def fit_superquadric(
 
     result = least_squares(
         lambda x: residuals_batch(x[None])[0], x0, jac=jacobian, bounds=(lower, upper), loss="soft_l1",
-        f_scale=robust_scale_m, max_nfev=max_evaluations, x_scale="jac", ftol=1e-6, xtol=1e-6,
+        f_scale=robust_scale_m, max_nfev=max_evaluations, x_scale="jac", ftol=1e-4, xtol=1e-4,
     )
     sq = unpack(result.x)
     return sq, float(np.mean(np.abs(surface_distance(sq, points))))

@@ -54,7 +54,7 @@ class DepthBackend(ReconstructionBackend):
         self,
         min_points: int = 30,
         erode_px: int = 0,
-        max_points: int = 2500,
+        max_points: int = 1500,
         outlier_neighbours: int = 16,
         outlier_std_ratio: float = 2.0,
         cluster_eps_m: float = 0.015,
@@ -64,8 +64,9 @@ class DepthBackend(ReconstructionBackend):
         smoothing_neighbours: int = 12,
         cluster_points: int = 800,
         rim_px: int = 2,
-        superquadric_points: int = 150,
+        superquadric_points: int = 100,
         superquadric_tolerance_m: float = 0.0025,
+        primitive_good_enough_m: float = 0.0015,
         occluder_margin_m: float = 0.01,
     ) -> None:
         self.min_points = min_points
@@ -82,6 +83,7 @@ class DepthBackend(ReconstructionBackend):
         self.rim_px = rim_px
         self.superquadric_points = superquadric_points
         self.superquadric_tolerance_m = superquadric_tolerance_m
+        self.primitive_good_enough_m = primitive_good_enough_m
         self.occluder_margin_m = occluder_margin_m
 
     def reconstruct(
@@ -168,6 +170,9 @@ class DepthBackend(ReconstructionBackend):
             yaw = float(np.arctan2(fit.axis_ab[1], fit.axis_ab[0]))
             semi = np.r_[fit.extents_m / 2, z_semi]
             candidates.append(("box", Superquadric(np.r_[fit.centre_ab, z_semi], yaw, semi, _BOX)))
+        # A cylinder or box already within the noise needs no superquadric (it could not do measurably better).
+        if candidates and np.mean(np.abs(surface_distance(candidates[0][1], sample))) <= self.primitive_good_enough_m:
+            return candidates[0]
         # The superquadric starts from the footprint (pushed back at least to the mirror rule's centre).
         centre_ab = fit.centre_ab.copy()
         centre_ab[0] = max(centre_ab[0], mirror_centre(points_ab)[0])
@@ -184,11 +189,14 @@ class DepthBackend(ReconstructionBackend):
             # across hull edges that end at an occluded silhouette (the object goes on behind the occluder).
             corners = cv2.convexHull(points_ab.astype(np.float32), returnPoints=False).reshape(-1)
             open_edges = occluded[corners] | occluded[np.roll(corners, -1)]
-            sq, residual = fit_superquadric(
-                sample, start, z_range=(0.0, height), within_xy=points_ab[corners], open_edges=open_edges
-            )
-            if residual <= self.superquadric_tolerance_m:
-                candidates.append(("superquadric", sq))
+            bounds = {"z_range": (0.0, height), "within_xy": points_ab[corners], "open_edges": open_edges}
+            # A few steps first: a shape no convex superquadric follows (a bottle's neck, a handle) is still far
+            # off after them, and the rest of the fit is spent only on shapes that can pass.
+            sq, residual = fit_superquadric(sample, start, max_evaluations=8, **bounds)
+            if residual <= 2.0 * self.superquadric_tolerance_m:
+                sq, residual = fit_superquadric(sample, sq, **bounds)
+                if residual <= self.superquadric_tolerance_m:
+                    candidates.append(("superquadric", sq))
         except ValueError:
             pass
         if not candidates:

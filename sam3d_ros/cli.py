@@ -126,14 +126,15 @@ def eval_tracking(args: argparse.Namespace) -> int:
     except (KeyError, ValueError, FileNotFoundError) as exc:
         return _fail(str(exc))
     sources = ["backend", "exact"] if args.meshes == "both" else [args.meshes]
+    say = (lambda source, r: print(
+        f"[eval-tracking] {source} {r.name} seed {r.seed}: max {max(r.centre_error_cm, default=0):.2f} cm, "
+        f"{max(r.rotation_error_deg, default=0):.2f} deg", file=sys.stderr)) if args.verbose else None
+    try:
+        results = run_tracking_evaluation(args.objects, args.seeds, args.frames, sources, args.backend, progress=say)
+    except ValueError as exc:
+        return _fail(str(exc))
     for source in sources:
-        say = (lambda r: print(f"[eval-tracking] {r.name} seed {r.seed}: max {max(r.centre_error_cm, default=0):.2f} cm, "
-                               f"{max(r.rotation_error_deg, default=0):.2f} deg", file=sys.stderr)) if args.verbose else None
-        try:
-            results = run_tracking_evaluation(args.objects, args.seeds, args.frames, source, args.backend, progress=say)
-        except ValueError as exc:
-            return _fail(str(exc))
-        print(format_tracking_evaluation(results, source if source == "exact" else f"{args.backend} backend"))
+        print(format_tracking_evaluation(results[source], source if source == "exact" else f"{args.backend} backend"))
     return 0
 
 

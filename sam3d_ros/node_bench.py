@@ -3,9 +3,10 @@
 A rendered sequence of objects sliding on a table is played at `rate_hz` (forward then backward, so it loops
 without a jump) to the node in its own process over DDS (shared-memory FastDDS profile, loopback only), with
 640x480 rgb8 + 16UC1 depth + mono8 masks. The first frame is sent until every object is reconstructed; then each
-frame's latency is the time from publishing its image to receiving its TF. Every frame is accounted for: it got its
-TF, or the node counted it as dropped (diagnostics), or it was lost silently. The node's resident memory is sampled
-once a second.
+frame's latency is the time from publishing its image to receiving its TF. Every frame is accounted for from the
+node's /diagnostics: the node published it ("frames out"), or counted it as dropped (including images lost before
+its callbacks), or lost it silently (the target is none); of the frames it published, those whose TF did not reach
+this benchmark's listener are counted separately. The node's resident memory is sampled once a second.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class NodeBenchResult:
     with_tf: int = 0  # frames whose TF came back with every object
     latencies_ms: list[float] = field(default_factory=list)
     node_frames_in: int = 0
+    node_frames_out: int = 0  # frames the node tracked and published
     node_frames_dropped: int = 0
     node_drop_reasons: dict[str, int] = field(default_factory=dict)
     reconstructions: int = 0
@@ -45,8 +47,13 @@ class NodeBenchResult:
 
     @property
     def silently_lost(self) -> int:
-        """Frames that neither got TF nor were counted as dropped by the node."""
-        return max(0, self.published - self.with_tf - self.node_frames_dropped)
+        """Frames the node neither published nor counted as dropped (its diagnostics cannot explain them)."""
+        return self.published - self.node_frames_out - self.node_frames_dropped
+
+    @property
+    def outputs_not_received(self) -> int:
+        """Frames the node published whose TF (with every object) did not reach this benchmark's listener."""
+        return self.node_frames_out - self.with_tf
 
 
 def node_rss_mb(pid: int) -> float:
@@ -140,6 +147,7 @@ def run_node_benchmark(
         pipeline = next((v for name, v in values.items() if name.endswith("pipeline")), {})
         worker = next((v for name, v in values.items() if name.endswith("reconstruction")), {})
         result.node_frames_in = int(pipeline.get("frames in", 0)) - 1  # minus the first frame (sent before the clock)
+        result.node_frames_out = int(pipeline.get("frames out", 0)) - 1
         result.node_frames_dropped = int(pipeline.get("frames dropped", 0))
         result.node_drop_reasons = {k: int(v) for k, v in pipeline.items() if k.startswith("dropped (")}
         result.reconstructions = int(worker.get("objects reconstructed", 0))
@@ -161,7 +169,10 @@ def format_node_bench(result: NodeBenchResult) -> str:
         f"  published {result.published} frames in {result.seconds:g} s ({result.achieved_rate_hz:.1f} Hz achieved, {result.rate_hz:g} Hz asked)",
         f"  TF received for {result.with_tf}; the node received {result.node_frames_in} images and counted {result.node_frames_dropped} dropped "
         f"({', '.join(f'{k[9:-1]}: {v}' for k, v in result.node_drop_reasons.items())})",
-        f"  silently lost: {result.silently_lost}; reconstructions: {result.reconstructions} (one per object expected)",
+        f"  the node published {result.node_frames_out}; silently lost by the node (neither published nor counted): "
+        f"{result.silently_lost}",
+        f"  published by the node but not received here with every object: {result.outputs_not_received}; "
+        f"reconstructions: {result.reconstructions} (one per object unless a fit degrades)",
         f"  latency median {median:.1f} ms, p95 {p95:.1f} ms, max {float(np.max(lat)):.1f} ms",
     ]
     if result.node_total_ms is not None:

@@ -73,7 +73,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "min_fitness": (0.5, "Tracking fit is degraded when fewer than this fraction of the observed depth points lie on the mesh."),
     "max_rmse_m": (0.008, "Tracking fit is degraded when the ICP residual exceeds this (m)."),
     "degraded_frames": (5, "Consecutive degraded fits before the object is reconstructed again."),
-    "tracking_points": (1000, "Depth points per object and frame used to track the pose (ICP)."),
+    "tracking_points": (600, "Depth points per object and frame used to track the pose (ICP)."),
     "reconstruction_queue_size": (1, "Reconstruction requests waiting behind the running one; a newer request replaces the oldest waiting one."),
     "publish_tf": (True, "Broadcast one TF frame per object on /tf."),
     "publish_collision_objects": (True, "Publish moveit_msgs/CollisionObject (ADD/MOVE/REMOVE) on ~/collision_objects."),

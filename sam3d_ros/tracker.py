@@ -38,7 +38,7 @@ class TrackerConfig:
     min_fitness: float = 0.5  # fraction of observed points on the mesh surface below which a fit is degraded
     max_rmse_m: float = 0.008  # ICP residual above which a fit is degraded
     degraded_frames: int = 5  # consecutive degraded fits before the object is reconstructed again
-    tracking_points: int = 1000  # observed depth points per object and frame used by ICP
+    tracking_points: int = 600  # observed depth points per object and frame used by ICP
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""

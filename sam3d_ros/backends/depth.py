@@ -10,7 +10,8 @@ radial distance of the visible points, the same measure for every primitive) bet
 - a box: rectangle aligned with the visible faces (boxes seen from above or at an angle),
 - a superquadric (`superquadric.py`), upright on the plane, kept inside the visible footprint except across
   occluded edges (rounded boxes, tins, cans and boxes the footprint tests miss),
-each only where its own test passes, else
+each only where its own test passes (a cylinder or box within the superquadric's tolerance is kept without fitting
+one: the simpler primitive wins), else
 - a mirrored solid: the visible points mirrored through a vertical axis (silhouette tangent points and visible depth
   extent), lofted slice by slice into a closed mesh (bottles, mugs, anything else).
 Every mesh is watertight, in metres in the object frame, with vertex colours of the nearest observed pixel.
@@ -66,7 +67,6 @@ class DepthBackend(ReconstructionBackend):
         rim_px: int = 2,
         superquadric_points: int = 100,
         superquadric_tolerance_m: float = 0.0025,
-        primitive_good_enough_m: float = 0.0015,
         occluder_margin_m: float = 0.01,
     ) -> None:
         self.min_points = min_points
@@ -83,7 +83,6 @@ class DepthBackend(ReconstructionBackend):
         self.rim_px = rim_px
         self.superquadric_points = superquadric_points
         self.superquadric_tolerance_m = superquadric_tolerance_m
-        self.primitive_good_enough_m = primitive_good_enough_m
         self.occluder_margin_m = occluder_margin_m
 
     def reconstruct(
@@ -170,8 +169,8 @@ class DepthBackend(ReconstructionBackend):
             yaw = float(np.arctan2(fit.axis_ab[1], fit.axis_ab[0]))
             semi = np.r_[fit.extents_m / 2, z_semi]
             candidates.append(("box", Superquadric(np.r_[fit.centre_ab, z_semi], yaw, semi, _BOX)))
-        # A cylinder or box already within the noise needs no superquadric (it could not do measurably better).
-        if candidates and np.mean(np.abs(surface_distance(candidates[0][1], sample))) <= self.primitive_good_enough_m:
+        # A cylinder or box that already fits within the superquadric's own tolerance wins: the simpler primitive.
+        if candidates and np.mean(np.abs(surface_distance(candidates[0][1], sample))) <= self.superquadric_tolerance_m:
             return candidates[0]
         # The superquadric starts from the footprint (pushed back at least to the mirror rule's centre).
         centre_ab = fit.centre_ab.copy()

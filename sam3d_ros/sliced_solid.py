@@ -53,11 +53,16 @@ def sliced_solid(points_obj: np.ndarray, z_range: tuple[float, float], slice_m: 
     radii = radii[nearest]
     ring_z = np.concatenate([[z_bottom], (edges[:-1] + edges[1:]) / 2, [z_top]])
     ring_r = np.vstack([radii[:1], radii, radii[-1:]])
-    n_rings = len(ring_z)
     ring_xy = ring_r[:, :, None] * directions[None, :, :]
-    vertices = np.concatenate(
-        [np.dstack([ring_xy, np.repeat(ring_z[:, None], n_angles, axis=1)]).reshape(-1, 3), [[0, 0, z_bottom], [0, 0, z_top]]]
-    )
+    rings = np.dstack([ring_xy, np.repeat(ring_z[:, None], n_angles, axis=1)])
+    return closed_ring_mesh(rings, np.array([0.0, 0.0, z_bottom]), np.array([0.0, 0.0, z_top]))
+
+
+def closed_ring_mesh(rings: np.ndarray, bottom_pole: np.ndarray, top_pole: np.ndarray) -> trimesh.Trimesh:
+    """Watertight mesh from `rings` (R, A, 3): R rings of A vertices each, bottom to top, every ring counter-clockwise
+    seen from above, joined by quads and closed by a fan to each pole (outward normals)."""
+    n_rings, n_angles = rings.shape[:2]
+    vertices = np.vstack([rings.reshape(-1, 3), bottom_pole, top_pole])
     bottom_centre, top_centre = n_rings * n_angles, n_rings * n_angles + 1
     idx = np.arange(n_rings * n_angles).reshape(n_rings, n_angles)
     a, b = idx[:-1], np.roll(idx[:-1], -1, axis=1)

@@ -18,6 +18,8 @@ import numpy as np
 import trimesh
 from scipy.optimize import least_squares
 
+from sam3d_ros.sliced_solid import closed_ring_mesh
+
 MIN_EXPONENT = 0.1
 MAX_EXPONENT = 1.0
 
@@ -192,12 +194,4 @@ def superquadric_mesh(semi_axes: np.ndarray, exponents: np.ndarray, n_rings: int
     ce, se = _signed_power(np.cos(eta), e1)[:, None], _signed_power(np.sin(eta), e1)[:, None]
     cw, sw = _signed_power(np.cos(omega), e2)[None, :], _signed_power(np.sin(omega), e2)[None, :]
     rings = np.stack([a1 * ce * cw, a2 * ce * sw, np.broadcast_to(a3 * se, (n_rings, n_angles))], axis=-1)
-    vertices = np.vstack([rings.reshape(-1, 3), [[0.0, 0.0, -a3], [0.0, 0.0, a3]]])
-    bottom, top = n_rings * n_angles, n_rings * n_angles + 1
-    idx = np.arange(n_rings * n_angles).reshape(n_rings, n_angles)
-    a, b = idx[:-1], np.roll(idx[:-1], -1, axis=1)
-    c, d = idx[1:], np.roll(idx[1:], -1, axis=1)
-    sides = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)])
-    bottom_fan = np.stack([np.full(n_angles, bottom), np.roll(idx[0], -1), idx[0]], -1)
-    top_fan = np.stack([np.full(n_angles, top), idx[-1], np.roll(idx[-1], -1)], -1)
-    return trimesh.Trimesh(vertices, np.concatenate([sides, bottom_fan, top_fan]), process=False)
+    return closed_ring_mesh(rings, np.array([0.0, 0.0, -a3]), np.array([0.0, 0.0, a3]))

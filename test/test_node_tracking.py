@@ -225,6 +225,10 @@ def test_with_a_moving_camera_a_lost_object_stays_put_in_the_target_frame(tracki
         labels = np.where(scene.labels == 2, 0, scene.labels) if lost else scene.labels
         out = _send(client, scene, stamp, 1 if lost else 2, labels=labels, timeout_s=15.0 if k == 0 else 10.0, frame_id=moving_frame)
         assert out is not None, f"frame {k}: no output; node log:\n{log_path.read_text()}"
+        # The client records our own world -> camera TF of this stamp too: wait for both object frames.
+        expected = {frame_name("sam3d_object_", oid) for oid in ("1", "2")}
+        assert client.wait_for(lambda: expected <= set(client.outputs[stamp].transforms), 5.0), \
+            f"frame {k}: TF frames {sorted(out.transforms)}, ids {sorted(out.detections)}"
         T_world_obj = {oid: _tf_matrix(out.transforms[frame_name("sam3d_object_", oid)]) for oid in ("1", "2")}
         assert all(tf.header.frame_id == "world" for tf in out.transforms.values())
         if not lost:

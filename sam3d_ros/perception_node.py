@@ -163,7 +163,7 @@ class PerceptionNode(Node):
         self._marker_ids: dict[str, int] = {}
         self._published: dict[str, _Published] = {}
         self._mesh_files: dict[str, dict[str, Path]] = {}  # object id -> format -> file of its current mesh
-        self._collision_meshes: dict[str, Any] = {}  # object id -> its current mesh, decimated for MoveIt
+        self._collision_meshes: dict[str, Any] = {}  # object id -> its current mesh decimated for MoveIt (when it is)
         self._camera_frame_id = ""
         self._plane_cam: np.ndarray | None = None
         self._plane_stamp_ns = -(10**18)
@@ -375,14 +375,14 @@ class PerceptionNode(Node):
             self.tracker.cancel_request(replaced.payload[0])
 
     def _reconstruct(self, payload: tuple[ReconstructionRequest, RGBDFrame]) -> Any:
-        """On the scheduler's thread: the reconstruction and, off the tracking path, each object's collision mesh."""
+        """On the scheduler's thread: the reconstruction and, off the tracking path, each object's decimated collision
+        mesh (none without a triangle limit or without collision outputs: the ADD then carries the mesh itself)."""
         request, frame = payload
         result = self.pipeline.process(frame, request.prompts)
-        collision_meshes = {}
         max_triangles = int(self.params["collision_max_triangles"])
-        if self.collision_pub is not None or self.planning_scene_pub is not None:
-            for obj in result.objects:
-                collision_meshes[obj.object_id] = simplified_mesh(obj.mesh_obj, max_triangles) if max_triangles else obj.mesh_obj
+        collision_meshes = {}
+        if max_triangles and (self.collision_pub is not None or self.planning_scene_pub is not None):
+            collision_meshes = {obj.object_id: simplified_mesh(obj.mesh_obj, max_triangles) for obj in result.objects}
         return result, collision_meshes
 
     def _on_reconstructed(self, job: Job, result: Any, error: BaseException | None, elapsed_s: float) -> None:
@@ -410,8 +410,10 @@ class PerceptionNode(Node):
                 return
             # Publish the reconstruction at its own frame's stamp, where its pose is exact.
             exact = [replace(t.reconstruction, T_cam_obj=t.T_cam_obj_reconstructed) for t in updated]
-            for track in updated:
-                self._collision_meshes[track.track_id] = collision_meshes.get(track.track_id, track.reconstruction.mesh_obj)
+            for track in updated:  # the previous mesh's decimated copy must not outlive it
+                self._collision_meshes.pop(track.track_id, None)
+                if track.track_id in collision_meshes:
+                    self._collision_meshes[track.track_id] = collision_meshes[track.track_id]
             out_header = Header(stamp=header.stamp, frame_id=frame_id)
             self.detections_pub.publish(conversions.make_detection3d_array(out_header, exact, T_frame_cam=T_frame_cam))
             if self.tf_broadcaster is not None:

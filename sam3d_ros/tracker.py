@@ -386,7 +386,6 @@ def _move_with_camera(track: Track, T_cam_previous: np.ndarray) -> None:
         track.centroid_cam = transform_points(T_cam_previous, track.centroid_cam[None])[0]
 
 
-
 __all__ = [
     "ASSOCIATION_MODES", "FrameUpdate", "ObjectTracker", "Observation", "ReconstructionRequest", "Track", "TrackerConfig",
     "mask_iou",

@@ -111,7 +111,10 @@ class DepthBackend(ReconstructionBackend):
         heights = points_cam @ up_cam + plane_d
         height = float(np.percentile(heights, 99.5))
         points_abh = np.column_stack([points_ab, heights])
-        model, primitive_sq = self._pick_primitive(fit, points_ab, points_abh, height, occluded)
+        # The visible part reaches only as far back as the camera saw: the centre is never before the mirror rule's.
+        back_centre_ab = fit.centre_ab.copy()
+        back_centre_ab[0] = max(back_centre_ab[0], mirror_centre(points_ab)[0])
+        model, primitive_sq = self._pick_primitive(fit, back_centre_ab, points_ab, points_abh, height, occluded)
         if primitive_sq is not None:
             long_first = primitive_sq.semi_axes[0] >= primitive_sq.semi_axes[1]
             yaw = primitive_sq.yaw + (0.0 if long_first else np.pi / 2)
@@ -129,10 +132,7 @@ class DepthBackend(ReconstructionBackend):
                 primitive = _subdivided(primitive)
             mesh_obj = self._coloured(primitive, transform_points(invert_transform(T_cam_obj), points_cam), colors)
         else:
-            centre_ab = fit.centre_ab.copy()
-            # The visible part reaches only as far back as the camera saw: never before the mirror rule.
-            centre_ab[0] = max(centre_ab[0], mirror_centre(points_ab)[0])
-            completed_cam, completed_colors = self._complete(points_cam, colors, basis, centre_ab, heights)
+            completed_cam, completed_colors = self._complete(points_cam, colors, basis, back_centre_ab, heights)
             T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
             completed_obj = transform_points(invert_transform(T_cam_obj), completed_cam)
             try:
@@ -154,33 +154,34 @@ class DepthBackend(ReconstructionBackend):
         )
 
     def _pick_primitive(
-        self, fit: FootprintFit, points_ab: np.ndarray, points_abh: np.ndarray, height: float, occluded: np.ndarray
+        self, fit: FootprintFit, back_centre_ab: np.ndarray, points_ab: np.ndarray, points_abh: np.ndarray,
+        height: float, occluded: np.ndarray,
     ) -> tuple[str, Superquadric | None]:
         """The primitive with the smallest residual (mean radial distance of the visible points, plane coordinates
-        and height) among the footprint's cylinder or box and a fitted superquadric, each only where its own test
-        passes; ("mirrored hull", None) when none does."""
+        and height) between the footprint's cylinder or box and a superquadric fitted from `back_centre_ab`, each only
+        where its own test passes; ("mirrored hull", None) when none does."""
         sample = points_abh[:: max(1, len(points_abh) // self.superquadric_points)]
         z_semi = np.array([height / 2])
-        candidates: list[tuple[str, Superquadric]] = []
+        footprint: tuple[str, Superquadric] | None = None
         if fit.model == "circle":
             centre = np.r_[fit.centre_ab, z_semi]
-            candidates.append(("cylinder", Superquadric(centre, 0.0, np.r_[fit.radius_m, fit.radius_m, z_semi], _CYLINDER)))
+            footprint = ("cylinder", Superquadric(centre, 0.0, np.r_[fit.radius_m, fit.radius_m, z_semi], _CYLINDER))
         elif fit.model == "rectangle" and fit.residual_m <= max(self.box_tolerance_m, 0.08 * fit.extents_m[1]):
             yaw = float(np.arctan2(fit.axis_ab[1], fit.axis_ab[0]))
             semi = np.r_[fit.extents_m / 2, z_semi]
-            candidates.append(("box", Superquadric(np.r_[fit.centre_ab, z_semi], yaw, semi, _BOX)))
-        # A cylinder or box that already fits within the superquadric's own tolerance wins: the simpler primitive.
-        if candidates and np.mean(np.abs(surface_distance(candidates[0][1], sample))) <= self.superquadric_tolerance_m:
-            return candidates[0]
-        # The superquadric starts from the footprint (pushed back at least to the mirror rule's centre).
-        centre_ab = fit.centre_ab.copy()
-        centre_ab[0] = max(centre_ab[0], mirror_centre(points_ab)[0])
+            footprint = ("box", Superquadric(np.r_[fit.centre_ab, z_semi], yaw, semi, _BOX))
+        footprint_residual = np.inf
+        if footprint is not None:
+            footprint_residual = float(np.mean(np.abs(surface_distance(footprint[1], sample))))
+            # A cylinder or box within the superquadric's own tolerance wins: the simpler primitive.
+            if footprint_residual <= self.superquadric_tolerance_m:
+                return footprint
         if fit.axis_ab is not None:
             yaw = float(np.arctan2(fit.axis_ab[1], fit.axis_ab[0]))
         else:
             _, _, vt = np.linalg.svd(points_ab - points_ab.mean(axis=0), full_matrices=False)
             yaw = float(np.arctan2(vt[0, 1], vt[0, 0]))
-        start = Superquadric(np.r_[centre_ab, z_semi], yaw, np.ones(3), np.array([0.5, 0.5]))
+        start = Superquadric(np.r_[back_centre_ab, z_semi], yaw, np.ones(3), np.array([0.5, 0.5]))
         local = start.to_local(sample)
         start = Superquadric(start.centre, yaw, np.r_[np.abs(local[:, :2]).max(axis=0), z_semi], start.exponents)
         try:
@@ -193,15 +194,12 @@ class DepthBackend(ReconstructionBackend):
             # off after them, and the rest of the fit is spent only on shapes that can pass.
             sq, residual = fit_superquadric(sample, start, max_evaluations=8, **bounds)
             if residual <= 2.0 * self.superquadric_tolerance_m:
-                sq, residual = fit_superquadric(sample, sq, **bounds)
-                if residual <= self.superquadric_tolerance_m:
-                    candidates.append(("superquadric", sq))
+                sq, residual = fit_superquadric(sample, sq, **bounds)  # residual: the same measure on `sample`
+                if residual <= self.superquadric_tolerance_m and residual < footprint_residual:
+                    return "superquadric", sq
         except ValueError:
             pass
-        if not candidates:
-            return "mirrored hull", None
-        residuals = [float(np.mean(np.abs(surface_distance(sq, sample)))) for _, sq in candidates]
-        return candidates[int(np.argmin(residuals))]
+        return footprint if footprint is not None else ("mirrored hull", None)
 
     # -- steps -------------------------------------------------------------------------------------------------
     def _observed_points(self, frame: RGBDFrame, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,10 +25,10 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
-            "perception_node = sam3d_ros.perception_node:main",
-            "sam3d-ros = sam3d_ros.cli:main",
+            "perception_node = sam3d_ros.ros.perception_node:main",
+            "sam3d-ros = sam3d_ros.tools.cli:main",
             # The worker alone: runs in the model's environment with numpy, pyzmq and msgpack only.
-            "sam3d-ros-worker = sam3d_ros.sam3d_worker:main",
+            "sam3d-ros-worker = sam3d_ros.sam3d.worker:main",
         ],
     },
 )

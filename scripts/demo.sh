@@ -4,4 +4,4 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$root/scripts/setup.sh"
 cd "$root"
-exec python -m sam3d_ros.demo "$@"
+exec python -m sam3d_ros.tools.demo "$@"

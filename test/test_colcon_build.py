@@ -33,3 +33,9 @@ def test_colcon_sees_only_this_package_and_installs_it(tmp_path):
         "share/ament_index/resource_index/packages/sam3d_ros",
     ):
         assert (install / relative).is_file(), f"colcon did not install {relative}"
+    # Every stage subpackage is installed, with the node's module (the entry point imports it).
+    installed = sorted((install / "lib").glob("python3*/site-packages/sam3d_ros"))
+    assert installed, "colcon installed no sam3d_ros Python package"
+    for module in ("ros/perception_node.py", "perception_node.py", "tools/cli.py", "sam3d/worker.py",
+                   "reconstruction/backends/factory.py", "tracking/tracker.py", "geometry/transforms.py"):
+        assert (installed[0] / module).is_file(), f"colcon did not install sam3d_ros/{module}"

@@ -1,0 +1,128 @@
+"""Reading the CLI's input files and writing its results (no ROS needed)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.transforms import pose_from_transform
+from sam3d_ros.geometry.types import InputError, ObjectPrompt, ObjectReconstruction
+
+
+def _existing(path: Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    return path
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """8-bit PNG/JPEG as HxWx3 uint8 RGB."""
+    image = cv2.imread(str(_existing(path, "colour image")), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint8:
+        raise InputError(f"colour image {path} is not an 8-bit PNG/JPEG")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+
+
+def read_depth(path: Path, depth_scale: float) -> np.ndarray:
+    """16-bit PNG (value x depth_scale = metres) or .npy float metres, as float32 metres with NaN where invalid."""
+    path = _existing(path, "depth")
+    if path.suffix.lower() == ".npy":
+        try:
+            depth = np.load(path, allow_pickle=False).astype(np.float32)
+        except ValueError as exc:
+            raise InputError(f"depth {path} is not a plain numpy array: {exc}") from exc
+    else:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is None or raw.dtype != np.uint16 or raw.ndim != 2:
+            raise InputError(f"depth {path} is not a single-channel 16-bit PNG (or a .npy of metres)")
+        if not depth_scale > 0:
+            raise InputError(f"--depth-scale must be positive, got {depth_scale}")
+        depth = raw.astype(np.float32) * np.float32(depth_scale)
+    if depth.ndim != 2:
+        raise InputError(f"depth {path} must be a 2D image, got shape {depth.shape}")
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
+def read_camera_yaml(path: Path) -> CameraIntrinsics:
+    """Intrinsics from a camera_calibration / camera_info_manager YAML file (camera_matrix K)."""
+    try:
+        data = yaml.safe_load(_existing(path, "camera info").read_text())
+        K = np.array(data["camera_matrix"]["data"], dtype=float).reshape(3, 3)
+        intrinsics = CameraIntrinsics.from_K(K, int(data["image_width"]), int(data["image_height"]))
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"camera info {path} is not a camera_calibration YAML (need image_width, image_height, camera_matrix.data): {exc}") from exc
+    try:
+        intrinsics.validate()
+    except ValueError as exc:
+        raise InputError(f"camera info {path}: {exc}") from exc
+    return intrinsics
+
+
+def write_camera_yaml(path: Path, intrinsics: CameraIntrinsics, camera_name: str = "camera") -> None:
+    """camera_calibration YAML of a distortion-free pinhole camera."""
+    K = intrinsics.K
+    P = np.hstack([K, np.zeros((3, 1))])
+    data = {
+        "image_width": intrinsics.width, "image_height": intrinsics.height, "camera_name": camera_name,
+        "camera_matrix": {"rows": 3, "cols": 3, "data": K.ravel().tolist()},
+        "distortion_model": "plumb_bob",
+        "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0.0] * 5},
+        "rectification_matrix": {"rows": 3, "cols": 3, "data": np.eye(3).ravel().tolist()},
+        "projection_matrix": {"rows": 3, "cols": 4, "data": P.ravel().tolist()},
+    }
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """8- or 16-bit label PNG (0 = background, value = id) as an integer array."""
+    labels = cv2.imread(str(_existing(path, "label image")), cv2.IMREAD_UNCHANGED)
+    if labels is None or labels.ndim != 2 or labels.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"label image {path} is not a single-channel 8- or 16-bit PNG")
+    return labels
+
+
+def read_detections(path: Path) -> list[ObjectPrompt]:
+    """DET.json: a list of {"id", "label", "score", "bbox": [x_min, y_min, x_max, y_max]} (pixels)."""
+    try:
+        entries = json.loads(_existing(path, "detections").read_text())
+        prompts = []
+        for entry in entries:
+            x0, y0, x1, y1 = (float(v) for v in entry["bbox"])
+            if not (x1 > x0 and y1 > y0):
+                raise InputError(f"detection {entry.get('id')}: bbox {entry['bbox']} is empty (need x_max > x_min, y_max > y_min)")
+            prompts.append(ObjectPrompt(str(entry["id"]), str(entry.get("label", "")), float(entry.get("score", 1.0)), bbox_xyxy=(x0, y0, x1, y1)))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"detections {path} must be a JSON list of {{id, label, score, bbox: [x_min, y_min, x_max, y_max]}}: {exc}") from exc
+    ids = [p.object_id for p in prompts]
+    if len(set(ids)) != len(ids):
+        raise InputError(f"detections {path} repeat an id: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
+    return prompts
+
+
+def write_results(out_dir: Path, frame_id: str, objects: list[ObjectReconstruction], glb: bool = True) -> Path:
+    """DIR/objects.json plus one PLY (and GLB) mesh per object, in metres in the object frame."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for obj in objects:
+        stem = "object_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in obj.object_id)
+        obj.mesh_obj.export(out_dir / f"{stem}.ply")
+        if glb:
+            obj.mesh_obj.export(out_dir / f"{stem}.glb")
+        position, q_xyzw = pose_from_transform(obj.T_cam_obj)
+        entries.append({
+            "id": obj.object_id, "label": obj.label, "score": obj.score,
+            "position": position.tolist(), "orientation_xyzw": q_xyzw.tolist(), "size": obj.size_obj.tolist(),
+            "mesh": f"{stem}.ply", "metric_scale": obj.metric_scale, "backend": obj.backend,
+        })
+    path = out_dir / "objects.json"
+    path.write_text(json.dumps({"frame_id": frame_id, "objects": entries}, indent=2))
+    return path

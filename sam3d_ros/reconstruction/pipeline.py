@@ -1,0 +1,97 @@
+"""The perception pipeline shared by the node and the CLI: prompts + RGB-D frame -> reconstructed objects."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.support_plane import estimate_support_plane
+from sam3d_ros.geometry.types import InputError, ObjectPrompt, ObjectReconstruction, RGBDFrame, SceneContext
+from sam3d_ros.reconstruction.backends.base import ReconstructionBackend, ReconstructionError
+from sam3d_ros.reconstruction.box_segmenter import BoxSegmenter, DepthBoxSegmenter
+from sam3d_ros.reconstruction.segmentation import clip_box
+
+
+@dataclass
+class PipelineResult:
+    """Objects reconstructed from one frame and one line per object that could not be."""
+
+    objects: list[ObjectReconstruction] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    support_plane_cam: np.ndarray | None = None
+
+
+def support_plane_around(
+    depth_m: np.ndarray, intrinsics: CameraIntrinsics, prompts: list[ObjectPrompt]
+) -> np.ndarray | None:
+    """The support plane (optical frame) from the depth outside every prompt's mask, or box when it has no mask."""
+    exclude = np.zeros(depth_m.shape, dtype=bool)
+    for prompt in prompts:
+        if prompt.mask is not None:
+            exclude |= prompt.mask.astype(bool)
+        elif prompt.bbox_xyxy is not None:
+            x0, y0, x1, y1 = clip_box(prompt.bbox_xyxy, intrinsics.width, intrinsics.height)
+            exclude[y0:y1, x0:x1] = True
+    return estimate_support_plane(depth_m, intrinsics, exclude)
+
+
+class PerceptionPipeline:
+    """Segment (when only boxes came), estimate the support plane, reconstruct every object with one backend."""
+
+    def __init__(
+        self, backend: ReconstructionBackend, min_mask_pixels: int = 50, box_segmenter: BoxSegmenter | None = None,
+        fallback: ReconstructionBackend | None = None,
+    ) -> None:
+        """`fallback` (e.g. the depth backend behind a SAM 3D worker) reconstructs an object the backend fails on."""
+        self.backend = backend
+        self.fallback = fallback
+        self.min_mask_pixels = min_mask_pixels
+        self.box_segmenter = box_segmenter or DepthBoxSegmenter()
+
+    def process(self, frame: RGBDFrame, prompts: list[ObjectPrompt]) -> PipelineResult:
+        """Reconstruct every prompt of `frame`; raises InputError when the frame itself is unusable."""
+        frame.validate()
+        if frame.depth_m is None and self.backend.needs_depth:
+            raise InputError(f"no depth image: the '{self.backend.name}' backend cannot reconstruct metrically without it")
+        result = PipelineResult()
+        height, width = frame.rgb.shape[:2]
+        for prompt in prompts:
+            if prompt.mask is not None and prompt.mask.shape != (height, width):
+                raise InputError(f"mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]} but the image is {width}x{height}")
+        if frame.depth_m is not None:
+            result.support_plane_cam = support_plane_around(frame.depth_m, frame.intrinsics, prompts)
+        # Boxes without a mask are segmented together (SAM embeds the image once per frame).
+        boxed = [p for p in prompts if p.mask is None and p.bbox_xyxy is not None]
+        box_masks = self.box_segmenter.segment(
+            frame.rgb, frame.depth_m, frame.intrinsics, [p.bbox_xyxy for p in boxed], result.support_plane_cam
+        ) if boxed else []
+        mask_of_box = {id(p): m for p, m in zip(boxed, box_masks)}
+        masks = [p.mask.astype(bool) if p.mask is not None else mask_of_box.get(id(p)) for p in prompts]
+        # How many masks cover each pixel: an object's "others" are the pixels covered by more masks than its own
+        # (one pass over the masks for all objects instead of a union of the others per object).
+        coverage = np.zeros((height, width), dtype=np.uint16)
+        for mask in masks:
+            if mask is not None:
+                coverage += mask
+        for prompt, mask in zip(prompts, masks):
+            if mask is None or mask.sum() < self.min_mask_pixels:
+                pixels = 0 if mask is None else int(mask.sum())
+                result.errors.append(f"object {prompt.object_id}: mask has {pixels} pixels (< {self.min_mask_pixels})")
+                continue
+            scene = SceneContext(support_plane_cam=result.support_plane_cam, others_mask=coverage > mask)
+            try:
+                obj = self.backend.reconstruct(frame, mask, scene, prompt.object_id, prompt.label, prompt.score)
+            except ReconstructionError as exc:
+                usable = self.fallback is not None and (frame.depth_m is not None or not self.fallback.needs_depth)
+                if not usable:
+                    result.errors.append(f"object {prompt.object_id}: {exc}")
+                    continue
+                result.errors.append(f"object {prompt.object_id}: {self.backend.name}: {exc}; used the {self.fallback.name} backend")
+                try:
+                    obj = self.fallback.reconstruct(frame, mask, scene, prompt.object_id, prompt.label, prompt.score)
+                except ReconstructionError as fallback_exc:
+                    result.errors.append(f"object {prompt.object_id}: {self.fallback.name}: {fallback_exc}")
+                    continue
+            result.objects.append(obj)
+        return result

@@ -1,0 +1,108 @@
+"""Counters and latency windows of the perception node, summarised for /diagnostics (ROS-free)."""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sam3d_ros.ros.sequence_gaps import SequenceGapCounter
+
+STAGES = ("convert", "track", "publish", "total", "reconstruction")
+
+
+@dataclass
+class NodeStatistics:
+    """What happened to every frame: in, out, and each reason a frame was not tracked."""
+
+    frames_in: int = 0  # colour images received
+    frames_out: int = 0  # frames tracked and published
+    frames_dropped_busy: int = 0  # replaced by a newer frame while the tracking thread was busy
+    frames_dropped_sync: int = 0  # complete frames skipped because a newer one completed at the same time
+    unmatched_images: int = 0  # images that never got their camera_info / depth / segmentation
+    frames_invalid: int = 0  # frames rejected with a warning (bad encoding, size mismatch, no depth, ...)
+    tf_failures: int = 0  # target_frame lookups that failed (outputs stayed in the camera frame)
+    reconstructions: int = 0
+    reconstruction_failures: int = 0
+    objects_removed: int = 0
+    # Per input topic: messages lost before the node's callbacks (publisher sequence gaps); None where the ROS
+    # distribution gives callbacks no message info (Humble), so such losses cannot be seen.
+    input_gaps: dict[str, SequenceGapCounter | None] = field(
+        default_factory=lambda: {kind: SequenceGapCounter() for kind in ("image", "camera_info", "depth", "masks", "detections")}
+    )
+    window: int = 300
+    _latency_s: dict[str, deque] = field(default_factory=dict)
+    _max_latency_s: dict[str, float] = field(default_factory=dict)  # since start, not only the window
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _last_dropped: int = 0
+
+    def record(self, stage: str, seconds: float) -> None:
+        """Add one latency sample (seconds) of `stage`."""
+        with self._lock:
+            self._latency_s.setdefault(stage, deque(maxlen=self.window)).append(float(seconds))
+            self._max_latency_s[stage] = max(self._max_latency_s.get(stage, 0.0), float(seconds))
+
+    def latency_ms(self, stage: str) -> tuple[float, float] | None:
+        """(median, 95th percentile) in ms of the last `window` samples of `stage`, None without samples."""
+        with self._lock:
+            samples = list(self._latency_s.get(stage, ()))
+        if not samples:
+            return None
+        return float(np.median(samples) * 1000.0), float(np.percentile(samples, 95) * 1000.0)
+
+    @property
+    def images_lost_before_node(self) -> int:
+        """Colour images that a publisher sent but the node's callback never got (0 where this cannot be seen)."""
+        gaps = self.input_gaps.get("image")
+        return gaps.lost if gaps is not None else 0
+
+    @property
+    def frames_dropped(self) -> int:
+        """Every frame not tracked, whatever the reason: received and dropped, or lost before the node."""
+        return (self.frames_dropped_busy + self.frames_dropped_sync + self.unmatched_images + self.frames_invalid
+                + self.images_lost_before_node)
+
+    def statuses(self, node_name: str, backend: str, scheduler: Any, tracks: list[Any]) -> list[tuple[str, str, str, str, dict]]:
+        """(name, hardware_id, level, message, values) of the pipeline and of the reconstruction worker."""
+        dropped = self.frames_dropped
+        new_drops = dropped - self._last_dropped
+        self._last_dropped = dropped
+        values: dict[str, Any] = {
+            "frames in": self.frames_in, "frames out": self.frames_out, "frames dropped": dropped,
+            "dropped (tracking busy)": self.frames_dropped_busy, "dropped (newer frame complete)": self.frames_dropped_sync,
+            "dropped (inputs never matched)": self.unmatched_images, "dropped (invalid input)": self.frames_invalid,
+            "dropped (lost before the node)": self.images_lost_before_node,
+            "target_frame lookup failures": self.tf_failures,
+            "objects tracked": sum(1 for t in tracks if t.reconstruction is not None and t.seen_in_last_frame),
+            "objects lost (kept)": sum(1 for t in tracks if t.reconstruction is not None and not t.seen_in_last_frame),
+            "objects waiting for a mesh": sum(1 for t in tracks if t.reconstruction is None),
+            "objects removed": self.objects_removed,
+        }
+        for kind, gaps in self.input_gaps.items():
+            values[f"{kind} messages lost before the node"] = gaps.lost if gaps is not None else "not counted (no message info)"
+        for stage in STAGES[:4]:
+            latency = self.latency_ms(stage)
+            if latency is not None:
+                values[f"{stage} latency median ms"], values[f"{stage} latency p95 ms"] = latency
+                values[f"{stage} latency max ms (since start)"] = self._max_latency_s[stage] * 1000.0
+        level = "warn" if new_drops > 0 else "ok"
+        sent = self.frames_in + self.images_lost_before_node
+        message = f"{dropped} of {sent} frames dropped" if dropped else "tracking every frame"
+        pipeline = (f"{node_name}: pipeline", node_name, level, message, values)
+        busy = scheduler.running > 0
+        worker_values: dict[str, Any] = {
+            "backend": backend, "state": "busy" if busy else "idle", "waiting": scheduler.waiting,
+            "requests submitted": scheduler.submitted, "requests replaced": scheduler.replaced,
+            "objects reconstructed": self.reconstructions, "objects failed": self.reconstruction_failures,
+        }
+        latency = self.latency_ms("reconstruction")
+        if latency is not None:
+            worker_values["request latency median ms"], worker_values["request latency p95 ms"] = latency
+        ages = [t.pose_ns - t.reconstructed_ns for t in tracks if t.reconstruction is not None]
+        if ages:
+            worker_values["oldest mesh age s"] = max(ages) / 1e9
+        worker_level = "warn" if self.reconstruction_failures else "ok"
+        worker = (f"{node_name}: reconstruction", backend, worker_level, f"{backend} backend {'busy' if busy else 'idle'}", worker_values)
+        return [pipeline, worker]

@@ -1,0 +1,631 @@
+"""ROS 2 node: a thin shell mapping camera, depth and mask/detection messages to the pipeline and back."""
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+import rclpy.executors
+import rclpy.subscription
+from diagnostic_msgs.msg import DiagnosticArray
+from moveit_msgs.msg import CollisionObject, PlanningScene
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from vision_msgs.msg import Detection2DArray, Detection3DArray
+from visualization_msgs.msg import MarkerArray
+
+from sam3d_ros.geometry.mesh_simplification import simplified_mesh
+from sam3d_ros.geometry.transforms import rotation_angle_between
+from sam3d_ros.geometry.types import InputError, ObjectReconstruction, RGBDFrame
+from sam3d_ros.reconstruction.backends.factory import create_backend
+from sam3d_ros.reconstruction.backends.sam3d import PARAMETERS as SAM3D_PARAMETERS
+from sam3d_ros.reconstruction.backends.sam3d import options_from_parameters
+from sam3d_ros.reconstruction.box_segmenter import DepthBoxSegmenter, create_box_segmenter
+from sam3d_ros.reconstruction.files import write_results
+from sam3d_ros.reconstruction.pipeline import PerceptionPipeline, PipelineResult, support_plane_around
+from sam3d_ros.reconstruction.segmentation import labels_to_prompts
+from sam3d_ros.ros import conversions
+from sam3d_ros.ros.node_statistics import NodeStatistics
+from sam3d_ros.ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
+from sam3d_ros.ros.tf_listener import TransformLookupError, make_transform_lookup
+from sam3d_ros.ros.tf_publisher import make_transform_broadcaster
+from sam3d_ros.tracking.mesh_cache import MeshCache
+from sam3d_ros.tracking.scheduler import Job, ReconstructionScheduler
+from sam3d_ros.tracking.tracker import ObjectTracker, ReconstructionRequest, Track, TrackerConfig
+
+# rclpy passes MessageInfo (publisher id and sequence number) to two-argument callbacks from Iron on; Humble does not.
+_MESSAGE_INFO_CALLBACKS = hasattr(rclpy.subscription.Subscription, "CallbackType")
+
+MARKER_MESH_MODES = ("triangle_list", "mesh_resource")
+
+#: name -> (default, description). Every parameter is declared from this table and documented in config/perception.yaml.
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "backend": ("depth", "Reconstruction backend: 'depth' (built-in geometric RGB-D, CPU) or 'sam3d' (SAM 3D Objects worker)."),
+    "box_segmentation": ("auto", "Masks from detection boxes: 'auto' (SAM with a checkpoint, else U^2-Net-p if installed, else depth), 'sam', 'u2netp' or 'depth'."),
+    "sam_checkpoint": ("", "Segment Anything checkpoint file, relative to models_dir or absolute ('' = none)."),
+    "sam_device": ("cpu", "Torch device for Segment Anything ('cpu', 'cuda')."),
+    "models_dir": ("", "Folder of model files ('' = the package's models/ folder)."),
+    "frame_prefix": ("sam3d_object_", "TF child frame of an object: <frame_prefix><object id>."),
+    "target_frame": ("", "Frame of the outputs (e.g. base_link, world) via TF at the image stamp; '' = the camera's optical frame."),
+    "target_frame_timeout_s": (0.05, "Longest wait (s) for the target_frame transform at an image stamp before the outputs stay in the camera frame."),
+    "segmentation_input": ("auto", "Which segmentation to use: 'auto' (masks when a frame has them, else detections), 'masks' or 'detections'."),
+    "sync_slop_s": (0.05, "Largest stamp difference (s) between the image and its depth or camera_info."),
+    "segmentation_slop_s": (0.0, "Largest stamp difference (s) between the image and its masks or detections; 0 = exact (segmenters copy the image header)."),
+    "sync_queue_size": (10, "Messages kept per input while waiting for the others."),
+    "depth_timeout_s": (1.0, "After this long (s) without any depth message, frames are handled without depth."),
+    "input_qos_reliability": ("best_effort", "QoS reliability of the inputs: 'best_effort' (sensor data, camera drivers) or 'reliable'."),
+    "input_qos_depth": (5, "QoS history depth of the inputs."),
+    "min_mask_pixels": (50, "Masks with fewer pixels are skipped with a warning."),
+    "association": ("auto", "Object identity across frames: 'auto' (detection ids when the detector sets them, else mask overlap and 3D distance), 'input_id' (trust every input id, label values included) or 'overlap'."),
+    "max_association_distance_m": (0.10, "Observed centres further apart (m) than this are not the same object unless their masks overlap."),
+    "lost_timeout_s": (2.0, "An object unseen for this long (s, image time) is removed: TF stops, marker deleted, REMOVE to the planning scene."),
+    "reconstruct_interval_s": (0.0, "Reconstruct every object again after this long (s); 0 = only when new, asked (~/reconstruct) or when the fit degrades."),
+    "min_fitness": (0.5, "Tracking fit is degraded when fewer than this fraction of the observed depth points lie on the mesh."),
+    "max_rmse_m": (0.008, "Tracking fit is degraded when the ICP residual exceeds this (m)."),
+    "degraded_frames": (5, "Consecutive degraded fits before the object is reconstructed again."),
+    "tracking_points": (600, "Depth points per object and frame used to track the pose (ICP)."),
+    "reconstruction_queue_size": (1, "Reconstruction requests waiting behind the running one; a newer request replaces the oldest waiting one."),
+    "publish_tf": (True, "Broadcast one TF frame per object on /tf."),
+    "publish_collision_objects": (True, "Publish moveit_msgs/CollisionObject (ADD/MOVE/REMOVE) on ~/collision_objects."),
+    "apply_planning_scene": (False, "Also publish the collision objects as PlanningScene diffs on planning_scene_topic (MoveIt's move_group applies them)."),
+    "planning_scene_topic": ("/planning_scene", "Topic of the PlanningScene diffs when apply_planning_scene is true."),
+    "collision_min_motion_m": (0.005, "A collision object is MOVEd when it moved more than this (m) or 2 degrees since the last update."),
+    "collision_max_triangles": (5000, "Largest number of triangles of a collision mesh (quadric decimation above; 0 = no limit)."),
+    "marker_mesh": ("triangle_list", "Mesh markers: 'triangle_list' (vertices in the message) or 'mesh_resource' (file:// URI of the cached mesh file)."),
+    "marker_max_triangles": (20000, "Largest number of mesh triangles per TRIANGLE_LIST marker (strided subset above)."),
+    "marker_labels": (True, "Also publish a text marker with each object's id and label."),
+    "mesh_cache_dir": ("", "Folder of the mesh files (<id>_v<version>.<ext>); '' = <temp dir>/sam3d_ros_meshes/<node name>."),
+    "mesh_formats": ("glb,ply", "Mesh file formats written on each reconstruction, comma-separated: glb, ply, stl, obj ('' = none)."),
+    "scene_dir": ("", "Folder where ~/save_scene writes scene_<stamp>/ (objects.json + meshes); '' = ~/.ros/sam3d_ros/scenes."),
+    "diagnostics_period_s": (1.0, "Period (s) of the status on /diagnostics."),
+    "warning_period_s": (5.0, "The same warning is logged at most once per this period."),
+    **SAM3D_PARAMETERS,
+}
+
+
+def default_models_dir() -> Path:
+    """The installed share/sam3d_ros/models (colcon) or the source tree's models/ folder."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("sam3d_ros")) / "models"
+    except (ImportError, LookupError, OSError):  # no ament index here (pip install): the source tree
+        return Path(__file__).resolve().parents[2] / "models"
+
+
+@dataclass
+class _PreparedMeshes:
+    """Each new mesh converted for the outputs, by object id (see PerceptionNode._prepare_meshes)."""
+
+    collision_shapes: dict[str, Any] = field(default_factory=dict)  # shape_msgs/Mesh for the collision ADD
+    triangle_lists: dict[str, conversions.TriangleList] = field(default_factory=dict)  # marker TRIANGLE_LIST content
+
+
+@dataclass
+class _Published:
+    """What the planning scene and the viewers were last sent for one object."""
+
+    mesh_version: int = 0
+    T_frame_obj: np.ndarray | None = None  # last collision pose, in the output frame
+    frame_id: str = ""
+
+
+class PerceptionNode(Node):
+    """Subscribes to image, camera_info, depth, masks and detections; tracks objects and publishes them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("sam3d_perception", **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.params = p
+        if p["segmentation_input"] not in SEGMENTATION_MODES:
+            raise ValueError(f"segmentation_input must be one of {SEGMENTATION_MODES}, got '{p['segmentation_input']}'")
+        if p["marker_mesh"] not in MARKER_MESH_MODES:
+            raise ValueError(f"marker_mesh must be one of {MARKER_MESH_MODES}, got '{p['marker_mesh']}'")
+        if int(p["collision_max_triangles"]) != 0 and int(p["collision_max_triangles"]) < 4:
+            raise ValueError(f"collision_max_triangles must be 0 (no limit) or at least 4, got {p['collision_max_triangles']}")
+        box_segmenter, segmenter_line = create_box_segmenter(
+            p["models_dir"] or default_models_dir(), p["sam_checkpoint"], p["box_segmentation"], p["sam_device"]
+        )
+        self.get_logger().info(segmenter_line)
+        backend_options: dict[str, Any] = {}
+        fallback = None
+        if p["backend"] == "sam3d":
+            backend_options = options_from_parameters(p)
+            fallback = create_backend("depth")  # a dead or slow worker: the object still gets a result
+        self.pipeline = PerceptionPipeline(
+            create_backend(p["backend"], **backend_options), min_mask_pixels=int(p["min_mask_pixels"]),
+            box_segmenter=box_segmenter, fallback=fallback,
+        )
+        self.tracking_segmenter = DepthBoxSegmenter()  # per-frame masks from boxes for tracking (fast)
+        self.tracker = ObjectTracker(TrackerConfig(
+            association=p["association"], max_association_distance_m=float(p["max_association_distance_m"]),
+            lost_timeout_s=float(p["lost_timeout_s"]), reconstruct_interval_s=float(p["reconstruct_interval_s"]),
+            min_fitness=float(p["min_fitness"]), max_rmse_m=float(p["max_rmse_m"]),
+            degraded_frames=int(p["degraded_frames"]), tracking_points=int(p["tracking_points"]),
+        ))
+        formats = tuple(f.strip().lower() for f in str(p["mesh_formats"]).split(",") if f.strip())
+        if p["marker_mesh"] == "mesh_resource" and not formats:
+            raise ValueError("marker_mesh 'mesh_resource' needs at least one mesh_formats entry")
+        cache_dir = p["mesh_cache_dir"] or str(Path(tempfile.gettempdir()) / "sam3d_ros_meshes" / self.get_name())
+        self.mesh_cache = MeshCache(cache_dir, formats=formats) if formats else None
+        self.assembler = FrameAssembler(
+            float(p["sync_slop_s"]), int(p["sync_queue_size"]), float(p["depth_timeout_s"]), p["segmentation_input"],
+            float(p["segmentation_slop_s"]),
+        )
+        self.stats = NodeStatistics()
+        self._assembler_lock = threading.Lock()
+        self._lock = threading.RLock()  # tracker and what was published
+        self._last_warning: dict[str, float] = {}
+        self._marker_ids: dict[str, int] = {}
+        self._published: dict[str, _Published] = {}
+        self._mesh_files: dict[str, dict[str, Path]] = {}  # object id -> format -> file of its current mesh
+        # Per object, its current mesh converted once (on the reconstruction thread, off the lock) for the outputs
+        # that carry it: the collision ADD's shape_msgs/Mesh (decimated when over collision_max_triangles) and the
+        # marker's TRIANGLE_LIST.
+        self._collision_shapes: dict[str, Any] = {}
+        self._marker_meshes: dict[str, conversions.TriangleList] = {}
+        self._camera_frame_id = ""
+        self._plane_cam: np.ndarray | None = None
+        self._plane_stamp_ns = -(10**18)
+
+        reliability = ReliabilityPolicy.RELIABLE if p["input_qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(p["input_qos_depth"]), reliability=reliability)
+        for kind, msg_type in (("image", Image), ("camera_info", CameraInfo), ("depth", Image), ("masks", Image),
+                               ("detections", Detection2DArray)):
+            self._subscribe_input(kind, msg_type, qos)
+
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.detections_pub = self.create_publisher(Detection3DArray, "~/detections", 10)
+        self.markers_pub = self.create_publisher(MarkerArray, "~/markers", latched)
+        self.collision_pub = (
+            self.create_publisher(CollisionObject, "~/collision_objects", QoSProfile(depth=100))
+            if p["publish_collision_objects"] else None
+        )
+        self.planning_scene_pub = (
+            self.create_publisher(PlanningScene, p["planning_scene_topic"], QoSProfile(depth=100))
+            if p["apply_planning_scene"] else None
+        )
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.tf_broadcaster = make_transform_broadcaster(self) if p["publish_tf"] else None
+        self.tf_lookup = make_transform_lookup(self) if p["target_frame"] else None
+
+        self.create_service(Trigger, "~/reconstruct", self._on_reconstruct)
+        self.create_service(Trigger, "~/clear", self._on_clear)
+        self.create_service(Trigger, "~/save_scene", self._on_save_scene)
+
+        # Heavy work runs off the executor: the tracking thread takes the newest complete frame (a frame it replaces
+        # is counted as dropped); reconstruction runs on the scheduler's thread, one request at a time.
+        self.scheduler = ReconstructionScheduler(
+            self._reconstruct, self._on_reconstructed, queue_size=int(p["reconstruction_queue_size"])
+        )
+        self._pending: FrameSet | None = None
+        self._pending_cv = threading.Condition()
+        self._stop = False
+        self._worker = threading.Thread(target=self._track_loop, name="sam3d_tracking", daemon=True)
+        self._worker.start()
+        self.create_timer(2.0, self._check_inputs)
+        self.create_timer(float(p["diagnostics_period_s"]), self._publish_diagnostics)
+        self.get_logger().info(
+            f"sam3d_perception ready: backend={p['backend']}, segmentation={p['segmentation_input']}, "
+            f"input QoS={p['input_qos_reliability']}, output frame={p['target_frame'] or 'camera optical frame'}"
+        )
+
+    # -- input ---------------------------------------------------------------------------------------------------
+    def _subscribe_input(self, kind: str, msg_type: type, qos: QoSProfile) -> None:
+        """Subscribe `kind`; where rclpy passes MessageInfo (Iron and later), publisher sequence numbers show the
+        messages lost before the callback (transport, or overwritten in the KEEP_LAST queue) so they are counted."""
+        if _MESSAGE_INFO_CALLBACKS:
+            self.create_subscription(msg_type, kind, lambda msg, info: self._on_input(kind, msg, info), qos)
+        else:  # Humble: the callback gets the message only
+            self.stats.input_gaps[kind] = None
+            self.create_subscription(msg_type, kind, lambda msg: self._on_input(kind, msg), qos)
+
+    def _on_input(self, kind: str, msg: Any, info: dict | None = None) -> None:
+        stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
+        if info is not None:
+            gid = info.get("publisher_gid") or {}
+            self.stats.input_gaps[kind].observe(bytes(gid.get("data", b"")), info.get("publication_sequence_number"))
+        with self._assembler_lock:
+            frames = self.assembler.add(kind, stamp_ns, msg, time.monotonic())
+            self.stats.unmatched_images = self.assembler.dropped_images
+        if kind == "image":
+            self.stats.frames_in += 1
+        if frames:
+            self.stats.frames_dropped_sync += len(frames) - 1  # older complete frames behind a newer one
+            with self._pending_cv:
+                if self._pending is not None:
+                    self.stats.frames_dropped_busy += 1
+                self._pending = frames[-1]
+                self._pending_cv.notify()
+
+    def _check_inputs(self) -> None:
+        """Say what is missing when images arrive but frames cannot be completed."""
+        last = self.assembler.last_arrival_s
+        if last["image"] is None:
+            return
+        if last["camera_info"] is None:
+            self.warn("no_camera_info", "images arrive but no camera_info has been received: frames are skipped")
+        if last["masks"] is None and last["detections"] is None:
+            self.warn("no_segmentation", "images arrive but no masks or detections have been received: nothing to reconstruct")
+
+    def warn(self, key: str, text: str) -> None:
+        """Log `text` at most once per warning_period_s for each kind of problem `key`."""
+        now = time.monotonic()
+        if now - self._last_warning.get(key, -1e9) >= float(self.params["warning_period_s"]):
+            self._last_warning[key] = now
+            self.get_logger().warning(text)
+
+    # -- tracking (every frame) ----------------------------------------------------------------------------------
+    def _track_loop(self) -> None:
+        while True:
+            with self._pending_cv:
+                while self._pending is None and not self._stop:
+                    self._pending_cv.wait()
+                if self._stop:
+                    return
+                frame_set, self._pending = self._pending, None
+            try:
+                self.process(frame_set)
+            except Exception as exc:  # the node keeps running whatever one frame holds
+                self.stats.frames_invalid += 1
+                self.warn(f"unexpected:{type(exc).__name__}", f"frame skipped: unexpected {type(exc).__name__}: {exc}")
+
+    def process(self, frame_set: FrameSet) -> None:
+        """Track the objects of one matched frame, queue reconstructions, publish poses."""
+        header = frame_set.image.header
+        started_s = time.monotonic()
+        try:
+            frame, prompts, masks, stable_ids = self._to_core(frame_set)
+            if frame.depth_m is None and self.pipeline.backend.needs_depth:
+                self.stats.frames_invalid += 1
+                self.warn(
+                    "no_depth",
+                    f"no depth image: the '{self.pipeline.backend.name}' backend cannot reconstruct metrically without "
+                    "registered depth; nothing is published until depth arrives",
+                )
+                return
+            converted_s = time.monotonic()
+        except InputError as exc:
+            self.stats.frames_invalid += 1
+            self.warn(f"input:{str(exc)[:40]}", f"frame skipped: {exc}")
+            return
+        min_pixels = int(self.params["min_mask_pixels"])
+        kept = []
+        for prompt, mask, stable in zip(prompts, masks, stable_ids):
+            pixels = 0 if mask is None else int(np.count_nonzero(mask))
+            if pixels < min_pixels:
+                self.warn(f"small:{prompt.object_id}", f"object {prompt.object_id}: mask has {pixels} pixels (< {min_pixels})")
+            else:
+                kept.append((prompt, mask, stable))
+        prompts, masks, stable_ids = (list(column) for column in zip(*kept)) if kept else ([], [], [])
+        observations = self.tracker.observe(frame.depth_m, frame.intrinsics, prompts, masks, stable_ids)
+        T_frame_cam, frame_id = self._output_frame(header)  # target_frame: objects not seen stay put in it
+        with self._lock:
+            update = self.tracker.update(frame_set.stamp_ns, observations, T_fixed_cam=T_frame_cam)
+            tracked_s = time.monotonic()
+            if update.to_reconstruct:
+                self._submit(frame, update.to_reconstruct)
+            out_header = Header(stamp=header.stamp, frame_id=frame_id)
+            self._publish_poses(out_header, T_frame_cam, update.seen, update.kept)
+            if update.removed:
+                self._publish_removed(out_header, T_frame_cam, update.removed)
+        self.stats.frames_out += 1
+        done_s = time.monotonic()
+        self.stats.record("convert", converted_s - started_s)
+        self.stats.record("track", tracked_s - converted_s)
+        self.stats.record("publish", done_s - tracked_s)
+        self.stats.record("total", done_s - started_s)
+
+    def _to_core(self, frame_set: FrameSet) -> tuple[RGBDFrame, list, list, list[bool]]:
+        """(frame, prompts, masks, stable ids) of a matched frame; InputError names what is wrong."""
+        image = frame_set.image
+        depth_m = conversions.depth_msg_to_metres(frame_set.depth) if frame_set.depth is not None else None
+        frame = RGBDFrame(
+            conversions.image_msg_to_rgb(image), depth_m, conversions.camera_info_to_intrinsics(frame_set.camera_info),
+            image.header.frame_id, frame_set.stamp_ns,
+        )
+        frame.validate()
+        self._camera_frame_id = frame.frame_id
+        height, width = frame.rgb.shape[:2]
+        if frame_set.masks is not None:
+            labels = conversions.mask_msg_to_labels(frame_set.masks)
+            if labels.shape != (height, width):
+                raise InputError(f"mask image is {labels.shape[1]}x{labels.shape[0]} but the colour image is {width}x{height}")
+            prompts = labels_to_prompts(labels)
+            if not prompts:
+                raise InputError("mask image has no object pixel (all background)")
+            masks = [prompt.mask for prompt in prompts]
+            stable_ids = [False] * len(prompts)
+        else:
+            prompts = conversions.detections2d_to_prompts(frame_set.detections, width, height)
+            stable_ids = [bool(d.id) for d in frame_set.detections.detections]
+            masks = self._box_masks(frame, prompts)
+        return frame, prompts, masks, stable_ids
+
+    def _box_masks(self, frame: RGBDFrame, prompts: list) -> list:
+        """Fast depth-foreground masks inside the boxes, for tracking (reconstruction uses box_segmentation)."""
+        if frame.depth_m is None:
+            return [None] * len(prompts)
+        if frame.stamp_ns - self._plane_stamp_ns > 1_000_000_000 or frame.stamp_ns < self._plane_stamp_ns:
+            self._plane_cam = support_plane_around(frame.depth_m, frame.intrinsics, prompts)
+            self._plane_stamp_ns = frame.stamp_ns
+        return self.tracking_segmenter.segment(
+            frame.rgb, frame.depth_m, frame.intrinsics, [p.bbox_xyxy for p in prompts], self._plane_cam
+        )
+
+    def _output_frame(self, header: Header) -> tuple[np.ndarray | None, str]:
+        """(T_frame_cam, frame id) of the outputs at the image stamp: target_frame when TF has it, else the camera's."""
+        target = self.params["target_frame"]
+        if not target or self.tf_lookup is None or target == header.frame_id:
+            return None, header.frame_id
+        try:
+            T_target_cam = self.tf_lookup.lookup(
+                target, header.frame_id, conversions.stamp_to_ns(header.stamp), float(self.params["target_frame_timeout_s"])
+            )
+        except TransformLookupError as exc:
+            self.stats.tf_failures += 1
+            self.warn("target_frame", f"no transform {header.frame_id} -> {target} ({exc}): outputs stay in {header.frame_id}")
+            return None, header.frame_id
+        return T_target_cam, target
+
+    # -- reconstruction (scheduler thread) -----------------------------------------------------------------------
+    def _submit(self, frame: RGBDFrame, tracks: list[Track]) -> None:
+        request = self.tracker.make_request(frame.stamp_ns, tracks)
+        for replaced in self.scheduler.submit((request, frame)):
+            self.tracker.cancel_request(replaced.payload[0])
+
+    def _reconstruct(self, payload: tuple[ReconstructionRequest, RGBDFrame]) -> tuple[PipelineResult, _PreparedMeshes]:
+        """On the scheduler's thread: the reconstruction and, off the tracking path and the node lock, each object's
+        mesh converted for the outputs (see _prepare_meshes)."""
+        request, frame = payload
+        result = self.pipeline.process(frame, request.prompts)
+        return result, self._prepare_meshes(result.objects)
+
+    def _prepare_meshes(self, objects: list[ObjectReconstruction]) -> _PreparedMeshes:
+        """The collision ADD's mesh message (decimated to collision_max_triangles; none without collision outputs) and
+        the TRIANGLE_LIST marker content of each object. An object whose mesh cannot be converted gets nothing here:
+        the output that needs it converts it then and reports the problem there."""
+        prepared = _PreparedMeshes()
+        max_triangles = int(self.params["collision_max_triangles"])
+        collisions = self.collision_pub is not None or self.planning_scene_pub is not None
+        markers = self.params["marker_mesh"] == "triangle_list" or self.mesh_cache is None
+        for obj in objects:
+            try:
+                if collisions:
+                    mesh = simplified_mesh(obj.mesh_obj, max_triangles) if max_triangles else obj.mesh_obj
+                    prepared.collision_shapes[obj.object_id] = conversions.make_shape_mesh(obj.object_id, mesh)
+                if markers and obj.mesh_obj is not None and len(obj.mesh_obj.faces):
+                    prepared.triangle_lists[obj.object_id] = conversions.make_triangle_list(
+                        obj.mesh_obj, int(self.params["marker_max_triangles"]))
+            except InputError:
+                continue
+        return prepared
+
+    def _on_reconstructed(self, job: Job, result: Any, error: BaseException | None, elapsed_s: float) -> None:
+        """Install the new meshes and publish them. The node lock is held only to update the tracker and send what is
+        cheap (poses, collision objects from the prepared meshes); mesh files are written without it, and the
+        markers, built from the prepared triangle lists, are sent after them."""
+        request, frame = job.payload
+        self.stats.record("reconstruction", elapsed_s)
+        prepared = _PreparedMeshes()
+        if error is not None:
+            result_objects, errors = [], [f"reconstruction failed: {type(error).__name__}: {error}"]
+        else:
+            result, prepared = result
+            result_objects, errors = result.objects, result.errors
+        for text in errors:
+            self.warn(f"object:{text[:40]}", text)
+        if any(not obj.metric_scale for obj in result_objects):
+            self.warn("not_metric", "no registered depth: poses and sizes are up to an unknown scale (not metric)")
+        done_ids = {obj.object_id for obj in result_objects}
+        failed = [prompt.object_id for prompt in request.prompts if prompt.object_id not in done_ids]
+        self.stats.reconstructions += len(result_objects)
+        self.stats.reconstruction_failures += len(failed)
+        header = Header(stamp=conversions.ns_to_stamp(request.stamp_ns), frame_id=frame.frame_id)
+        T_frame_cam, frame_id = self._output_frame(header)
+        out_header = Header(stamp=header.stamp, frame_id=frame_id)
+        with self._lock:
+            updated = self.tracker.apply_reconstruction(request, result_objects, failed)
+            if not updated:
+                return
+            # Publish the reconstruction at its own frame's stamp, where its pose is exact.
+            exact = [replace(t.reconstruction, T_cam_obj=t.T_cam_obj_reconstructed) for t in updated]
+            for track in updated:  # what was converted from the previous mesh must not outlive it
+                for kept, new in ((self._collision_shapes, prepared.collision_shapes),
+                                  (self._marker_meshes, prepared.triangle_lists)):
+                    kept.pop(track.track_id, None)
+                    if track.track_id in new:
+                        kept[track.track_id] = new[track.track_id]
+            self.detections_pub.publish(conversions.make_detection3d_array(out_header, exact, T_frame_cam=T_frame_cam))
+            if self.tf_broadcaster is not None:
+                self.tf_broadcaster.sendTransform(
+                    conversions.make_transforms(out_header, exact, self.params["frame_prefix"], T_frame_cam=T_frame_cam)
+                )
+            self._publish_collisions(out_header, T_frame_cam, exact, force_add=True)
+            new_meshes = [(t.track_id, t.mesh_version, t.reconstruction.mesh_obj) for t in updated]
+        written = {}
+        if self.mesh_cache is not None:  # file I/O: the tracking thread goes on meanwhile
+            for track_id, version, mesh in new_meshes:
+                try:
+                    written[track_id] = (version, self.mesh_cache.write(track_id, version, mesh))
+                except (OSError, InputError) as exc:
+                    self.warn("mesh_cache", f"cannot write mesh files to {self.mesh_cache.directory}: {exc}")
+        with self._lock:
+            for track_id, (version, files) in written.items():
+                track = self.tracker.tracks.get(track_id)
+                if track is None:  # removed while its files were written: they go too
+                    self.mesh_cache.remove(track_id)
+                elif track.mesh_version == version:
+                    self._mesh_files[track_id] = files
+            self._publish_markers(out_header, T_frame_cam)
+
+    # -- outputs -------------------------------------------------------------------------------------------------
+    def _publish_poses(self, header: Header, T_frame_cam: np.ndarray | None, seen: list[Track], kept: list[Track]) -> None:
+        seen_objects = [t.reconstruction for t in seen]
+        self.detections_pub.publish(conversions.make_detection3d_array(header, seen_objects, T_frame_cam=T_frame_cam))
+        kept_objects = [t.reconstruction for t in kept]
+        if self.tf_broadcaster is not None and kept_objects:
+            self.tf_broadcaster.sendTransform(conversions.make_transforms(header, kept_objects, self.params["frame_prefix"], T_frame_cam=T_frame_cam))
+        self._publish_collisions(header, T_frame_cam, seen_objects, force_add=False)
+        if not self.params["publish_tf"] and kept_objects:
+            self._publish_markers(header, T_frame_cam)  # markers carry the pose when there is no object TF frame
+
+    def _publish_collisions(self, header: Header, T_frame_cam: np.ndarray | None, objects: list, force_add: bool) -> None:
+        messages = []
+        for obj in objects:
+            state = self._published.setdefault(obj.object_id, _Published())
+            T_frame_obj = obj.T_cam_obj if T_frame_cam is None else T_frame_cam @ obj.T_cam_obj
+            track = self.tracker.tracks.get(obj.object_id)
+            version = track.mesh_version if track is not None else 0
+            if force_add or state.mesh_version != version:
+                operation = "add"
+            elif state.T_frame_obj is not None and state.frame_id == header.frame_id and not _moved(
+                state.T_frame_obj, T_frame_obj, float(self.params["collision_min_motion_m"])
+            ):
+                continue
+            else:
+                operation = "move"
+            state.mesh_version, state.T_frame_obj, state.frame_id = version, T_frame_obj, header.frame_id
+            messages.append(conversions.make_collision_object(
+                header, obj.object_id, operation, obj, T_frame_cam=T_frame_cam,
+                shape_mesh=self._collision_shapes.get(obj.object_id),
+            ))
+        self._send_collisions(messages)
+
+    def _send_collisions(self, messages: list) -> None:
+        if not messages:
+            return
+        if self.collision_pub is not None:
+            for message in messages:
+                self.collision_pub.publish(message)
+        if self.planning_scene_pub is not None:
+            self.planning_scene_pub.publish(conversions.make_planning_scene_diff(messages))
+
+    def _publish_markers(self, header: Header, T_frame_cam: np.ndarray | None, deleted_marker_ids: list[int] = ()) -> None:
+        """One MarkerArray: DELETE for `deleted_marker_ids`, then every known object's mesh (and label), frame-locked to
+        its TF frame when TF is published (so it is sent again only when something changes; latched for late viewers)."""
+        objects = [t.reconstruction for t in self.tracker.tracks.values() if t.reconstruction is not None]
+        uris = None
+        if self.params["marker_mesh"] == "mesh_resource" and self.mesh_cache is not None:
+            uris = {oid: self.mesh_cache.uri(next(iter(files.values()))) for oid, files in self._mesh_files.items()}
+        markers = conversions.make_marker_array(
+            header, objects, self._marker_ids, text=bool(self.params["marker_labels"]),
+            max_triangles=int(self.params["marker_max_triangles"]), T_frame_cam=T_frame_cam,
+            frame_locked_prefix=self.params["frame_prefix"] if self.params["publish_tf"] else None, mesh_uris=uris,
+            triangle_lists=self._marker_meshes,
+        )
+        if deleted_marker_ids:
+            markers.markers[:0] = conversions.make_delete_markers(header, deleted_marker_ids).markers
+        self.markers_pub.publish(markers)
+
+    def _publish_removed(self, header: Header, T_frame_cam: np.ndarray | None, tracks: list[Track]) -> None:
+        """Delete the markers, REMOVE from the planning scene and forget the files of objects that are gone."""
+        ids = [t.track_id for t in tracks]
+        marker_ids = [self._marker_ids.pop(i) for i in ids if i in self._marker_ids]
+        for track_id in ids:
+            self._mesh_files.pop(track_id, None)
+            self._collision_shapes.pop(track_id, None)
+            self._marker_meshes.pop(track_id, None)
+        if marker_ids:
+            self._publish_markers(header, T_frame_cam, marker_ids)
+        removals = [conversions.make_collision_object(header, i, "remove") for i in ids if self._published.pop(i, None) is not None]
+        self._send_collisions(removals)
+        if self.mesh_cache is not None:
+            for track_id in ids:
+                self.mesh_cache.remove(track_id)
+        self.stats.objects_removed += len(ids)
+
+    # -- services ------------------------------------------------------------------------------------------------
+    def _on_reconstruct(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            count = self.tracker.request_reconstruction(None, "requested")
+        response.success = count > 0
+        response.message = f"{count} object(s) will be reconstructed from the next frame" if count else "no object to reconstruct"
+        return response
+
+    def _on_clear(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            tracks = self.tracker.clear()
+            header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["target_frame"] or "")
+            self._publish_removed(header, None, tracks)
+        response.success = True
+        response.message = f"forgot {len(tracks)} object(s)"
+        return response
+
+    def _on_save_scene(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            tracks = [t for t in self.tracker.tracks.values() if t.reconstruction is not None]
+            objects = [t.reconstruction for t in tracks]
+            stamp_ns = max((t.pose_ns for t in tracks), default=0)
+            camera_frame = self._camera_frame_id
+        root = Path(self.params["scene_dir"] or Path.home() / ".ros" / "sam3d_ros" / "scenes").expanduser()
+        out_dir = root / f"scene_{stamp_ns}"
+        try:
+            path = write_results(out_dir, camera_frame or "camera", objects)
+        except OSError as exc:
+            response.success, response.message = False, f"cannot write the scene to {out_dir}: {exc}"
+            return response
+        response.success = True
+        response.message = f"{len(objects)} object(s) written to {path.parent}"
+        return response
+
+    # -- diagnostics ---------------------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            tracks = list(self.tracker.tracks.values())
+        self.diagnostics_pub.publish(conversions.make_diagnostic_array(
+            self.get_clock().now().to_msg(), self.stats.statuses(self.get_fully_qualified_name(), self.pipeline.backend.name, self.scheduler, tracks)
+        ))
+
+    def destroy_node(self) -> None:
+        with self._pending_cv:
+            self._stop = True
+            self._pending_cv.notify()
+        self._worker.join(timeout=5.0)
+        self.scheduler.close()
+        close = getattr(self.pipeline.backend, "close", None)
+        if close is not None:
+            close()
+        super().destroy_node()
+
+
+def _moved(T_a: np.ndarray, T_b: np.ndarray, min_motion_m: float, min_rotation_rad: float = np.radians(2.0)) -> bool:
+    return bool(
+        np.linalg.norm(T_a[:3, 3] - T_b[:3, 3]) > min_motion_m
+        or rotation_angle_between(T_a[:3, :3], T_b[:3, :3]) > min_rotation_rad
+    )
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `ros2 run sam3d_ros perception_node`."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = PerceptionNode()
+    except (ValueError, InputError, OSError) as exc:  # bad parameters, unwritable mesh cache: one line, exit 2
+        print(f"perception_node: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Drive a running perception node over real ROS 2 topics: publish RGB-D frames, collect what it publishes.
+
+Used by the integration tests and the demo, so both exercise the node exactly as a camera driver and a segmenter
+would: separate process, DDS, best-effort sensor QoS.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from diagnostic_msgs.msg import DiagnosticArray
+from moveit_msgs.msg import CollisionObject
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+from vision_msgs.msg import Detection2DArray, Detection3D, Detection3DArray
+from visualization_msgs.msg import Marker, MarkerArray
+
+from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.ros import conversions
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+NODE_NAME = "sam3d_perception"
+
+
+def start_node_process(
+    namespace: str, params_file: Path | None = None, params: dict | None = None, log_path: Path | None = None
+) -> subprocess.Popen:
+    """Start `python -m sam3d_ros.ros.perception_node` in its own process under `namespace` (inherits the DDS env)."""
+    params_file = params_file or PACKAGE_ROOT / "config" / "perception.yaml"
+    cmd = [sys.executable, "-m", "sam3d_ros.ros.perception_node", "--ros-args", "--params-file", str(params_file)]
+    cmd += ["-r", f"__ns:={namespace}"]
+    for name, value in (params or {}).items():
+        cmd += ["-p", f"{name}:={value}"]
+    out = open(log_path, "w") if log_path else subprocess.DEVNULL
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+
+@dataclass
+class NodeOutputs:
+    """Everything the node published for one image stamp (several Detection3DArrays of a stamp are merged by id)."""
+
+    detections: dict[str, Detection3D] = field(default_factory=dict)  # detection id -> Detection3D
+    detection_arrays: int = 0
+    frame_id: str = ""
+    transforms: dict[str, object] = field(default_factory=dict)  # child frame -> TransformStamped
+    tf_received_s: float | None = None  # time.monotonic() of the first TF message of this stamp
+
+
+class PerceptionClient:
+    """A test/demo peer of the node: publishes its inputs, records its outputs by stamp."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace.rstrip("/")
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("sam3d_scene_client", context=self.context)
+        ns = self.namespace
+        self.pub_image = self.node.create_publisher(Image, f"{ns}/image", qos_profile_sensor_data)
+        self.pub_info = self.node.create_publisher(CameraInfo, f"{ns}/camera_info", qos_profile_sensor_data)
+        self.pub_depth = self.node.create_publisher(Image, f"{ns}/depth", qos_profile_sensor_data)
+        self.pub_masks = self.node.create_publisher(Image, f"{ns}/masks", qos_profile_sensor_data)
+        self.pub_detections = self.node.create_publisher(Detection2DArray, f"{ns}/detections", qos_profile_sensor_data)
+        self._lock = threading.RLock()  # wait_for() conditions may call the locked helpers below
+        self.outputs: dict[int, NodeOutputs] = {}
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(Detection3DArray, f"{ns}/{NODE_NAME}/detections", self._on_detections, reliable)
+        self.markers: dict[tuple[str, int], Marker] = {}  # (namespace, id) -> marker shown now
+        self.marker_arrays: list[MarkerArray] = []
+        self.collision_objects: list[CollisionObject] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_subscription(MarkerArray, f"{ns}/{NODE_NAME}/markers", self._on_markers, latched)
+        self.node.create_subscription(CollisionObject, f"{ns}/{NODE_NAME}/collision_objects", self._on_collision, reliable)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
+        self.node.create_subscription(TFMessage, "/tf", self._on_tf, reliable)
+        self._services = {
+            name: self.node.create_client(Trigger, f"{ns}/{NODE_NAME}/{name}") for name in ("reconstruct", "clear", "save_scene")
+        }
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin_thread = threading.Thread(target=self._spin, daemon=True)
+        self._spin_thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # shutting down
+                return
+
+    def _entry(self, stamp) -> NodeOutputs:
+        return self.outputs.setdefault(conversions.stamp_to_ns(stamp), NodeOutputs())
+
+    def _on_detections(self, msg: Detection3DArray) -> None:
+        with self._lock:
+            entry = self._entry(msg.header.stamp)
+            entry.detection_arrays += 1
+            entry.frame_id = msg.header.frame_id
+            for detection in msg.detections:
+                entry.detections[detection.id] = detection
+
+    def _on_markers(self, msg: MarkerArray) -> None:
+        with self._lock:
+            self.marker_arrays.append(msg)
+            for marker in msg.markers:
+                if marker.action == Marker.DELETEALL:
+                    self.markers.clear()
+                elif marker.action == Marker.DELETE:
+                    self.markers.pop((marker.ns, marker.id), None)
+                else:
+                    self.markers[(marker.ns, marker.id)] = marker
+
+    def _on_collision(self, msg: CollisionObject) -> None:
+        with self._lock:
+            self.collision_objects.append(msg)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        with self._lock:
+            self.diagnostics.append(msg)
+
+    def _on_tf(self, msg: TFMessage) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for transform in msg.transforms:
+                entry = self._entry(transform.header.stamp)
+                entry.transforms[transform.child_frame_id] = transform
+                if entry.tf_received_s is None:
+                    entry.tf_received_s = now
+
+    def call_service(self, name: str, timeout_s: float = 10.0) -> tuple[bool, str]:
+        """Call the node's std_srvs/Trigger service `name` (reconstruct, clear, save_scene): (success, message)."""
+        client = self._services[name]
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise TimeoutError(f"service {name} is not available")
+        future = client.call_async(Trigger.Request())
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service {name} did not answer within {timeout_s} s")
+            time.sleep(0.01)
+        response = future.result()
+        return bool(response.success), str(response.message)
+
+    def diagnostic_values(self) -> dict[str, dict[str, str]]:
+        """Status name -> {key: value} of the newest /diagnostics message."""
+        with self._lock:
+            if not self.diagnostics:
+                return {}
+            latest = self.diagnostics[-1]
+        return {status.name: {kv.key: kv.value for kv in status.values} for status in latest.status}
+
+    def wait_for_node(self, timeout_s: float = 30.0) -> bool:
+        """True once the node subscribes to every input and publishes its outputs."""
+        deadline = time.monotonic() + timeout_s
+        pubs = [self.pub_image, self.pub_info, self.pub_depth, self.pub_masks, self.pub_detections]
+        while time.monotonic() < deadline:
+            outputs_seen = self.node.count_publishers(f"{self.namespace}/{NODE_NAME}/detections") > 0
+            if outputs_seen and all(p.get_subscription_count() > 0 for p in pubs):
+                time.sleep(0.5)  # let the node's reliable publishers match our subscriptions too
+                return True
+            time.sleep(0.1)
+        return False
+
+    def publish(
+        self, header: Header, image: Image, info: CameraInfo, depth: Image | None = None,
+        masks: Image | None = None, detections: Detection2DArray | None = None,
+    ) -> None:
+        """Publish one frame's messages (depth and segmentation first, image last)."""
+        for pub, msg in ((self.pub_depth, depth), (self.pub_masks, masks), (self.pub_detections, detections)):
+            if msg is not None:
+                pub.publish(msg)
+        self.pub_info.publish(info)
+        self.pub_image.publish(image)
+
+    def publish_rgbd(
+        self, stamp_ns: int, frame_id: str, rgb: np.ndarray, depth_m: np.ndarray | None, intrinsics: CameraIntrinsics,
+        labels: np.ndarray | None = None, detections: Detection2DArray | None = None, depth_encoding: str = "32FC1",
+        image_encoding: str = "rgb8",
+    ) -> None:
+        """Publish numpy RGB-D (+ label image or detections) with the stamp and frame of a camera driver."""
+        header = Header(stamp=conversions.ns_to_stamp(stamp_ns), frame_id=frame_id)
+        image = rgb if image_encoding == "rgb8" else rgb[..., ::-1].copy()
+        depth_msg = None
+        if depth_m is not None:
+            if depth_encoding == "16UC1":
+                depth_mm = np.where(np.isfinite(depth_m), np.round(depth_m * 1000.0), 0).astype(np.uint16)
+                depth_msg = conversions.array_to_image_msg(depth_mm, "16UC1", header)
+            else:
+                depth_msg = conversions.array_to_image_msg(depth_m.astype(np.float32), "32FC1", header)
+        masks_msg = None
+        if labels is not None:
+            encoding = "mono8" if labels.max() < 256 else "16UC1"
+            masks_msg = conversions.array_to_image_msg(labels.astype(np.uint8 if encoding == "mono8" else np.uint16), encoding, header)
+        if detections is not None:
+            detections.header = header
+        self.publish(
+            header, conversions.array_to_image_msg(image, image_encoding, header),
+            conversions.intrinsics_to_camera_info(intrinsics, header), depth_msg, masks_msg, detections,
+        )
+
+    def wait_for_outputs(self, stamp_ns: int, n_objects: int = 1, timeout_s: float = 20.0) -> NodeOutputs | None:
+        """Outputs for `stamp_ns` once `n_objects` detections and TF frames of that stamp arrived, else None."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                out = self.outputs.get(stamp_ns)
+                if out and len(out.detections) >= n_objects and len(out.transforms) >= n_objects:
+                    return out
+            time.sleep(0.02)
+        return None
+
+    def wait_for(self, condition, timeout_s: float = 20.0) -> bool:
+        """Poll `condition()` (called with this client's lock held) until it is true or `timeout_s` passed."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if condition():
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        """Stop spinning and shut this client's ROS context down."""
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._spin_thread.join(timeout=2.0)

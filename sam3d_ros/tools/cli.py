@@ -1,0 +1,240 @@
+"""`sam3d-ros`: the command line. `reconstruct` runs the node's pipeline on files; `eval`, `eval-tracking`, `bench`
+and `bench-node` measure it."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sam3d_ros.geometry.types import InputError, RGBDFrame
+from sam3d_ros.reconstruction import files
+from sam3d_ros.reconstruction.backends.factory import create_backend
+from sam3d_ros.reconstruction.box_segmenter import create_box_segmenter
+from sam3d_ros.reconstruction.pipeline import PerceptionPipeline
+from sam3d_ros.reconstruction.segmentation import labels_to_prompts
+
+EXIT_BAD_INPUT = 2
+DEFAULT_TRACKING_OBJECTS = ("003_cracker_box", "004_sugar_box", "005_tomato_soup_can", "006_mustard_bottle",
+                            "010_potted_meat_can", "021_bleach_cleanser", "025_mug")
+
+
+def _fail(message: str) -> int:
+    print(f"sam3d-ros: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def reconstruct(args: argparse.Namespace) -> int:
+    """Reconstruct every object of one RGB-D frame and write objects.json + meshes to --out."""
+    try:
+        rgb = files.read_rgb(args.rgb)
+        depth_m = files.read_depth(args.depth, args.depth_scale)
+        intrinsics = files.read_camera_yaml(args.camera_info)
+        if args.masks is not None:
+            labels = files.read_labels(args.masks)
+            if labels.shape != rgb.shape[:2]:
+                raise InputError(f"label image is {labels.shape[1]}x{labels.shape[0]} but the colour image is {rgb.shape[1]}x{rgb.shape[0]}")
+            prompts = labels_to_prompts(labels)
+            if not prompts:
+                raise InputError(f"label image {args.masks} has no object pixel (all 0)")
+        else:
+            prompts = files.read_detections(args.detections)
+        problems = []
+        if args.ids:
+            known = {p.object_id for p in prompts}
+            problems += [f"object {i}: unknown id (present: {', '.join(sorted(known))})" for i in args.ids if i not in known]
+            prompts = [p for p in prompts if p.object_id in set(args.ids)]
+        segmenter, segmenter_line = create_box_segmenter(args.models_dir, args.sam_checkpoint, args.box_segmentation)
+        if args.detections is not None:
+            print(segmenter_line, file=sys.stderr)
+        options = {}
+        if args.backend == "sam3d":
+            options = {"worker": args.sam3d_worker, "timeout_s": args.sam3d_timeout}
+            if args.sam3d_curve_server_key:
+                options["curve_server_key"] = args.sam3d_curve_server_key
+            if args.sam3d_curve_client_key:
+                options["curve_client_key"] = args.sam3d_curve_client_key
+        backend = create_backend(args.backend, **options)
+        try:
+            result = PerceptionPipeline(backend, box_segmenter=segmenter).process(
+                RGBDFrame(rgb, depth_m, intrinsics, args.frame_id), prompts
+            )
+        finally:
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+    except InputError as exc:
+        return _fail(str(exc))
+    except ValueError as exc:  # unknown backend or box segmentation method, unusable checkpoint
+        return _fail(str(exc))
+    path = files.write_results(args.out, args.frame_id, result.objects, glb=not args.no_glb)
+    print(f"wrote {len(result.objects)} object(s) to {path}")
+    problems += result.errors
+    for problem in problems:
+        print(f"sam3d-ros: error: {problem}", file=sys.stderr)
+    return EXIT_BAD_INPUT if problems else 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Score a backend and the baseline on seeded rendered YCB scenes; print the report (and write JSON)."""
+    import dataclasses
+    import json
+    import time
+
+    from sam3d_ros.tools.evaluation import evaluate_box_masks, format_box_mask_report, format_report, run_evaluation
+
+    start = time.perf_counter()
+    if args.box_masks:
+        print("mask IoU of box segmentation (boxes = true mask box + 4 px, 4 objects per scene)")
+        print(format_box_mask_report(evaluate_box_masks(args.box_masks, args.scenes, args.seed, not args.no_noise)))
+        print(f"({time.perf_counter() - start:.0f} s)")
+        return 0
+    scores = run_evaluation(
+        n_scenes=args.scenes, seed=args.seed, noise=not args.no_noise, backend=args.backend,
+        baseline_remove_outliers=not args.raw_baseline,
+        progress=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
+    )
+    print(format_report(scores))
+    print(f"({time.perf_counter() - start:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(s) for s in scores], indent=1, default=float))
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Time the first reconstruction of 640x480 frames with 1, 5 and 10 objects; print medians and peak memory."""
+    if args.backend == "sam3d":  # the overhead the worker path adds, with a zero-cost stand-in model
+        from sam3d_ros.tools.sam3d_bench import format_worker_bench, run_worker_benchmark
+
+        print(format_worker_bench(run_worker_benchmark(n_objects=5, repeats=args.repeats)))
+        return 0
+    from sam3d_ros.tools.benchmark import format_bench, run_benchmark
+
+    print(format_bench(run_benchmark(tuple(args.objects), args.repeats, args.backend), args.backend))
+    return 0
+
+
+def eval_tracking(args: argparse.Namespace) -> int:
+    """Pose tracking accuracy on seeded rendered sequences, with backend and/or exact meshes."""
+    from sam3d_ros.tools.synthetic import load_ycb_mesh
+    from sam3d_ros.tools.tracking_evaluation import format_tracking_evaluation, run_tracking_evaluation
+
+    try:
+        for name in args.objects:
+            load_ycb_mesh(name)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    sources = ["backend", "exact"] if args.meshes == "both" else [args.meshes]
+    say = (lambda source, r: print(
+        f"[eval-tracking] {source} {r.name} seed {r.seed}: max {max(r.centre_error_cm, default=0):.2f} cm, "
+        f"{max(r.rotation_error_deg, default=0):.2f} deg", file=sys.stderr)) if args.verbose else None
+    try:
+        results = run_tracking_evaluation(args.objects, args.seeds, args.frames, sources, args.backend, progress=say)
+    except ValueError as exc:
+        return _fail(str(exc))
+    for source in sources:
+        print(format_tracking_evaluation(results[source], source if source == "exact" else f"{args.backend} backend"))
+    return 0
+
+
+def bench_node(args: argparse.Namespace) -> int:
+    """Latency image -> TF of the running node at a camera rate with tracked objects, drops and memory."""
+    from sam3d_ros.tools.node_bench import format_node_bench, run_node_benchmark
+
+    params = dict(item.split("=", 1) for item in args.param)
+    result = run_node_benchmark(args.rate, args.objects, args.seconds, log_path=args.log, params=params)
+    print(format_node_bench(result))
+    return 0
+
+
+def bench_messages(args: argparse.Namespace) -> int:
+    """Print what turning a mesh into marker and collision messages costs, the node's way and the plain way."""
+    from sam3d_ros.tools.message_bench import format_message_benchmark, run_message_benchmark
+
+    print(format_message_benchmark(*run_message_benchmark(tuple(args.triangles), args.repeats)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser of all sub-commands."""
+    parser = argparse.ArgumentParser(prog="sam3d-ros", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="serve SAM 3D Objects to nodes and CLIs over ZeroMQ (sam3d-ros worker --help)",
+                   add_help=False)
+    rec = sub.add_parser("reconstruct", help="reconstruct the objects of one RGB-D frame from files")
+    rec.add_argument("--rgb", type=Path, required=True, help="8-bit PNG/JPEG colour image")
+    rec.add_argument("--depth", type=Path, required=True, help="16-bit PNG (value x --depth-scale = metres) or .npy float32 metres")
+    rec.add_argument("--depth-scale", type=float, default=0.001, help="metres per unit of a 16-bit depth PNG (default 0.001)")
+    rec.add_argument("--camera-info", type=Path, required=True, help="camera_calibration / camera_info_manager YAML")
+    seg = rec.add_mutually_exclusive_group(required=True)
+    seg.add_argument("--masks", type=Path, help="8- or 16-bit label PNG, 0 = background, value = object id")
+    seg.add_argument("--detections", type=Path, help='JSON list of {"id", "label", "score", "bbox": [x_min, y_min, x_max, y_max]}')
+    rec.add_argument("--ids", nargs="+", help="reconstruct only these object ids")
+    rec.add_argument("--backend", default="depth", help="reconstruction backend: depth (default) or sam3d")
+    rec.add_argument("--box-segmentation", default="auto", choices=["auto", "sam", "u2netp", "depth"],
+                     help="masks from --detections boxes (default auto: SAM with a checkpoint, else U^2-Net-p, else depth)")
+    rec.add_argument("--sam-checkpoint", default="", help="Segment Anything checkpoint (relative to --models-dir or absolute)")
+    rec.add_argument("--models-dir", type=Path, default=Path(__file__).resolve().parents[2] / "models", help="model folder")
+    rec.add_argument("--sam3d-worker", nargs="+", default=["tcp://127.0.0.1:5555"],
+                     help="ZeroMQ endpoint(s) of SAM 3D workers (--backend sam3d)")
+    rec.add_argument("--sam3d-timeout", type=float, default=120.0, help="seconds to wait for one SAM 3D object")
+    rec.add_argument("--sam3d-curve-server-key", default="", help="CurveZMQ: the worker's public certificate")
+    rec.add_argument("--sam3d-curve-client-key", default="", help="CurveZMQ: this client's secret certificate")
+    rec.add_argument("--frame-id", default="camera_color_optical_frame", help="optical frame the poses are in")
+    rec.add_argument("--out", type=Path, default=Path("sam3d_out"), help="output folder (default ./sam3d_out)")
+    rec.add_argument("--no-glb", action="store_true", help="write PLY meshes only")
+    rec.set_defaults(func=reconstruct)
+    ev = sub.add_parser("eval", help="accuracy on seeded rendered YCB scenes against ground truth and a baseline")
+    ev.add_argument("--scenes", type=int, default=40, help="number of scenes (default 40)")
+    ev.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
+    ev.add_argument("--backend", default="depth", help="backend to evaluate (default depth)")
+    ev.add_argument("--no-noise", action="store_true", help="noise-free depth")
+    ev.add_argument("--raw-baseline", action="store_true", help="baseline without statistical outlier removal")
+    ev.add_argument("--json", type=Path, help="also write every per-object score to this JSON file")
+    ev.add_argument("--box-masks", nargs="+", choices=["depth", "u2netp", "sam"],
+                    help="instead: mask IoU of these box segmentation methods")
+    ev.add_argument("--verbose", action="store_true", help="one progress line per scene on stderr")
+    ev.set_defaults(func=evaluate)
+    et = sub.add_parser("eval-tracking", help="pose tracking accuracy of the node's tracker on seeded rendered sequences")
+    et.add_argument("--objects", nargs="+", default=list(DEFAULT_TRACKING_OBJECTS), help="YCB objects (one per sequence)")
+    et.add_argument("--seeds", type=int, default=6, help="sequences per object (default 6)")
+    et.add_argument("--frames", type=int, default=30, help="frames per sequence (default 30, 1 s at 30 Hz)")
+    et.add_argument("--meshes", choices=["backend", "exact", "both"], default="both",
+                    help="the backend's reconstruction, the true mesh, or both (default)")
+    et.add_argument("--backend", default="depth", help="backend for --meshes backend (default depth)")
+    et.add_argument("--verbose", action="store_true", help="one line per sequence on stderr")
+    et.set_defaults(func=eval_tracking)
+    be = sub.add_parser("bench", help="time and peak memory of the first reconstruction (640x480)")
+    be.add_argument("--objects", type=int, nargs="+", default=[1, 5, 10], help="objects per frame (default 1 5 10)")
+    be.add_argument("--repeats", type=int, default=9, help="frames per size (default 9)")
+    be.add_argument("--backend", default="depth",
+                    help="depth (default), or sam3d: per-object overhead of the worker path with a zero-cost stand-in")
+    be.set_defaults(func=bench)
+    bn = sub.add_parser("bench-node", help="node latency image publish -> TF receipt with tracked objects, drops, memory")
+    bn.add_argument("--rate", type=float, default=30.0, help="frames per second (default 30)")
+    bn.add_argument("--objects", type=int, default=5, help="tracked objects (default 5)")
+    bn.add_argument("--seconds", type=float, default=30.0, help="how long to play (default 30; 600 for the memory check)")
+    bn.add_argument("--log", type=Path, default=Path("bench_node.log"), help="the node's log (default ./bench_node.log)")
+    bn.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a node parameter (repeatable)")
+    bn.set_defaults(func=bench_node)
+    bm = sub.add_parser("bench-messages", help="time to build mesh markers and collision meshes, fast path vs plain API")
+    bm.add_argument("--triangles", type=int, nargs="+", default=[1000, 5000, 20000], help="mesh sizes (default 1000 5000 20000)")
+    bm.add_argument("--repeats", type=int, default=7, help="timed builds per size (default 7)")
+    bm.set_defaults(func=bench_messages)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `sam3d-ros`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:  # the worker has its own parser and runs in the model's environment
+        from sam3d_ros.sam3d.worker import main as worker_main
+
+        return worker_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""`sam3d-ros bench-node`: end-to-end latency of the running node, image publish -> TF receipt (a benchmark).
+
+A rendered sequence of objects sliding on a table is played at `rate_hz` (forward then backward, so it loops
+without a jump) to the node in its own process over DDS (shared-memory FastDDS profile, loopback only), with
+640x480 rgb8 + 16UC1 depth + mono8 masks. The first frame is sent until every object is reconstructed; then each
+frame's latency is the time from publishing its image to receiving its TF. Every frame is accounted for from the
+node's /diagnostics: the node published it ("frames out"), or counted it as dropped (including images lost before
+its callbacks), or lost it silently (the target is none); of the frames it published, those whose TF did not reach
+this benchmark's listener are counted separately. The node's resident memory is sampled once a second.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from std_msgs.msg import Header
+
+from sam3d_ros.ros import conversions
+from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
+from sam3d_ros.tools.synthetic import moving_object_sequence
+
+FRAME_ID = "camera_color_optical_frame"
+OBJECT_NAMES = ["003_cracker_box", "004_sugar_box", "005_tomato_soup_can", "006_mustard_bottle", "010_potted_meat_can",
+                "002_master_chef_can", "021_bleach_cleanser", "025_mug", "019_pitcher_base", "035_power_drill"]
+
+
+@dataclass
+class NodeBenchResult:
+    """What one run measured."""
+
+    rate_hz: float
+    n_objects: int
+    seconds: float
+    published: int = 0
+    with_tf: int = 0  # frames whose TF came back with every object
+    latencies_ms: list[float] = field(default_factory=list)
+    node_frames_in: int = 0
+    node_frames_out: int = 0  # frames the node tracked and published
+    node_frames_dropped: int = 0
+    node_drop_reasons: dict[str, int] = field(default_factory=dict)
+    reconstructions: int = 0
+    node_total_ms: tuple[float, float] | None = None  # the node's own per-frame time (median of its window, max)
+    rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, node RSS MB)
+    achieved_rate_hz: float = 0.0
+
+    @property
+    def silently_lost(self) -> int:
+        """Frames the node neither published nor counted as dropped (its diagnostics cannot explain them)."""
+        return self.published - self.node_frames_out - self.node_frames_dropped
+
+    @property
+    def outputs_not_received(self) -> int:
+        """Frames the node published whose TF (with every object) did not reach this benchmark's listener."""
+        return self.node_frames_out - self.with_tf
+
+
+def node_rss_mb(pid: int) -> float:
+    """Resident memory (MB) of process `pid` from /proc (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def _messages(scene, stamp_ns: int) -> tuple:
+    header = Header(stamp=conversions.ns_to_stamp(stamp_ns), frame_id=FRAME_ID)
+    depth_mm = np.where(np.isfinite(scene.depth_m), np.round(scene.depth_m * 1000.0), 0).astype(np.uint16)
+    return (
+        header,
+        conversions.array_to_image_msg(scene.rgb, "rgb8", header),
+        conversions.intrinsics_to_camera_info(scene.intrinsics, header),
+        conversions.array_to_image_msg(depth_mm, "16UC1", header),
+        conversions.array_to_image_msg(scene.labels.astype(np.uint8), "mono8", header),
+    )
+
+
+def _restamp(messages: tuple, stamp_ns: int) -> None:
+    stamp = conversions.ns_to_stamp(stamp_ns)
+    for msg in messages[1:]:
+        msg.header.stamp = stamp
+
+
+def run_node_benchmark(
+    rate_hz: float = 30.0, n_objects: int = 5, seconds: float = 30.0, n_frames: int = 30, seed: int = 4,
+    log_path: Path | None = None, progress: bool = True, params: dict | None = None,
+) -> NodeBenchResult:
+    """Play a rendered sequence to a fresh node at `rate_hz` for `seconds`; see the module docstring."""
+    say = print if progress else (lambda *a, **k: None)
+    say(f"[bench-node] rendering {n_frames} frames with {n_objects} objects ...", flush=True)
+    sequence = moving_object_sequence(OBJECT_NAMES[:n_objects], n_frames=n_frames, seed=seed, max_step_m=0.004, max_turn_deg=1.0)
+    loop = sequence + sequence[-2:0:-1]  # forward then backward: continuous motion
+    frames = [_messages(scene, 0) for scene in loop]
+    namespace = "/sam3d_bench"
+    process = start_node_process(namespace, params={"mesh_formats": "glb", **(params or {})}, log_path=log_path)
+    client = PerceptionClient(namespace)
+    result = NodeBenchResult(rate_hz, n_objects, seconds)
+    try:
+        if not client.wait_for_node(60.0):
+            raise RuntimeError(f"the node did not come up (log: {log_path})")
+        stamp0 = time.time_ns()
+        _restamp(frames[0], stamp0)
+        for _ in range(5):
+            client.publish(*frames[0])
+            if client.wait_for_outputs(stamp0, n_objects=n_objects, timeout_s=10.0) is not None:
+                break
+        else:
+            raise RuntimeError(f"the first frame's {n_objects} objects were never published (log: {log_path})")
+        say(f"[bench-node] all {n_objects} objects reconstructed; playing at {rate_hz:g} Hz for {seconds:g} s", flush=True)
+        period_s = 1.0 / rate_hz
+        sent: dict[int, float] = {}
+        start = time.monotonic()
+        next_rss = start
+        k = 1
+        while True:
+            now = time.monotonic()
+            if now - start >= seconds:
+                break
+            if now >= next_rss:
+                result.rss_mb.append((now - start, node_rss_mb(process.pid)))
+                next_rss += 1.0
+            stamp = stamp0 + k * int(period_s * 1e9)
+            messages = frames[k % len(frames)]
+            _restamp(messages, stamp)
+            sent[stamp] = time.monotonic()
+            client.publish(*messages)
+            k += 1
+            delay = start + k * period_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        elapsed = time.monotonic() - start
+        time.sleep(1.5)  # let the last frames and a diagnostics message come back
+        result.rss_mb.append((time.monotonic() - start, node_rss_mb(process.pid)))
+        result.published = len(sent)
+        result.achieved_rate_hz = len(sent) / elapsed
+        with client._lock:
+            for stamp, sent_s in sent.items():
+                out = client.outputs.get(stamp)
+                if out is not None and out.tf_received_s is not None and len(out.transforms) >= n_objects:
+                    result.with_tf += 1
+                    result.latencies_ms.append((out.tf_received_s - sent_s) * 1000.0)
+        values = client.diagnostic_values()
+        pipeline = next((v for name, v in values.items() if name.endswith("pipeline")), {})
+        worker = next((v for name, v in values.items() if name.endswith("reconstruction")), {})
+        result.node_frames_in = int(pipeline.get("frames in", 0)) - 1  # minus the first frame (sent before the clock)
+        result.node_frames_out = int(pipeline.get("frames out", 0)) - 1
+        result.node_frames_dropped = int(pipeline.get("frames dropped", 0))
+        result.node_drop_reasons = {k: int(v) for k, v in pipeline.items() if k.startswith("dropped (")}
+        result.reconstructions = int(worker.get("objects reconstructed", 0))
+        if "total latency max ms (since start)" in pipeline:
+            result.node_total_ms = (float(pipeline["total latency median ms"]), float(pipeline["total latency max ms (since start)"]))
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
+    return result
+
+
+def format_node_bench(result: NodeBenchResult) -> str:
+    """A report of one run with the targets (median <= 33 ms, p95 <= 60 ms, nothing lost silently, RSS flat)."""
+    lat = np.array(result.latencies_ms) if result.latencies_ms else np.array([np.nan])
+    median, p95 = float(np.median(lat)), float(np.percentile(lat, 95))
+    lines = [
+        f"node end-to-end latency (image publish -> TF receipt), {result.n_objects} tracked objects, 640x480 rgb8 + 16UC1 depth + mono8 masks",
+        f"  published {result.published} frames in {result.seconds:g} s ({result.achieved_rate_hz:.1f} Hz achieved, {result.rate_hz:g} Hz asked)",
+        f"  TF received for {result.with_tf}; the node received {result.node_frames_in} images and counted {result.node_frames_dropped} dropped "
+        f"({', '.join(f'{k[9:-1]}: {v}' for k, v in result.node_drop_reasons.items())})",
+        f"  the node published {result.node_frames_out}; silently lost by the node (neither published nor counted): "
+        f"{result.silently_lost}",
+        f"  published by the node but not received here with every object: {result.outputs_not_received}; "
+        f"reconstructions: {result.reconstructions} (one per object unless a fit degrades)",
+        f"  latency median {median:.1f} ms, p95 {p95:.1f} ms, max {float(np.max(lat)):.1f} ms",
+    ]
+    if result.node_total_ms is not None:
+        lines.append(f"  inside the node (frame taken -> published): median {result.node_total_ms[0]:.1f} ms (last 300 frames), "
+                     f"max {result.node_total_ms[1]:.1f} ms")
+    growth = None
+    if len(result.rss_mb) >= 3:
+        warm = next((mb for t, mb in result.rss_mb if t >= min(30.0, 0.1 * result.seconds)), result.rss_mb[1][1])
+        growth = result.rss_mb[-1][1] - warm
+        lines.append(f"  node RSS: {result.rss_mb[0][1]:.0f} MB at start, {warm:.0f} MB after warm-up, "
+                     f"{result.rss_mb[-1][1]:.0f} MB at the end (growth {growth:+.0f} MB)")
+    verdict = lambda ok: "PASS" if ok else "FAIL"
+    lines.append(f"targets: median {median:.1f} ms (<= 33): {verdict(median <= 33)}; p95 {p95:.1f} ms (<= 60): {verdict(p95 <= 60)}; "
+                 f"silently lost {result.silently_lost} (= 0): {verdict(result.silently_lost == 0)}")
+    if growth is not None:
+        lines.append(f"         memory growth {growth:+.0f} MB (< 50 over the run): {verdict(growth < 50)}")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""PerceptionPipeline: one backend for every object, a fallback backend when it fails."""
+import time
+
+import numpy as np
+
+from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.types import ObjectPrompt, RGBDFrame
+from sam3d_ros.reconstruction.backends.base import ReconstructionBackend, ReconstructionError
+from sam3d_ros.reconstruction.backends.factory import create_backend
+from sam3d_ros.reconstruction.pipeline import PerceptionPipeline
+from sam3d_ros.reconstruction.segmentation import labels_to_prompts
+from sam3d_ros.tools.synthetic import random_tabletop_scene
+
+
+class _DeadWorker(ReconstructionBackend):
+    name = "dead"
+    needs_depth = False
+
+    def reconstruct(self, frame, mask, scene, object_id="", label="", score=1.0):
+        raise ReconstructionError("worker tcp://127.0.0.1:1 did not answer within 2.0 s")
+
+
+def test_failed_objects_fall_back_to_the_depth_backend_and_say_so():
+    scene = random_tabletop_scene(41, n_objects=2)
+    frame = RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics)
+    prompts = labels_to_prompts(scene.labels)
+    result = PerceptionPipeline(_DeadWorker(), fallback=create_backend("depth")).process(frame, prompts)
+    assert [o.backend for o in result.objects] == ["depth", "depth"]
+    assert result.errors == [
+        f"object {p.object_id}: dead: worker tcp://127.0.0.1:1 did not answer within 2.0 s; used the depth backend"
+        for p in prompts
+    ]
+    without = PerceptionPipeline(_DeadWorker()).process(frame, prompts)
+    assert without.objects == [] and len(without.errors) == 2
+    no_depth = PerceptionPipeline(_DeadWorker(), fallback=create_backend("depth")).process(
+        RGBDFrame(scene.rgb, None, scene.intrinsics), prompts
+    )
+    assert no_depth.objects == [] and all("did not answer" in e for e in no_depth.errors)
+
+
+def test_sam3d_backend_without_a_worker_reports_within_its_timeout():
+    scene = random_tabletop_scene(42, n_objects=1)
+    backend = create_backend("sam3d", worker=["tcp://127.0.0.1:9"], timeout_s=1.0, connect_timeout_s=1.0, retries=0)
+    pipeline = PerceptionPipeline(backend, fallback=create_backend("depth"))
+    start = time.monotonic()
+    result = pipeline.process(RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics), labels_to_prompts(scene.labels))
+    assert time.monotonic() - start < 6.0
+    assert len(result.objects) == 1 and result.objects[0].backend == "depth"
+    assert len(result.errors) == 1 and "used the depth backend" in result.errors[0]
+    assert np.linalg.norm(result.objects[0].position_cam - scene.objects[0].center_cam) < 0.03
+
+
+class _Recorder(ReconstructionBackend):
+    """Records the `others_mask` each object is reconstructed with, and fails it (nothing else is needed)."""
+
+    name = "recorder"
+    needs_depth = False
+
+    def __init__(self):
+        self.others = {}
+
+    def reconstruct(self, frame, mask, scene, object_id="", label="", score=1.0):
+        self.others[object_id] = scene.others_mask
+        raise ReconstructionError("recorded")
+
+
+def test_each_object_sees_the_union_of_the_other_masks_overlaps_included():
+    height, width = 40, 60
+    frame = RGBDFrame(np.zeros((height, width, 3), np.uint8), None, CameraIntrinsics(width, height, 50.0, 50.0, 30.0, 20.0))
+    masks = {"a": np.zeros((height, width), bool), "b": np.zeros((height, width), bool), "c": np.zeros((height, width), bool)}
+    masks["a"][5:20, 5:25] = True
+    masks["b"][10:30, 20:40] = True  # overlaps a
+    masks["c"][25:35, 35:55] = True  # overlaps b
+    prompts = [ObjectPrompt(object_id, mask=mask) for object_id, mask in masks.items()]
+    recorder = _Recorder()
+    result = PerceptionPipeline(recorder, min_mask_pixels=1).process(frame, prompts)
+    assert len(result.errors) == 3
+    for object_id, mask in masks.items():
+        expected = np.logical_or.reduce([m for other, m in masks.items() if other != object_id])
+        assert recorder.others[object_id].dtype == bool
+        np.testing.assert_array_equal(recorder.others[object_id], expected, err_msg=object_id)
+    single = _Recorder()
+    PerceptionPipeline(single, min_mask_pixels=1).process(frame, prompts[:1])
+    assert not single.others["a"].any()

@@ -1,0 +1,62 @@
+"""Frame accounting of the node without ROS: publisher sequence gaps and the diagnostics they feed."""
+from types import SimpleNamespace
+
+from sam3d_ros.ros.node_statistics import NodeStatistics
+from sam3d_ros.ros.sequence_gaps import SequenceGapCounter
+
+
+def test_gaps_between_received_numbers_are_counted_per_publisher():
+    gaps = SequenceGapCounter()
+    assert gaps.observe(b"a", 7) == 0  # the first message of a publisher starts its count
+    assert gaps.observe(b"a", 8) == 0
+    assert gaps.observe(b"b", 1) == 0
+    assert gaps.observe(b"a", 12) == 3  # 9, 10, 11 never arrived
+    assert gaps.observe(b"b", 3) == 1
+    assert (gaps.lost, gaps.received) == (4, 5)
+
+
+def test_repeated_late_and_unnumbered_messages_skip_nothing():
+    gaps = SequenceGapCounter()
+    gaps.observe(b"a", 5)
+    assert gaps.observe(b"a", 5) == 0
+    assert gaps.observe(b"a", 3) == 0
+    assert gaps.observe(b"a", None) == 0
+    assert gaps.observe(b"a", 6) == 0  # the late 3 did not move the count back
+    assert (gaps.lost, gaps.out_of_order, gaps.unnumbered) == (0, 2, 1)
+
+
+def _pipeline_values(stats: NodeStatistics) -> tuple[str, str, dict]:
+    scheduler = SimpleNamespace(running=0, waiting=0, submitted=0, replaced=0)
+    name, _, level, message, values = stats.statuses("n", "depth", scheduler, [])[0]
+    return level, message, values
+
+
+def test_images_lost_before_the_node_count_as_dropped_frames():
+    stats = NodeStatistics(frames_in=10, frames_out=8, frames_dropped_busy=2)
+    stats.input_gaps["image"].observe(b"cam", 1)
+    stats.input_gaps["image"].observe(b"cam", 5)  # 3 images never reached the callbacks
+    stats.input_gaps["depth"].observe(b"cam", 1)
+    stats.input_gaps["depth"].observe(b"cam", 3)  # reported, but a frame is counted by its image
+    assert stats.frames_dropped == 5
+    level, message, values = _pipeline_values(stats)
+    assert level == "warn" and message == "5 of 13 frames dropped"
+    assert values["dropped (lost before the node)"] == 3
+    assert values["image messages lost before the node"] == 3 and values["depth messages lost before the node"] == 1
+
+
+def test_without_message_info_the_losses_are_reported_as_not_counted():
+    stats = NodeStatistics(frames_in=4, frames_out=4)
+    stats.input_gaps["image"] = None  # Humble: callbacks get no message info
+    assert stats.frames_dropped == 0
+    level, message, values = _pipeline_values(stats)
+    assert (level, message) == ("ok", "tracking every frame")
+    assert values["image messages lost before the node"] == "not counted (no message info)"
+
+
+def test_latency_max_covers_the_whole_run_while_median_and_p95_cover_the_window():
+    stats = NodeStatistics(window=3)
+    for seconds in (0.5, 0.01, 0.02, 0.03):
+        stats.record("total", seconds)
+    _, _, values = _pipeline_values(stats)
+    assert values["total latency median ms"] == 20.0
+    assert values["total latency max ms (since start)"] == 500.0

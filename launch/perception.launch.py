@@ -5,16 +5,37 @@ ros2 launch sam3d_ros perception.launch.py camera:=/camera backend:=depth target
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
+
+
+def _perception_node(context: LaunchContext) -> list[Node]:
+    """The node, with the parameter file and, after it, only the parameter arguments the user gave."""
+    from sam3d_ros.ros.launch_arguments import PARAMETER_ARGUMENTS, parameter_overrides
+
+    given = parameter_overrides({name: LaunchConfiguration(name).perform(context) for name in PARAMETER_ARGUMENTS})
+    return [Node(
+        package="sam3d_ros",
+        executable="perception_node",
+        name="sam3d_perception",
+        output="screen",
+        parameters=[LaunchConfiguration("params_file")] + ([given] if given else []),
+        remappings=[
+            ("image", LaunchConfiguration("image")),
+            ("camera_info", LaunchConfiguration("camera_info")),
+            ("depth", LaunchConfiguration("depth")),
+            ("masks", LaunchConfiguration("masks")),
+            ("detections", LaunchConfiguration("detections")),
+        ],
+    )]
 
 
 def generate_launch_description() -> LaunchDescription:
-    """The node with its YAML, topic remappings under the camera namespace, and the choices most often changed."""
+    """The node with its YAML, topic remappings under the camera namespace, and the choices most often changed
+    (overriding the YAML only when given)."""
     share = get_package_share_directory("sam3d_ros")
     camera = LaunchConfiguration("camera")
     arguments = [
@@ -25,35 +46,15 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("masks", default_value="/segmentation/masks", description="Instance label image topic."),
         DeclareLaunchArgument("detections", default_value="/detections", description="vision_msgs/Detection2DArray topic."),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "perception.yaml"), description="Parameter YAML."),
-        DeclareLaunchArgument("backend", default_value="depth", description="Reconstruction backend: depth or sam3d."),
-        DeclareLaunchArgument("sam3d_worker", default_value="tcp://127.0.0.1:5555", description="SAM 3D worker endpoint(s) (backend sam3d)."),
-        DeclareLaunchArgument("models_dir", default_value="", description="Folder of model files ('' = the package's models/)."),
-        DeclareLaunchArgument("sam_checkpoint", default_value="", description="Segment Anything checkpoint for masks from boxes."),
-        DeclareLaunchArgument("target_frame", default_value="", description="Output frame, e.g. base_link ('' = camera optical frame)."),
+        # Named like node parameters: given, they override params_file; left '' the file's value holds.
+        DeclareLaunchArgument("backend", default_value="", description="Reconstruction backend: depth or sam3d ('' = as params_file says)."),
+        DeclareLaunchArgument("sam3d_worker", default_value="", description="SAM 3D worker endpoint(s) (backend sam3d; '' = as params_file says)."),
+        DeclareLaunchArgument("models_dir", default_value="", description="Folder of model files ('' = as params_file says)."),
+        DeclareLaunchArgument("sam_checkpoint", default_value="", description="Segment Anything checkpoint for masks from boxes ('' = as params_file says)."),
+        DeclareLaunchArgument("target_frame", default_value="", description="Output frame, e.g. base_link ('' = as params_file says)."),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with config/sam3d.rviz."),
     ]
-    # Launch arguments override the YAML; each is typed like the node's parameter (tested in test_parameters.py).
-    overrides = {
-        "backend": ParameterValue(LaunchConfiguration("backend"), value_type=str),
-        "sam3d_worker": ParameterValue(LaunchConfiguration("sam3d_worker"), value_type=str),
-        "models_dir": ParameterValue(LaunchConfiguration("models_dir"), value_type=str),
-        "sam_checkpoint": ParameterValue(LaunchConfiguration("sam_checkpoint"), value_type=str),
-        "target_frame": ParameterValue(LaunchConfiguration("target_frame"), value_type=str),
-    }
-    node = Node(
-        package="sam3d_ros",
-        executable="perception_node",
-        name="sam3d_perception",
-        output="screen",
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        remappings=[
-            ("image", LaunchConfiguration("image")),
-            ("camera_info", LaunchConfiguration("camera_info")),
-            ("depth", LaunchConfiguration("depth")),
-            ("masks", LaunchConfiguration("masks")),
-            ("detections", LaunchConfiguration("detections")),
-        ],
-    )
+    node = OpaqueFunction(function=_perception_node)
     rviz = Node(
         package="rviz2",
         executable="rviz2",

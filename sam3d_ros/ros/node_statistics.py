@@ -23,7 +23,8 @@ class NodeStatistics:
     frames_dropped_sync: int = 0  # complete frames skipped because a newer one completed at the same time
     unmatched_images: int = 0  # images that never got their camera_info / depth / segmentation
     frames_invalid: int = 0  # frames rejected with a warning (bad encoding, size mismatch, no depth, ...)
-    tf_failures: int = 0  # target_frame lookups that failed (outputs stayed in the camera frame)
+    tf_failures: int = 0  # target_frame lookups that failed (a held transform stood in, or the frame was dropped)
+    frames_dropped_tf: int = 0  # frames not published: no target_frame transform (none held recently enough)
     reconstructions: int = 0
     reconstruction_failures: int = 0
     objects_removed: int = 0
@@ -62,7 +63,7 @@ class NodeStatistics:
     def frames_dropped(self) -> int:
         """Every frame not tracked, whatever the reason: received and dropped, or lost before the node."""
         return (self.frames_dropped_busy + self.frames_dropped_sync + self.unmatched_images + self.frames_invalid
-                + self.images_lost_before_node)
+                + self.frames_dropped_tf + self.images_lost_before_node)
 
     def statuses(self, node_name: str, backend: str, scheduler: Any, tracks: list[Any]) -> list[tuple[str, str, str, str, dict]]:
         """(name, hardware_id, level, message, values) of the pipeline and of the reconstruction worker."""
@@ -73,6 +74,7 @@ class NodeStatistics:
             "frames in": self.frames_in, "frames out": self.frames_out, "frames dropped": dropped,
             "dropped (tracking busy)": self.frames_dropped_busy, "dropped (newer frame complete)": self.frames_dropped_sync,
             "dropped (inputs never matched)": self.unmatched_images, "dropped (invalid input)": self.frames_invalid,
+            "dropped (no target_frame transform)": self.frames_dropped_tf,
             "dropped (lost before the node)": self.images_lost_before_node,
             "target_frame lookup failures": self.tf_failures,
             "objects tracked": sum(1 for t in tracks if t.reconstruction is not None and t.seen_in_last_frame),

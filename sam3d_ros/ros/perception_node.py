@@ -1,6 +1,7 @@
 """ROS 2 node: a thin shell mapping camera, depth and mask/detection messages to the pipeline and back."""
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
 import threading
@@ -15,8 +16,9 @@ import rclpy.executors
 import rclpy.subscription
 from diagnostic_msgs.msg import DiagnosticArray
 from moveit_msgs.msg import CollisionObject, PlanningScene
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -30,6 +32,7 @@ from sam3d_ros.geometry.types import InputError, ObjectReconstruction, RGBDFrame
 from sam3d_ros.reconstruction.backends.factory import create_backend
 from sam3d_ros.reconstruction.backends.sam3d import PARAMETERS as SAM3D_PARAMETERS
 from sam3d_ros.reconstruction.backends.sam3d import options_from_parameters
+from sam3d_ros.reconstruction.box_segmenter import METHODS as BOX_SEGMENTATION_METHODS
 from sam3d_ros.reconstruction.box_segmenter import DepthBoxSegmenter, create_box_segmenter
 from sam3d_ros.reconstruction.files import write_results
 from sam3d_ros.reconstruction.pipeline import PerceptionPipeline, PipelineResult, support_plane_around
@@ -39,6 +42,7 @@ from sam3d_ros.ros.node_statistics import NodeStatistics
 from sam3d_ros.ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
 from sam3d_ros.ros.tf_listener import TransformLookupError, make_transform_lookup
 from sam3d_ros.ros.tf_publisher import make_transform_broadcaster
+from sam3d_ros.tracking.mesh_cache import FORMATS as MESH_FORMATS
 from sam3d_ros.tracking.mesh_cache import MeshCache
 from sam3d_ros.tracking.scheduler import Job, ReconstructionScheduler
 from sam3d_ros.tracking.tracker import ObjectTracker, ReconstructionRequest, Track, TrackerConfig
@@ -57,13 +61,14 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "models_dir": ("", "Folder of model files ('' = the package's models/ folder)."),
     "frame_prefix": ("sam3d_object_", "TF child frame of an object: <frame_prefix><object id>."),
     "target_frame": ("", "Frame of the outputs (e.g. base_link, world) via TF at the image stamp; '' = the camera's optical frame."),
-    "target_frame_timeout_s": (0.05, "Longest wait (s) for the target_frame transform at an image stamp before the outputs stay in the camera frame."),
+    "target_frame_timeout_s": (0.05, "Longest wait (s) for the target_frame transform at an image stamp."),
+    "target_frame_hold_s": (0.5, "When the target_frame transform of an image stamp is missing, the last one found is used if it is at most this old (s); older, the frame is dropped with a warning (outputs never change frame)."),
     "segmentation_input": ("auto", "Which segmentation to use: 'auto' (masks when a frame has them, else detections), 'masks' or 'detections'."),
     "sync_slop_s": (0.05, "Largest stamp difference (s) between the image and its depth or camera_info."),
     "segmentation_slop_s": (0.0, "Largest stamp difference (s) between the image and its masks or detections; 0 = exact (segmenters copy the image header)."),
     "sync_queue_size": (10, "Messages kept per input while waiting for the others."),
     "depth_timeout_s": (1.0, "After this long (s) without any depth message, frames are handled without depth."),
-    "input_qos_reliability": ("best_effort", "QoS reliability of the inputs: 'best_effort' (sensor data, camera drivers) or 'reliable'."),
+    "input_qos_reliability": ("best_effort", "QoS reliability of the inputs: 'best_effort' (sensor data, camera drivers) or 'reliable' (any case)."),
     "input_qos_depth": (5, "QoS history depth of the inputs."),
     "min_mask_pixels": (50, "Masks with fewer pixels are skipped with a warning."),
     "association": ("auto", "Object identity across frames: 'auto' (detection ids when the detector sets them, else mask overlap and 3D distance), 'input_id' (trust every input id, label values included) or 'overlap'."),
@@ -92,6 +97,63 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     **SAM3D_PARAMETERS,
 }
 
+
+#: Parameters that take effect when set while the node runs (`ros2 param set`, rqt). Every other parameter is
+#: declared read-only: it shapes what the node built at start-up (backend, subscriptions, queues, files), and a set is
+#: refused with that reason.
+RUNTIME_PARAMETERS = frozenset({
+    "target_frame", "target_frame_timeout_s", "target_frame_hold_s", "segmentation_input", "sync_slop_s",
+    "segmentation_slop_s", "depth_timeout_s", "min_mask_pixels", "association", "max_association_distance_m",
+    "lost_timeout_s", "reconstruct_interval_s", "min_fitness", "max_rmse_m", "degraded_frames", "tracking_points",
+    "publish_tf", "publish_collision_objects", "apply_planning_scene", "collision_min_motion_m",
+    "collision_max_triangles", "marker_max_triangles", "marker_labels", "scene_dir", "warning_period_s",
+})
+INPUT_QOS_RELIABILITY = ("best_effort", "reliable")
+_TRACKER_PARAMETERS = ("association", "max_association_distance_m", "lost_timeout_s", "reconstruct_interval_s",
+                       "min_fitness", "max_rmse_m", "degraded_frames", "tracking_points")
+
+
+def tracker_config(params: dict[str, Any]) -> TrackerConfig:
+    """The tracker's settings from the node's parameters."""
+    return TrackerConfig(**{name: params[name] for name in _TRACKER_PARAMETERS})
+
+
+def validate_parameters(params: dict[str, Any]) -> None:
+    """Raise ValueError, one line naming the parameter, for a value the node cannot work with (start-up and sets)."""
+    choices = {
+        "backend": ("depth", "sam3d"), "box_segmentation": BOX_SEGMENTATION_METHODS,
+        "segmentation_input": SEGMENTATION_MODES, "marker_mesh": MARKER_MESH_MODES,
+    }
+    for name, allowed in choices.items():
+        if params[name] not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got '{params[name]}'")
+    if str(params["input_qos_reliability"]).lower() not in INPUT_QOS_RELIABILITY:
+        raise ValueError(f"input_qos_reliability must be one of {', '.join(INPUT_QOS_RELIABILITY)}, "
+                         f"got '{params['input_qos_reliability']}'")
+    tracker_config(params).validate()
+    at_least = {"target_frame_timeout_s": 0.0, "target_frame_hold_s": 0.0, "sync_slop_s": 0.0, "segmentation_slop_s": 0.0,
+                "depth_timeout_s": 0.0, "collision_min_motion_m": 0.0, "warning_period_s": 0.0, "min_mask_pixels": 1,
+                "sync_queue_size": 1, "input_qos_depth": 1, "reconstruction_queue_size": 0, "marker_max_triangles": 1}
+    for name, low in at_least.items():
+        if not params[name] >= low:
+            raise ValueError(f"{name} must be >= {low}, got {params[name]}")
+    if not params["diagnostics_period_s"] > 0:
+        raise ValueError(f"diagnostics_period_s must be > 0, got {params['diagnostics_period_s']}")
+    if not 0.0 <= params["min_fitness"] <= 1.0:
+        raise ValueError(f"min_fitness must be within 0-1, got {params['min_fitness']}")
+    if params["collision_max_triangles"] != 0 and params["collision_max_triangles"] < 4:
+        raise ValueError(f"collision_max_triangles must be 0 (no limit) or at least 4, got {params['collision_max_triangles']}")
+    formats = mesh_formats(params)
+    unknown = sorted(set(formats) - set(MESH_FORMATS))
+    if unknown or len(set(formats)) != len(formats):
+        raise ValueError(f"mesh_formats must be distinct ones of {', '.join(MESH_FORMATS)}, got '{params['mesh_formats']}'")
+    if params["marker_mesh"] == "mesh_resource" and not formats:
+        raise ValueError("marker_mesh 'mesh_resource' needs at least one mesh_formats entry")
+
+
+def mesh_formats(params: dict[str, Any]) -> tuple[str, ...]:
+    """The mesh file formats of the `mesh_formats` parameter (comma-separated)."""
+    return tuple(f.strip().lower() for f in str(params["mesh_formats"]).split(",") if f.strip())
 
 def default_models_dir() -> Path:
     """The installed share/sam3d_ros/models (colcon) or the source tree's models/ folder."""
@@ -125,16 +187,14 @@ class PerceptionNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("sam3d_perception", **kwargs)
+        self._stopping = False  # set once by destroy_node: no thread publishes after it
         for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+            read_only = name not in RUNTIME_PARAMETERS
+            self.declare_parameter(name, default, ParameterDescriptor(
+                description=description + (" (read-only: set at start-up)" if read_only else ""), read_only=read_only))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        validate_parameters(p)  # before anything is built: a bad value is one line and exit status 2
         self.params = p
-        if p["segmentation_input"] not in SEGMENTATION_MODES:
-            raise ValueError(f"segmentation_input must be one of {SEGMENTATION_MODES}, got '{p['segmentation_input']}'")
-        if p["marker_mesh"] not in MARKER_MESH_MODES:
-            raise ValueError(f"marker_mesh must be one of {MARKER_MESH_MODES}, got '{p['marker_mesh']}'")
-        if int(p["collision_max_triangles"]) != 0 and int(p["collision_max_triangles"]) < 4:
-            raise ValueError(f"collision_max_triangles must be 0 (no limit) or at least 4, got {p['collision_max_triangles']}")
         box_segmenter, segmenter_line = create_box_segmenter(
             p["models_dir"] or default_models_dir(), p["sam_checkpoint"], p["box_segmentation"], p["sam_device"]
         )
@@ -149,15 +209,8 @@ class PerceptionNode(Node):
             box_segmenter=box_segmenter, fallback=fallback,
         )
         self.tracking_segmenter = DepthBoxSegmenter()  # per-frame masks from boxes for tracking (fast)
-        self.tracker = ObjectTracker(TrackerConfig(
-            association=p["association"], max_association_distance_m=float(p["max_association_distance_m"]),
-            lost_timeout_s=float(p["lost_timeout_s"]), reconstruct_interval_s=float(p["reconstruct_interval_s"]),
-            min_fitness=float(p["min_fitness"]), max_rmse_m=float(p["max_rmse_m"]),
-            degraded_frames=int(p["degraded_frames"]), tracking_points=int(p["tracking_points"]),
-        ))
-        formats = tuple(f.strip().lower() for f in str(p["mesh_formats"]).split(",") if f.strip())
-        if p["marker_mesh"] == "mesh_resource" and not formats:
-            raise ValueError("marker_mesh 'mesh_resource' needs at least one mesh_formats entry")
+        self.tracker = ObjectTracker(tracker_config(p))
+        formats = mesh_formats(p)
         cache_dir = p["mesh_cache_dir"] or str(Path(tempfile.gettempdir()) / "sam3d_ros_meshes" / self.get_name())
         self.mesh_cache = MeshCache(cache_dir, formats=formats) if formats else None
         self.assembler = FrameAssembler(
@@ -180,7 +233,8 @@ class PerceptionNode(Node):
         self._plane_cam: np.ndarray | None = None
         self._plane_stamp_ns = -(10**18)
 
-        reliability = ReliabilityPolicy.RELIABLE if p["input_qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        reliable_input = str(p["input_qos_reliability"]).lower() == "reliable"
+        reliability = ReliabilityPolicy.RELIABLE if reliable_input else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(p["input_qos_depth"]), reliability=reliability)
         for kind, msg_type in (("image", Image), ("camera_info", CameraInfo), ("depth", Image), ("masks", Image),
                                ("detections", Detection2DArray)):
@@ -189,17 +243,15 @@ class PerceptionNode(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.detections_pub = self.create_publisher(Detection3DArray, "~/detections", 10)
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", latched)
-        self.collision_pub = (
-            self.create_publisher(CollisionObject, "~/collision_objects", QoSProfile(depth=100))
-            if p["publish_collision_objects"] else None
-        )
-        self.planning_scene_pub = (
-            self.create_publisher(PlanningScene, p["planning_scene_topic"], QoSProfile(depth=100))
-            if p["apply_planning_scene"] else None
-        )
+        self.collision_pub = None
+        self.planning_scene_pub = None
+        self.tf_broadcaster = None
+        self.tf_lookup = None
+        self._markers_stale = False  # markers must be sent again with the next tracked frame
+        # The newest target_frame transform found: (stamp ns, camera frame, target frame, T_target_cam).
+        self._held_transform: tuple[int, str, str, np.ndarray] | None = None
+        self._apply_output_parameters()
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.tf_broadcaster = make_transform_broadcaster(self) if p["publish_tf"] else None
-        self.tf_lookup = make_transform_lookup(self) if p["target_frame"] else None
 
         self.create_service(Trigger, "~/reconstruct", self._on_reconstruct)
         self.create_service(Trigger, "~/clear", self._on_clear)
@@ -217,10 +269,54 @@ class PerceptionNode(Node):
         self._worker.start()
         self.create_timer(2.0, self._check_inputs)
         self.create_timer(float(p["diagnostics_period_s"]), self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"sam3d_perception ready: backend={p['backend']}, segmentation={p['segmentation_input']}, "
             f"input QoS={p['input_qos_reliability']}, output frame={p['target_frame'] or 'camera optical frame'}"
         )
+
+    # -- parameters ----------------------------------------------------------------------------------------------
+    def _apply_output_parameters(self) -> None:
+        """Create or switch off the outputs and lookups that the publish flags and target_frame ask for (start-up and
+        runtime); a publisher, once made, is kept for when the flag comes back on."""
+        p = self.params
+        if p["publish_collision_objects"] and self.collision_pub is None:
+            self.collision_pub = self.create_publisher(CollisionObject, "~/collision_objects", QoSProfile(depth=100))
+        if p["apply_planning_scene"] and self.planning_scene_pub is None:
+            self.planning_scene_pub = self.create_publisher(PlanningScene, p["planning_scene_topic"], QoSProfile(depth=100))
+        self._collision_on = bool(p["publish_collision_objects"])
+        self._planning_scene_on = bool(p["apply_planning_scene"])
+        if p["publish_tf"] and self.tf_broadcaster is None:
+            self.tf_broadcaster = make_transform_broadcaster(self)
+        self._tf_on = bool(p["publish_tf"])
+        if p["target_frame"] and self.tf_lookup is None:
+            self.tf_lookup = make_transform_lookup(self)
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Apply runtime parameters (validated together first); read-only ones never reach here (rclpy refuses them)."""
+        changed = {parameter.name: parameter.value for parameter in parameters}
+        refused = sorted(name for name in changed if name not in RUNTIME_PARAMETERS)
+        if refused:
+            return SetParametersResult(successful=False, reason=f"read-only after start-up: {', '.join(refused)}")
+        candidate = {**self.params, **changed}
+        try:
+            validate_parameters(candidate)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        with self._lock:
+            old = self.params
+            self.params = candidate
+            self.tracker.config = tracker_config(candidate)
+            self._apply_output_parameters()
+            if candidate["target_frame"] != old["target_frame"]:
+                self._held_transform = None
+            if candidate["publish_tf"] != old["publish_tf"] or candidate["marker_labels"] != old["marker_labels"]:
+                self._markers_stale = True  # frame-locked to the object frames or not, labels or not
+        with self._assembler_lock:
+            self.assembler.configure(float(candidate["sync_slop_s"]), float(candidate["depth_timeout_s"]),
+                                     candidate["segmentation_input"], float(candidate["segmentation_slop_s"]))
+        self.get_logger().info("parameters set: " + ", ".join(f"{name}={value!r}" for name, value in changed.items()))
+        return SetParametersResult(successful=True)
 
     # -- input ---------------------------------------------------------------------------------------------------
     def _subscribe_input(self, kind: str, msg_type: type, qos: QoSProfile) -> None:
@@ -311,8 +407,14 @@ class PerceptionNode(Node):
                 kept.append((prompt, mask, stable))
         prompts, masks, stable_ids = (list(column) for column in zip(*kept)) if kept else ([], [], [])
         observations = self.tracker.observe(frame.depth_m, frame.intrinsics, prompts, masks, stable_ids)
-        T_frame_cam, frame_id = self._output_frame(header)  # target_frame: objects not seen stay put in it
+        output_frame = self._output_frame(header)  # target_frame: objects not seen stay put in it
+        if output_frame is None:
+            self.stats.frames_dropped_tf += 1
+            return
+        T_frame_cam, frame_id = output_frame
         with self._lock:
+            if self._stopping:
+                return
             update = self.tracker.update(frame_set.stamp_ns, observations, T_fixed_cam=T_frame_cam)
             tracked_s = time.monotonic()
             if update.to_reconstruct:
@@ -365,19 +467,30 @@ class PerceptionNode(Node):
             frame.rgb, frame.depth_m, frame.intrinsics, [p.bbox_xyxy for p in prompts], self._plane_cam
         )
 
-    def _output_frame(self, header: Header) -> tuple[np.ndarray | None, str]:
-        """(T_frame_cam, frame id) of the outputs at the image stamp: target_frame when TF has it, else the camera's."""
+    def _output_frame(self, header: Header) -> tuple[np.ndarray | None, str] | None:
+        """(T_frame_cam, frame id) of the outputs at the image stamp: the camera's frame without target_frame, else
+        target_frame through TF. When TF has no transform for the stamp, the last one found stands in if it is at most
+        target_frame_hold_s away; otherwise None: the frame cannot be published (the outputs never change frame)."""
         target = self.params["target_frame"]
-        if not target or self.tf_lookup is None or target == header.frame_id:
+        if not target or target == header.frame_id:
             return None, header.frame_id
+        stamp_ns = conversions.stamp_to_ns(header.stamp)
         try:
-            T_target_cam = self.tf_lookup.lookup(
-                target, header.frame_id, conversions.stamp_to_ns(header.stamp), float(self.params["target_frame_timeout_s"])
-            )
+            T_target_cam = self.tf_lookup.lookup(target, header.frame_id, stamp_ns, float(self.params["target_frame_timeout_s"]))
         except TransformLookupError as exc:
             self.stats.tf_failures += 1
-            self.warn("target_frame", f"no transform {header.frame_id} -> {target} ({exc}): outputs stay in {header.frame_id}")
-            return None, header.frame_id
+            held = self._held_transform
+            if held is not None and held[1] == header.frame_id and held[2] == target \
+                    and abs(stamp_ns - held[0]) <= float(self.params["target_frame_hold_s"]) * 1e9:
+                self.warn("target_frame_held", f"no transform {header.frame_id} -> {target} at this stamp ({exc}): "
+                          f"using the one {abs(stamp_ns - held[0]) / 1e6:.0f} ms away (target_frame_hold_s)")
+                return held[3], target
+            self.warn("target_frame", f"no transform {header.frame_id} -> {target} ({exc}): frame dropped; outputs "
+                      f"stay in {target} and resume when TF has it (target_frame_hold_s bridges short gaps)")
+            return None
+        held = self._held_transform
+        if held is None or held[0] <= stamp_ns:  # the newest transform found is the one held
+            self._held_transform = (stamp_ns, header.frame_id, target, T_target_cam)
         return T_target_cam, target
 
     # -- reconstruction (scheduler thread) -----------------------------------------------------------------------
@@ -399,7 +512,7 @@ class PerceptionNode(Node):
         the output that needs it converts it then and reports the problem there."""
         prepared = _PreparedMeshes()
         max_triangles = int(self.params["collision_max_triangles"])
-        collisions = self.collision_pub is not None or self.planning_scene_pub is not None
+        collisions = True  # also when collision outputs are off now: they can be switched on at runtime
         markers = self.params["marker_mesh"] == "triangle_list" or self.mesh_cache is None
         for obj in objects:
             try:
@@ -418,6 +531,8 @@ class PerceptionNode(Node):
         cheap (poses, collision objects from the prepared meshes); mesh files are written without it, and the
         markers, built from the prepared triangle lists, are sent after them."""
         request, frame = job.payload
+        if self._stopping:  # the node is going down: nothing is published any more
+            return
         self.stats.record("reconstruction", elapsed_s)
         prepared = _PreparedMeshes()
         if error is not None:
@@ -434,9 +549,12 @@ class PerceptionNode(Node):
         self.stats.reconstructions += len(result_objects)
         self.stats.reconstruction_failures += len(failed)
         header = Header(stamp=conversions.ns_to_stamp(request.stamp_ns), frame_id=frame.frame_id)
-        T_frame_cam, frame_id = self._output_frame(header)
+        output_frame = self._output_frame(header)  # None: no target_frame transform; the next tracked frame publishes
+        T_frame_cam, frame_id = output_frame if output_frame is not None else (None, "")
         out_header = Header(stamp=header.stamp, frame_id=frame_id)
         with self._lock:
+            if self._stopping:
+                return
             updated = self.tracker.apply_reconstruction(request, result_objects, failed)
             if not updated:
                 return
@@ -448,12 +566,13 @@ class PerceptionNode(Node):
                     kept.pop(track.track_id, None)
                     if track.track_id in new:
                         kept[track.track_id] = new[track.track_id]
-            self.detections_pub.publish(conversions.make_detection3d_array(out_header, exact, T_frame_cam=T_frame_cam))
-            if self.tf_broadcaster is not None:
-                self.tf_broadcaster.sendTransform(
-                    conversions.make_transforms(out_header, exact, self.params["frame_prefix"], T_frame_cam=T_frame_cam)
-                )
-            self._publish_collisions(out_header, T_frame_cam, exact, force_add=True)
+            if output_frame is not None:
+                self.detections_pub.publish(conversions.make_detection3d_array(out_header, exact, T_frame_cam=T_frame_cam))
+                if self._tf_on:
+                    self.tf_broadcaster.sendTransform(
+                        conversions.make_transforms(out_header, exact, self.params["frame_prefix"], T_frame_cam=T_frame_cam)
+                    )
+                self._publish_collisions(out_header, T_frame_cam, exact, force_add=True)
             new_meshes = [(t.track_id, t.mesh_version, t.reconstruction.mesh_obj) for t in updated]
         written = {}
         if self.mesh_cache is not None:  # file I/O: the tracking thread goes on meanwhile
@@ -463,24 +582,30 @@ class PerceptionNode(Node):
                 except (OSError, InputError) as exc:
                     self.warn("mesh_cache", f"cannot write mesh files to {self.mesh_cache.directory}: {exc}")
         with self._lock:
+            if self._stopping:
+                return
             for track_id, (version, files) in written.items():
                 track = self.tracker.tracks.get(track_id)
                 if track is None:  # removed while its files were written: they go too
                     self.mesh_cache.remove(track_id)
                 elif track.mesh_version == version:
                     self._mesh_files[track_id] = files
-            self._publish_markers(out_header, T_frame_cam)
+            if output_frame is None:
+                self._markers_stale = True  # sent with the next frame that has an output frame
+            else:
+                self._publish_markers(out_header, T_frame_cam)
 
     # -- outputs -------------------------------------------------------------------------------------------------
     def _publish_poses(self, header: Header, T_frame_cam: np.ndarray | None, seen: list[Track], kept: list[Track]) -> None:
         seen_objects = [t.reconstruction for t in seen]
         self.detections_pub.publish(conversions.make_detection3d_array(header, seen_objects, T_frame_cam=T_frame_cam))
         kept_objects = [t.reconstruction for t in kept]
-        if self.tf_broadcaster is not None and kept_objects:
+        if self._tf_on and kept_objects:
             self.tf_broadcaster.sendTransform(conversions.make_transforms(header, kept_objects, self.params["frame_prefix"], T_frame_cam=T_frame_cam))
         self._publish_collisions(header, T_frame_cam, seen_objects, force_add=False)
-        if not self.params["publish_tf"] and kept_objects:
-            self._publish_markers(header, T_frame_cam)  # markers carry the pose when there is no object TF frame
+        if (not self.params["publish_tf"] and kept_objects) or self._markers_stale:
+            self._markers_stale = False  # markers carry the pose when there is no object TF frame
+            self._publish_markers(header, T_frame_cam)
 
     def _publish_collisions(self, header: Header, T_frame_cam: np.ndarray | None, objects: list, force_add: bool) -> None:
         messages = []
@@ -507,10 +632,10 @@ class PerceptionNode(Node):
     def _send_collisions(self, messages: list) -> None:
         if not messages:
             return
-        if self.collision_pub is not None:
+        if self._collision_on:
             for message in messages:
                 self.collision_pub.publish(message)
-        if self.planning_scene_pub is not None:
+        if self._planning_scene_on:
             self.planning_scene_pub.publish(conversions.make_planning_scene_diff(messages))
 
     def _publish_markers(self, header: Header, T_frame_cam: np.ndarray | None, deleted_marker_ids: list[int] = ()) -> None:
@@ -558,7 +683,9 @@ class PerceptionNode(Node):
     def _on_clear(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
             tracks = self.tracker.clear()
-            header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["target_frame"] or "")
+            # REMOVE and marker DELETE carry the frame the objects were published in (they need no pose).
+            header = Header(stamp=self.get_clock().now().to_msg(),
+                            frame_id=self.params["target_frame"] or self._camera_frame_id or "camera")
             self._publish_removed(header, None, tracks)
         response.success = True
         response.message = f"forgot {len(tracks)} object(s)"
@@ -570,6 +697,9 @@ class PerceptionNode(Node):
             objects = [t.reconstruction for t in tracks]
             stamp_ns = max((t.pose_ns for t in tracks), default=0)
             camera_frame = self._camera_frame_id
+        if not objects:
+            response.success, response.message = False, "no object with a mesh to save: nothing written"
+            return response
         root = Path(self.params["scene_dir"] or Path.home() / ".ros" / "sam3d_ros" / "scenes").expanduser()
         out_dir = root / f"scene_{stamp_ns}"
         try:
@@ -590,16 +720,28 @@ class PerceptionNode(Node):
         ))
 
     def destroy_node(self) -> None:
-        with self._pending_cv:
-            self._stop = True
-            self._pending_cv.notify()
-        self._worker.join(timeout=5.0)
-        self.scheduler.close()
-        close = getattr(self.pipeline.backend, "close", None)
+        """Stop and join the tracking and reconstruction threads, close the backend, then destroy the node; safe when
+        __init__ failed part-way (rclpy destroys every node of a context when it shuts down)."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            with lock:
+                self._stopping = True  # from here on no thread publishes
+        pending_cv = getattr(self, "_pending_cv", None)
+        if pending_cv is not None:
+            with pending_cv:
+                self._stop = True
+                pending_cv.notify()
+            self._worker.join(timeout=5.0)
+        # The backend first: a request in flight to a SAM 3D worker is abandoned, so the reconstruction thread ends
+        # soon and is joined before the context goes.
+        pipeline = getattr(self, "pipeline", None)
+        close = getattr(getattr(pipeline, "backend", None), "close", None)
         if close is not None:
             close()
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None:
+            scheduler.close()
         super().destroy_node()
-
 
 def _moved(T_a: np.ndarray, T_b: np.ndarray, min_motion_m: float, min_rotation_rad: float = np.radians(2.0)) -> bool:
     return bool(
@@ -608,15 +750,27 @@ def _moved(T_a: np.ndarray, T_b: np.ndarray, min_motion_m: float, min_rotation_r
     )
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM (ros2 launch's second signal, systemd, docker stop) ends the node like Ctrl-C
+
+
 def main(args: list[str] | None = None) -> int:
-    """Entry point of `ros2 run sam3d_ros perception_node`."""
-    rclpy.init(args=args if args is not None else sys.argv)
+    """Entry point of `ros2 run sam3d_ros perception_node`. Ctrl-C and SIGTERM end the node in order: its threads
+    are stopped and joined, then the context shuts down (rclpy's own signal handler would shut the context down
+    first, under a running reconstruction)."""
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         node = PerceptionNode()
     except (ValueError, InputError, OSError) as exc:  # bad parameters, unwritable mesh cache: one line, exit 2
         print(f"perception_node: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 0
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
@@ -625,7 +779,6 @@ def main(args: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

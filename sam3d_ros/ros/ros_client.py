@@ -12,11 +12,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rclpy
+from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -88,6 +91,7 @@ class PerceptionClient:
         self._services = {
             name: self.node.create_client(Trigger, f"{ns}/{NODE_NAME}/{name}") for name in ("reconstruct", "clear", "save_scene")
         }
+        self._parameter_client = self.node.create_client(SetParameters, f"{ns}/{NODE_NAME}/set_parameters")
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spin_thread = threading.Thread(target=self._spin, daemon=True)
@@ -152,6 +156,21 @@ class PerceptionClient:
             time.sleep(0.01)
         response = future.result()
         return bool(response.success), str(response.message)
+
+    def set_parameters(self, values: dict[str, Any], timeout_s: float = 10.0) -> list[tuple[bool, str]]:
+        """Set the node's parameters as `ros2 param set` does (rcl_interfaces/SetParameters): (successful, reason)
+        per parameter, in order."""
+        client = self._parameter_client
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise TimeoutError("the node's set_parameters service is not available")
+        request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"set_parameters did not answer within {timeout_s} s")
+            time.sleep(0.01)
+        return [(bool(r.successful), str(r.reason)) for r in future.result().results]
 
     def diagnostic_values(self) -> dict[str, dict[str, str]]:
         """Status name -> {key: value} of the newest /diagnostics message."""

@@ -37,15 +37,19 @@ class FrameAssembler:
         self, slop_s: float = 0.05, queue_size: int = 10, depth_timeout_s: float = 1.0, segmentation: str = "auto",
         segmentation_slop_s: float = 0.0,
     ) -> None:
+        self.configure(slop_s, depth_timeout_s, segmentation, segmentation_slop_s)
+        self.buffers: dict[str, deque[tuple[int, Any]]] = {k: deque(maxlen=max(1, queue_size)) for k in self.KINDS}
+        self.last_arrival_s: dict[str, float | None] = {k: None for k in self.KINDS}
+        self.dropped_images = 0
+
+    def configure(self, slop_s: float, depth_timeout_s: float, segmentation: str, segmentation_slop_s: float) -> None:
+        """Set the matching tolerances (also while running: the node's runtime parameters)."""
         if segmentation not in SEGMENTATION_MODES:
             raise ValueError(f"segmentation must be one of {SEGMENTATION_MODES}, got '{segmentation}'")
         self.slop_ns = int(slop_s * 1e9)
         self.segmentation_slop_ns = int(segmentation_slop_s * 1e9)
         self.depth_timeout_s = depth_timeout_s
         self.segmentation = segmentation
-        self.buffers: dict[str, deque[tuple[int, Any]]] = {k: deque(maxlen=max(1, queue_size)) for k in self.KINDS}
-        self.last_arrival_s: dict[str, float | None] = {k: None for k in self.KINDS}
-        self.dropped_images = 0
 
     def add(self, kind: str, stamp_ns: int, msg: Any, now_s: float) -> list[FrameSet]:
         """Buffer one message; return the frames it completes, oldest first."""

@@ -157,7 +157,8 @@ def test_detection_boxes_are_segmented_and_reconstructed(node_and_client):
 
 def _image_counts(client) -> tuple[int, int] | None:
     """(images received, images lost before the node) from the node's newest /diagnostics message."""
-    pipeline = next((v for name, v in client.diagnostic_values().items() if name.endswith("pipeline")), None)
+    # This node's own status only: another node on the same domain must not be counted.
+    pipeline = client.diagnostic_values().get(f"{client.namespace}/sam3d_perception: pipeline")
     if pipeline is None:
         return None
     return int(pipeline["frames in"]), int(pipeline["image messages lost before the node"])

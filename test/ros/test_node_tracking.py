@@ -244,19 +244,49 @@ def test_with_a_moving_camera_a_lost_object_stays_put_in_the_target_frame(tracki
     assert client.call_service("clear")[0]
 
 
-def test_a_missing_target_frame_transform_warns_and_keeps_the_camera_frame(tmp_path, sequence):
+def test_a_missing_target_frame_transform_is_bridged_briefly_then_frames_drop_and_outputs_never_change_frame(tmp_path, sequence):
+    """target_frame base_link: no TF yet -> nothing published (a warning, counted drops), never the camera frame;
+    TF at one stamp -> outputs in base_link; 0.3 s later without TF -> the held transform (hold 0.5 s); 1.5 s later ->
+    dropped again. Every output is in base_link."""
     namespace = "/it_no_tf"
     log_path = tmp_path / "node.log"
-    process = start_node_process(namespace, params={"target_frame": "base_link"}, log_path=log_path)
+    params = {"target_frame": "base_link", "target_frame_timeout_s": 0.1, "target_frame_hold_s": 0.5, "diagnostics_period_s": 0.5}
+    process = start_node_process(namespace, params=params, log_path=log_path)
     client = PerceptionClient(namespace)
     try:
         assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
-        out = _send(client, sequence[0], _stamp_ns(), len(NAMES), timeout_s=15.0)
-        assert out is not None and out.frame_id == FRAME_ID
-        tf = out.transforms[frame_name("sam3d_object_", "1")]
-        assert tf.header.frame_id == FRAME_ID
-        assert client.wait_for(lambda: "no transform" in log_path.read_text(), 5.0)
-        assert f"-> base_link" in log_path.read_text()
+        scene = sequence[0]
+        first = _stamp_ns()
+        client.publish_rgbd(first, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels)
+        assert client.wait_for(lambda: "frame dropped" in log_path.read_text(), 15.0), log_path.read_text()
+        assert "-> base_link" in log_path.read_text()
+        key = f"{namespace}/sam3d_perception: pipeline"
+        assert client.wait_for(lambda: int(client.diagnostic_values().get(key, {}).get("dropped (no target_frame transform)", 0)) >= 1, 5.0)
+        assert first not in client.outputs
+        # TF for one stamp only (a dynamic transform, as a robot's joint states give).
+        tf_publisher = client.node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        client.wait_for(lambda: tf_publisher.get_subscription_count() > 0, 5.0)
+        with_tf = _stamp_ns()
+        T_base_cam = T_WORLD_CAM
+        tf_publisher.publish(TFMessage(transforms=[_transform_msg("base_link", FRAME_ID, T_base_cam, with_tf)]))
+        time.sleep(0.3)
+        out = _send(client, scene, with_tf, len(NAMES), timeout_s=15.0)
+        assert out is not None, log_path.read_text()
+        T_at_tf = _tf_matrix(out.transforms[frame_name("sam3d_object_", "1")])
+        held = with_tf + 300_000_000  # 0.3 s later: no transform at this stamp, the held one stands in
+        out = _send(client, scene, held, len(NAMES))
+        assert out is not None and "using the one 300 ms away" in log_path.read_text()
+        assert np.allclose(_tf_matrix(out.transforms[frame_name("sam3d_object_", "1")]), T_at_tf, atol=0.01)
+        stale = with_tf + 1_500_000_000  # beyond the 0.5 s hold: dropped
+        client.publish_rgbd(stale, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels)
+        assert client.wait_for(lambda: int(client.diagnostic_values().get(key, {}).get("dropped (no target_frame transform)", 0)) >= 2, 5.0)
+        time.sleep(0.5)
+        assert stale not in client.outputs
+        frames = {o.frame_id for o in client.outputs.values() if o.detections}
+        frames |= {tf.header.frame_id for o in client.outputs.values() for tf in o.transforms.values()
+                   if tf.child_frame_id.startswith("sam3d_object_")}
+        assert frames == {"base_link"}, frames
+        assert process.poll() is None
     finally:
         client.close()
         process.terminate()

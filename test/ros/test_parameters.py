@@ -4,6 +4,7 @@ from pathlib import Path
 
 import yaml
 
+from sam3d_ros.ros.launch_arguments import PARAMETER_ARGUMENTS, parameter_overrides
 from sam3d_ros.ros.perception_node import PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,36 +24,39 @@ def test_every_parameter_has_a_description():
         assert len(description) > 10, name
 
 
-def _launch_overrides() -> dict[str, str]:
-    """name -> value_type of every ParameterValue(..., value_type=T) the launch file passes to the node."""
+def _declared_launch_arguments() -> dict[str, object]:
+    """name -> default of every DeclareLaunchArgument in the launch file (None when it is not a constant)."""
     tree = ast.parse((ROOT / "launch" / "perception.launch.py").read_text())
-    overrides = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values):
-                if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "ParameterValue":
-                    value_type = next(k.value.id for k in value.keywords if k.arg == "value_type")
-                    overrides[key.value] = value_type
-    return overrides
-
-
-def test_launch_file_overrides_declared_parameters_with_their_types():
-    overrides = _launch_overrides()
-    assert {"backend", "target_frame", "models_dir", "sam_checkpoint"} <= set(overrides)
-    for name, value_type in overrides.items():
-        assert name in PARAMETERS, f"launch file sets '{name}', which the node does not declare"
-        assert value_type == type(PARAMETERS[name][0]).__name__, f"{name}: launch {value_type}, node {type(PARAMETERS[name][0]).__name__}"
-
-
-def test_launch_arguments_have_defaults_matching_the_yaml():
-    """A launch argument named like a parameter defaults to the value the YAML documents (no silent override)."""
-    tree = ast.parse((ROOT / "launch" / "perception.launch.py").read_text())
-    params = yaml.safe_load((ROOT / "config" / "perception.yaml").read_text())["/**"]["ros__parameters"]
     declared = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument":
             default = next((k.value for k in node.keywords if k.arg == "default_value"), None)
             declared[node.args[0].value] = default.value if isinstance(default, ast.Constant) else None
-    assert {"camera", "params_file", "backend", "target_frame", "rviz"} <= set(declared)
-    for name in _launch_overrides():
-        assert declared[name] == params[name], f"launch argument {name} defaults to {declared[name]!r}, YAML {params[name]!r}"
+    return declared
+
+
+def test_only_launch_arguments_the_user_gave_override_the_parameter_file():
+    """A user's YAML with target_frame: base_link or backend: sam3d holds unless the launch line says otherwise."""
+    not_given = {name: "" for name in PARAMETER_ARGUMENTS}
+    assert parameter_overrides(not_given) == {}
+    assert parameter_overrides({**not_given, "target_frame": "base_link"}) == {"target_frame": "base_link"}
+    assert parameter_overrides({**not_given, "backend": "sam3d", "sam3d_worker": "tcp://127.0.0.1:5556"}) == {
+        "backend": "sam3d", "sam3d_worker": "tcp://127.0.0.1:5556"}
+    assert parameter_overrides({"camera": "/cam", "rviz": "true"}) == {}  # not parameters
+
+
+def test_parameter_arguments_are_string_parameters_declared_with_empty_defaults():
+    declared = _declared_launch_arguments()
+    assert {"camera", "params_file", "rviz"} <= set(declared)
+    for name in PARAMETER_ARGUMENTS:
+        assert name in PARAMETERS and isinstance(PARAMETERS[name][0], str), name
+        assert declared.get(name) == "", f"launch argument {name} must default to '' (= as the parameter file says)"
+
+
+def test_the_launch_file_passes_the_parameter_file_then_only_the_given_arguments():
+    source = (ROOT / "launch" / "perception.launch.py").read_text()
+    tree = ast.parse(source)
+    calls = {getattr(n.func, "id", getattr(n.func, "attr", "")) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert {"OpaqueFunction", "parameter_overrides"} <= calls
+    assert "ParameterValue" not in calls, "a launch argument must not override the file unless given"
+    assert 'parameters=[LaunchConfiguration("params_file")] + ([given] if given else [])' in source

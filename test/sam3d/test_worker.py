@@ -280,6 +280,34 @@ def test_timeout_resets_the_socket_and_the_next_request_works(backends, workers,
     assert backend.reconstruct(frame, mask, SceneContext()).object_id == ""
 
 
+def test_close_from_another_thread_abandons_the_request_in_flight(workers, workdir, scene):
+    """The node's shutdown closes the backend while the reconstruction thread waits for a 5 s answer: the request
+    gives up at once with a one-line error, the thread ends, and the sockets close after it (no crash)."""
+    slow = write_config(workdir / "slow_close.json", scene, delay_s=5.0)
+    _, endpoint = workers.start(slow)
+    backend = Sam3dBackend(worker=endpoint, timeout_s=30.0, refine=False)
+    backend.client.ping(timeout_s=10)
+    frame = RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics)
+    errors = []
+
+    def reconstruct():
+        try:
+            backend.reconstruct(frame, scene.mask(scene.objects[0].object_id), SceneContext())
+        except ReconstructionError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=reconstruct)
+    thread.start()
+    time.sleep(0.5)  # the request is with the worker (it answers after 5 s)
+    started = time.monotonic()
+    backend.close()
+    thread.join(timeout=5.0)
+    assert not thread.is_alive() and time.monotonic() - started < 1.0
+    assert len(errors) == 1 and "closing" in errors[0]
+    with pytest.raises(ReconstructionError, match="closed"):
+        backend.reconstruct(frame, scene.mask(scene.objects[0].object_id), SceneContext())
+
+
 def test_garbage_on_the_socket_is_survived(backends, exact_worker, scene):
     host, port = exact_worker.rsplit("/", 1)[1].rsplit(":", 1)
     # 1. Raw TCP garbage at the worker: ZeroMQ drops that connection, the worker goes on.

@@ -127,6 +127,7 @@ class WorkerClient:
         self._links: dict[str, _Link] = {}
         self._turn = itertools.cycle(range(len(self.endpoints)))
         self._lock = threading.Lock()
+        self._closing = threading.Event()  # close() from another thread: a request in flight gives up within 50 ms
 
     def _link(self, endpoint: str) -> _Link:
         if endpoint not in self._links:
@@ -151,6 +152,8 @@ class WorkerClient:
         with self._lock:
             attempts = 0
             while True:
+                if self._closing.is_set():
+                    raise WorkerError("sam3d client closed (the node is shutting down)")
                 link = self._send(frames_out, min(deadline, time.monotonic() + self.connect_timeout_s))
                 try:
                     return self._await_reply(link, message.request_id, deadline, timeout_s), link.endpoint
@@ -183,7 +186,7 @@ class WorkerClient:
                     except zmq.Again:  # the connection went away between poll and send
                         continue
             remaining = wait_until - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._closing.is_set():
                 break
             if poller.poll(max(1, int(min(remaining, 0.05) * 1000))):
                 continue
@@ -203,7 +206,10 @@ class WorkerClient:
                 self._reset(link.endpoint)
                 raise WorkerError(f"sam3d worker {link.endpoint} did not answer within {timeout_s:g} s "
                                   "(request abandoned, connection reset)")
-            events = dict(poller.poll(max(1, int(remaining * 1000))))
+            if self._closing.is_set():
+                self._reset(link.endpoint)
+                raise WorkerError(f"request to sam3d worker {link.endpoint} abandoned: the client is closing")
+            events = dict(poller.poll(max(1, int(min(remaining, 0.05) * 1000))))
             if events.get(link.socket):
                 parts = link.socket.recv_multipart(copy=False)
                 while parts and len(parts[0]) == 0:
@@ -227,7 +233,9 @@ class WorkerClient:
         return reply.meta, endpoint
 
     def close(self) -> None:
-        """Close every socket (pending requests are abandoned)."""
+        """Close every socket. Safe from another thread than the one requesting: a request in flight is abandoned
+        within 50 ms (WorkerError), then the sockets close in the order ZeroMQ needs."""
+        self._closing.set()
         with self._lock:
             for endpoint in list(self._links):
                 self._reset(endpoint)

@@ -10,7 +10,7 @@ from sam3d_ros.geometry.support_plane import estimate_support_plane
 from sam3d_ros.geometry.types import InputError, ObjectPrompt, ObjectReconstruction, RGBDFrame, SceneContext
 from sam3d_ros.reconstruction.backends.base import ReconstructionBackend, ReconstructionError
 from sam3d_ros.reconstruction.box_segmenter import BoxSegmenter, DepthBoxSegmenter
-from sam3d_ros.reconstruction.segmentation import clip_box
+from sam3d_ros.reconstruction.segmentation import boxes_in_image, clip_box
 
 
 @dataclass
@@ -59,6 +59,8 @@ class PerceptionPipeline:
         for prompt in prompts:
             if prompt.mask is not None and prompt.mask.shape != (height, width):
                 raise InputError(f"mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]} but the image is {width}x{height}")
+        prompts, box_errors = boxes_in_image(prompts, width, height)  # a box off the image costs that object only
+        result.errors += box_errors
         if frame.depth_m is not None:
             result.support_plane_cam = support_plane_around(frame.depth_m, frame.intrinsics, prompts)
         # Boxes without a mask are segmented together (SAM embeds the image once per frame).

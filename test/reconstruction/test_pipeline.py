@@ -82,3 +82,15 @@ def test_each_object_sees_the_union_of_the_other_masks_overlaps_included():
     single = _Recorder()
     PerceptionPipeline(single, min_mask_pixels=1).process(frame, prompts[:1])
     assert not single.others["a"].any()
+
+
+def test_boxes_outside_the_image_cost_only_their_object_and_say_where_they_are():
+    scene = random_tabletop_scene(44, n_objects=2)
+    prompts = []
+    for obj in scene.objects:
+        rows, cols = np.nonzero(scene.labels == obj.object_id)
+        prompts.append(ObjectPrompt(str(obj.object_id), bbox_xyxy=(cols.min() - 3, rows.min() - 3, cols.max() + 4, rows.max() + 4)))
+    prompts.insert(1, ObjectPrompt("off", bbox_xyxy=(-80.5, 100, -2, 200)))
+    result = PerceptionPipeline(create_backend("depth")).process(RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics), prompts)
+    assert sorted(o.object_id for o in result.objects) == sorted(str(o.object_id) for o in scene.objects)
+    assert result.errors == ["object off: box [-80.5, 100, -2, 200] (x_min, y_min, x_max, y_max) lies outside the 640x480 image"]

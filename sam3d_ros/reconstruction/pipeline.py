@@ -84,16 +84,23 @@ class PerceptionPipeline:
             scene = SceneContext(support_plane_cam=result.support_plane_cam, others_mask=coverage > mask)
             try:
                 obj = self.backend.reconstruct(frame, mask, scene, prompt.object_id, prompt.label, prompt.score)
-            except ReconstructionError as exc:
+            except Exception as exc:  # whatever one object raises costs that object only, never the others
                 usable = self.fallback is not None and (frame.depth_m is not None or not self.fallback.needs_depth)
                 if not usable:
-                    result.errors.append(f"object {prompt.object_id}: {exc}")
+                    result.errors.append(f"object {prompt.object_id}: {_reason(exc)}")
                     continue
-                result.errors.append(f"object {prompt.object_id}: {self.backend.name}: {exc}; used the {self.fallback.name} backend")
+                result.errors.append(
+                    f"object {prompt.object_id}: {self.backend.name}: {_reason(exc)}; used the {self.fallback.name} backend"
+                )
                 try:
                     obj = self.fallback.reconstruct(frame, mask, scene, prompt.object_id, prompt.label, prompt.score)
-                except ReconstructionError as fallback_exc:
-                    result.errors.append(f"object {prompt.object_id}: {self.fallback.name}: {fallback_exc}")
+                except Exception as fallback_exc:
+                    result.errors.append(f"object {prompt.object_id}: {self.fallback.name}: {_reason(fallback_exc)}")
                     continue
             result.objects.append(obj)
         return result
+
+
+def _reason(exc: Exception) -> str:
+    """A backend's own failure as it words it; anything else (a bug, a library giving up) with its type."""
+    return str(exc) if isinstance(exc, ReconstructionError) else f"unexpected {type(exc).__name__}: {exc}"

@@ -84,6 +84,30 @@ def test_each_object_sees_the_union_of_the_other_masks_overlaps_included():
     assert not single.others["a"].any()
 
 
+class _Fragile(ReconstructionBackend):
+    """Fails one object the way a library does (a plain ValueError), reconstructs the others with the depth backend."""
+
+    name = "fragile"
+    needs_depth = True
+
+    def __init__(self, bad_id):
+        self.bad_id, self.depth = bad_id, create_backend("depth")
+
+    def reconstruct(self, frame, mask, scene, object_id="", label="", score=1.0):
+        if object_id == self.bad_id:
+            raise ValueError("max_iter exceeded!")
+        return self.depth.reconstruct(frame, mask, scene, object_id, label, score)
+
+
+def test_an_unexpected_error_of_one_object_costs_only_that_object():
+    scene = random_tabletop_scene(43, n_objects=3)
+    prompts = labels_to_prompts(scene.labels)
+    bad = prompts[1].object_id
+    result = PerceptionPipeline(_Fragile(bad)).process(RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics), prompts)
+    assert sorted(o.object_id for o in result.objects) == sorted(p.object_id for p in prompts if p.object_id != bad)
+    assert result.errors == [f"object {bad}: unexpected ValueError: max_iter exceeded!"]
+
+
 def test_boxes_outside_the_image_cost_only_their_object_and_say_where_they_are():
     scene = random_tabletop_scene(44, n_objects=2)
     prompts = []

@@ -51,14 +51,38 @@ def read_depth(path: Path, depth_scale: float) -> np.ndarray:
     return depth
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML parser error (PyYAML's own message spans several lines with a quoted excerpt)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
+
+
 def read_camera_yaml(path: Path) -> CameraIntrinsics:
-    """Intrinsics from a camera_calibration / camera_info_manager YAML file (camera_matrix K)."""
+    """Intrinsics from a camera_calibration / camera_info_manager YAML file (image_width, image_height,
+    camera_matrix.data) or from a sensor_msgs/CameraInfo message as YAML, the way `ros2 topic echo --once
+    /camera/camera_info > cam.yaml` saves it (width, height, k; ROS 1's K too). Distortion is ignored, as in the
+    node: images are expected rectified."""
+    text = _existing(path, "camera info").read_text()
     try:
-        data = yaml.safe_load(_existing(path, "camera info").read_text())
-        K = np.array(data["camera_matrix"]["data"], dtype=float).reshape(3, 3)
-        intrinsics = CameraIntrinsics.from_K(K, int(data["image_width"]), int(data["image_height"]))
-    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"camera info {path} is not a camera_calibration YAML (need image_width, image_height, camera_matrix.data): {exc}") from exc
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]  # `ros2 topic echo` ends with '---'
+    except yaml.YAMLError as exc:
+        raise InputError(f"camera info {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    data = documents[0] if documents else None
+    try:
+        if isinstance(data, dict) and "camera_matrix" in data:
+            K, width, height = data["camera_matrix"]["data"], data["image_width"], data["image_height"]
+        elif isinstance(data, dict) and ("k" in data or "K" in data):
+            K, width, height = data["k"] if "k" in data else data["K"], data["width"], data["height"]
+        else:
+            raise KeyError("camera_matrix or k")
+        K = np.array(K, dtype=float).reshape(3, 3)
+        intrinsics = CameraIntrinsics.from_K(K, int(width), int(height))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"camera info {path} is neither a camera_calibration YAML (image_width, image_height, camera_matrix.data) "
+            f"nor a CameraInfo message (width, height, k): {type(exc).__name__} {exc}"
+        ) from exc
     try:
         intrinsics.validate()
     except ValueError as exc:

@@ -10,7 +10,7 @@ from sam3d_ros.geometry.support_plane import estimate_support_plane
 from sam3d_ros.geometry.types import InputError, ObjectPrompt, ObjectReconstruction, RGBDFrame, SceneContext
 from sam3d_ros.reconstruction.backends.base import ReconstructionBackend, ReconstructionError
 from sam3d_ros.reconstruction.box_segmenter import BoxSegmenter, DepthBoxSegmenter
-from sam3d_ros.reconstruction.segmentation import clip_box
+from sam3d_ros.reconstruction.segmentation import boxes_in_image, clip_box
 
 
 @dataclass
@@ -59,6 +59,8 @@ class PerceptionPipeline:
         for prompt in prompts:
             if prompt.mask is not None and prompt.mask.shape != (height, width):
                 raise InputError(f"mask is {prompt.mask.shape[1]}x{prompt.mask.shape[0]} but the image is {width}x{height}")
+        prompts, box_errors = boxes_in_image(prompts, width, height)  # a box off the image costs that object only
+        result.errors += box_errors
         if frame.depth_m is not None:
             result.support_plane_cam = support_plane_around(frame.depth_m, frame.intrinsics, prompts)
         # Boxes without a mask are segmented together (SAM embeds the image once per frame).
@@ -82,16 +84,23 @@ class PerceptionPipeline:
             scene = SceneContext(support_plane_cam=result.support_plane_cam, others_mask=coverage > mask)
             try:
                 obj = self.backend.reconstruct(frame, mask, scene, prompt.object_id, prompt.label, prompt.score)
-            except ReconstructionError as exc:
+            except Exception as exc:  # whatever one object raises costs that object only, never the others
                 usable = self.fallback is not None and (frame.depth_m is not None or not self.fallback.needs_depth)
                 if not usable:
-                    result.errors.append(f"object {prompt.object_id}: {exc}")
+                    result.errors.append(f"object {prompt.object_id}: {_reason(exc)}")
                     continue
-                result.errors.append(f"object {prompt.object_id}: {self.backend.name}: {exc}; used the {self.fallback.name} backend")
+                result.errors.append(
+                    f"object {prompt.object_id}: {self.backend.name}: {_reason(exc)}; used the {self.fallback.name} backend"
+                )
                 try:
                     obj = self.fallback.reconstruct(frame, mask, scene, prompt.object_id, prompt.label, prompt.score)
-                except ReconstructionError as fallback_exc:
-                    result.errors.append(f"object {prompt.object_id}: {self.fallback.name}: {fallback_exc}")
+                except Exception as fallback_exc:
+                    result.errors.append(f"object {prompt.object_id}: {self.fallback.name}: {_reason(fallback_exc)}")
                     continue
             result.objects.append(obj)
         return result
+
+
+def _reason(exc: Exception) -> str:
+    """A backend's own failure as it words it; anything else (a bug, a library giving up) with its type."""
+    return str(exc) if isinstance(exc, ReconstructionError) else f"unexpected {type(exc).__name__}: {exc}"

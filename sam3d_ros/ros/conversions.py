@@ -28,6 +28,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.geometry.transforms import invert_transform, pose_from_transform, transform_from_pose, transform_points
 from sam3d_ros.geometry.types import InputError, ObjectPrompt, ObjectReconstruction
+from sam3d_ros.reconstruction.segmentation import boxes_in_image
 
 if TYPE_CHECKING:  # moveit_msgs is imported where it is used, so the rest works on a robot without MoveIt
     from moveit_msgs.msg import CollisionObject, PlanningScene
@@ -237,8 +238,10 @@ def intrinsics_to_camera_info(intrinsics: CameraIntrinsics, header: Header | Non
 # ------------------------------------------------------------------------------------------- detections
 
 
-def detections2d_to_prompts(msg: Detection2DArray, width: int, height: int) -> list[ObjectPrompt]:
-    """Box prompts of 2D detections, clipped to [0, width] x [0, height] (theta is ignored: boxes are axis-aligned).
+def detections2d_to_prompts(msg: Detection2DArray, width: int, height: int) -> tuple[list[ObjectPrompt], list[str]]:
+    """Box prompts of 2D detections, clipped to [0, width] x [0, height] (theta is ignored: boxes are axis-aligned),
+    and one line per detection left out: an invalid box, a box outside the image, or an id an earlier detection has
+    (the first one is kept). One bad detection costs only itself.
 
     object_id is the detection's id, or its 1-based index when the id is empty; label and score come from the
     best-scoring hypothesis (empty label and score 1.0 without hypotheses).
@@ -247,27 +250,28 @@ def detections2d_to_prompts(msg: Detection2DArray, width: int, height: int) -> l
     if width <= 0 or height <= 0:
         raise InputError(f"image size {width}x{height} for the detections is empty")
     prompts: list[ObjectPrompt] = []
+    errors: list[str] = []
     seen: set[str] = set()
     for index, detection in enumerate(msg.detections):
         object_id = str(detection.id) if detection.id else str(index + 1)
         if object_id in seen:
-            raise InputError(f"detection {index} repeats object id '{object_id}'")
+            errors.append(f"object {object_id}: detection {index} repeats the id of an earlier one (the first is kept)")
+            continue
         seen.add(object_id)
         bbox = detection.bbox
         cx, cy = float(bbox.center.position.x), float(bbox.center.position.y)
         sx, sy = float(bbox.size_x), float(bbox.size_y)
         if not np.isfinite([cx, cy, sx, sy]).all() or sx <= 0 or sy <= 0:
-            raise InputError(f"detection '{object_id}' has an invalid box: centre ({cx}, {cy}), size {sx}x{sy}")
-        x_min, x_max = max(0.0, cx - sx / 2), min(float(width), cx + sx / 2)
-        y_min, y_max = max(0.0, cy - sy / 2), min(float(height), cy + sy / 2)
-        if x_max <= x_min or y_max <= y_min:
-            raise InputError(f"detection '{object_id}' box lies outside the {width}x{height} image")
+            errors.append(f"object {object_id}: invalid box: centre ({cx:g}, {cy:g}), size {sx:g}x{sy:g}")
+            continue
         label, score = "", 1.0
         if len(detection.results) > 0:
             best = max(detection.results, key=lambda result: float(result.hypothesis.score))
             label, score = str(best.hypothesis.class_id), float(best.hypothesis.score)
-        prompts.append(ObjectPrompt(object_id=object_id, label=label, score=score, bbox_xyxy=(x_min, y_min, x_max, y_max)))
-    return prompts
+        box = (cx - sx / 2, cy - sy / 2, cx + sx / 2, cy + sy / 2)
+        prompts.append(ObjectPrompt(object_id=object_id, label=label, score=score, bbox_xyxy=box))
+    prompts, outside = boxes_in_image(prompts, width, height)
+    return prompts, errors + outside
 
 
 # ------------------------------------------------------------------------------------------------- time

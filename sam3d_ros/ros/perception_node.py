@@ -1,6 +1,7 @@
 """ROS 2 node: a thin shell mapping camera, depth and mask/detection messages to the pipeline and back."""
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
+from sam3d_ros.geometry.depth_range import DEFAULT_DEPTH_RANGE_M, check_depth_range, depth_range
 from sam3d_ros.geometry.mesh_simplification import simplified_mesh
 from sam3d_ros.geometry.transforms import rotation_angle_between
 from sam3d_ros.geometry.types import InputError, ObjectReconstruction, RGBDFrame
@@ -36,7 +38,7 @@ from sam3d_ros.reconstruction.box_segmenter import METHODS as BOX_SEGMENTATION_M
 from sam3d_ros.reconstruction.box_segmenter import DepthBoxSegmenter, create_box_segmenter
 from sam3d_ros.reconstruction.files import write_results
 from sam3d_ros.reconstruction.pipeline import PerceptionPipeline, PipelineResult, support_plane_around
-from sam3d_ros.reconstruction.segmentation import labels_to_prompts
+from sam3d_ros.reconstruction.segmentation import best_scored_prompts, largest_label_prompts
 from sam3d_ros.ros import conversions
 from sam3d_ros.ros.node_statistics import NodeStatistics
 from sam3d_ros.ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
@@ -51,6 +53,15 @@ from sam3d_ros.tracking.tracker import ObjectTracker, ReconstructionRequest, Tra
 _MESSAGE_INFO_CALLBACKS = hasattr(rclpy.subscription.Subscription, "CallbackType")
 
 MARKER_MESH_MODES = ("triangle_list", "mesh_resource")
+#: depth encoding -> (hint when the median is too far, hint when it is too near) for check_depth_range (REP 118 units).
+_DEPTH_UNIT_HINTS = {
+    "32fc1": ("32FC1 depth must be metres; is it millimetres?", "32FC1 depth must be metres; is it in another unit, or normalised?"),
+    "16uc1": ("16UC1 depth must be millimetres; is it in finer units (e.g. 5000 per metre)?",
+              "16UC1 depth must be millimetres; is it metres, or a label image?"),
+    "mono16": ("mono16 depth must be millimetres; is it in finer units (e.g. 5000 per metre)?",
+               "mono16 depth must be millimetres; is it metres, or a label image?"),
+}
+_NUMBERS = re.compile(r"\d[\d.e+-]*")
 
 #: name -> (default, description). Every parameter is declared from this table and documented in config/perception.yaml.
 PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -71,6 +82,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "input_qos_reliability": ("best_effort", "QoS reliability of the inputs: 'best_effort' (sensor data, camera drivers) or 'reliable' (any case)."),
     "input_qos_depth": (5, "QoS history depth of the inputs."),
     "min_mask_pixels": (50, "Masks with fewer pixels are skipped with a warning."),
+    "depth_range_m": (list(DEFAULT_DEPTH_RANGE_M), "Working range [min, max] (m) of the depth camera: a frame whose median depth lies outside is refused with a warning naming the likely unit error (32FC1 must be metres, 16UC1 millimetres)."),
+    "max_objects": (32, "Most objects taken from one frame: the largest masks or best-scored detections; a warning says how many were dropped (0 = no limit)."),
+    "max_reconstructions_per_frame": (8, "Most objects one frame sends to reconstruction (best-scored, then largest first); the others follow from the next frames, so the first get their mesh and TF sooner."),
     "association": ("auto", "Object identity across frames: 'auto' (detection ids when the detector sets them, else mask overlap and 3D distance), 'input_id' (trust every input id, label values included) or 'overlap'."),
     "max_association_distance_m": (0.10, "Observed centres further apart (m) than this are not the same object unless their masks overlap."),
     "lost_timeout_s": (2.0, "An object unseen for this long (s, image time) is removed: TF stops, marker deleted, REMOVE to the planning scene."),
@@ -107,6 +121,7 @@ RUNTIME_PARAMETERS = frozenset({
     "lost_timeout_s", "reconstruct_interval_s", "min_fitness", "max_rmse_m", "degraded_frames", "tracking_points",
     "publish_tf", "publish_collision_objects", "apply_planning_scene", "collision_min_motion_m",
     "collision_max_triangles", "marker_max_triangles", "marker_labels", "scene_dir", "warning_period_s",
+    "depth_range_m", "max_objects", "max_reconstructions_per_frame",
 })
 INPUT_QOS_RELIABILITY = ("best_effort", "reliable")
 _TRACKER_PARAMETERS = ("association", "max_association_distance_m", "lost_timeout_s", "reconstruct_interval_s",
@@ -137,6 +152,14 @@ def validate_parameters(params: dict[str, Any]) -> None:
     for name, low in at_least.items():
         if not params[name] >= low:
             raise ValueError(f"{name} must be >= {low}, got {params[name]}")
+    try:
+        depth_range(params["depth_range_m"])
+    except ValueError as exc:
+        raise ValueError(f"depth_range_m: {exc}") from None
+    if params["max_objects"] < 0:
+        raise ValueError(f"max_objects must be >= 0 (0 = no limit), got {params['max_objects']}")
+    if params["max_reconstructions_per_frame"] < 1:
+        raise ValueError(f"max_reconstructions_per_frame must be >= 1, got {params['max_reconstructions_per_frame']}")
     if not params["diagnostics_period_s"] > 0:
         raise ValueError(f"diagnostics_period_s must be > 0, got {params['diagnostics_period_s']}")
     if not 0.0 <= params["min_fitness"] <= 1.0:
@@ -195,6 +218,7 @@ class PerceptionNode(Node):
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         validate_parameters(p)  # before anything is built: a bad value is one line and exit status 2
         self.params = p
+        self._depth_range_m = depth_range(p["depth_range_m"])
         box_segmenter, segmenter_line = create_box_segmenter(
             p["models_dir"] or default_models_dir(), p["sam_checkpoint"], p["box_segmentation"], p["sam_device"]
         )
@@ -307,6 +331,7 @@ class PerceptionNode(Node):
             old = self.params
             self.params = candidate
             self.tracker.config = tracker_config(candidate)
+            self._depth_range_m = depth_range(candidate["depth_range_m"])
             self._apply_output_parameters()
             if candidate["target_frame"] != old["target_frame"]:
                 self._held_transform = None
@@ -395,7 +420,7 @@ class PerceptionNode(Node):
             converted_s = time.monotonic()
         except InputError as exc:
             self.stats.frames_invalid += 1
-            self.warn(f"input:{str(exc)[:40]}", f"frame skipped: {exc}")
+            self.warn(f"input:{_NUMBERS.sub('#', str(exc))[:60]}", f"frame skipped: {exc}")
             return
         min_pixels = int(self.params["min_mask_pixels"])
         kept = []
@@ -431,30 +456,53 @@ class PerceptionNode(Node):
         self.stats.record("total", done_s - started_s)
 
     def _to_core(self, frame_set: FrameSet) -> tuple[RGBDFrame, list, list, list[bool]]:
-        """(frame, prompts, masks, stable ids) of a matched frame; InputError names what is wrong."""
+        """(frame, prompts, masks, stable ids) of a matched frame; InputError names what is wrong with the frame.
+        A problem of one object (a box off the image, a repeated id) is warned about and costs that object only;
+        beyond max_objects the largest masks / best-scored detections are kept."""
         image = frame_set.image
+        if not str(image.header.frame_id).strip():
+            raise InputError(
+                "colour image header.frame_id is empty: the objects' TF parent would be '' (tf2 rejects it); "
+                "set the camera driver's frame id"
+            )
         depth_m = conversions.depth_msg_to_metres(frame_set.depth) if frame_set.depth is not None else None
         frame = RGBDFrame(
             conversions.image_msg_to_rgb(image), depth_m, conversions.camera_info_to_intrinsics(frame_set.camera_info),
             image.header.frame_id, frame_set.stamp_ns,
         )
         frame.validate()
+        if depth_m is not None:
+            far, near = _DEPTH_UNIT_HINTS.get(str(frame_set.depth.encoding).lower(), ("", ""))
+            check_depth_range(depth_m, self._depth_range_m, "depth_range_m", far, near)
         self._camera_frame_id = frame.frame_id
         height, width = frame.rgb.shape[:2]
+        max_objects = int(self.params["max_objects"])
         if frame_set.masks is not None:
             labels = conversions.mask_msg_to_labels(frame_set.masks)
             if labels.shape != (height, width):
                 raise InputError(f"mask image is {labels.shape[1]}x{labels.shape[0]} but the colour image is {width}x{height}")
-            prompts = labels_to_prompts(labels)
+            prompts, dropped = largest_label_prompts(labels, max_objects)
             if not prompts:
                 raise InputError("mask image has no object pixel (all background)")
+            self._warn_dropped("mask image", len(prompts), dropped, "largest")
             masks = [prompt.mask for prompt in prompts]
             stable_ids = [False] * len(prompts)
         else:
-            prompts = conversions.detections2d_to_prompts(frame_set.detections, width, height)
-            stable_ids = [bool(d.id) for d in frame_set.detections.detections]
+            prompts, problems = conversions.detections2d_to_prompts(frame_set.detections, width, height)
+            for problem in problems:  # throttled per object and kind of problem, whatever its numbers
+                head, _, reason = problem.partition(": ")
+                self.warn(f"object:{head}:{_NUMBERS.sub('#', reason)[:40]}", problem)
+            prompts, dropped = best_scored_prompts(prompts, max_objects)
+            self._warn_dropped("detections", len(prompts), dropped, "best-scored")
+            given_ids = {str(d.id) for d in frame_set.detections.detections if d.id}
+            stable_ids = [prompt.object_id in given_ids for prompt in prompts]
             masks = self._box_masks(frame, prompts)
         return frame, prompts, masks, stable_ids
+
+    def _warn_dropped(self, source: str, kept: int, dropped: int, which: str) -> None:
+        if dropped:
+            self.warn("max_objects", f"{source} has {kept + dropped} objects: kept the {kept} {which}, dropped {dropped} "
+                                     f"(max_objects: {self.params['max_objects']})")
 
     def _box_masks(self, frame: RGBDFrame, prompts: list) -> list:
         """Fast depth-foreground masks inside the boxes, for tracking (reconstruction uses box_segmentation)."""
@@ -495,7 +543,10 @@ class PerceptionNode(Node):
 
     # -- reconstruction (scheduler thread) -----------------------------------------------------------------------
     def _submit(self, frame: RGBDFrame, tracks: list[Track]) -> None:
-        request = self.tracker.make_request(frame.stamp_ns, tracks)
+        """Queue at most max_reconstructions_per_frame of `tracks` (best-scored, then largest first); the others
+        still need a reconstruction and are sent from the next frames."""
+        tracks = sorted(tracks, key=lambda t: (-t.score, -int(np.count_nonzero(t.mask_small))))
+        request = self.tracker.make_request(frame.stamp_ns, tracks[: int(self.params["max_reconstructions_per_frame"])])
         for replaced in self.scheduler.submit((request, frame)):
             self.tracker.cancel_request(replaced.payload[0])
 
@@ -677,7 +728,7 @@ class PerceptionNode(Node):
         with self._lock:
             count = self.tracker.request_reconstruction(None, "requested")
         response.success = count > 0
-        response.message = f"{count} object(s) will be reconstructed from the next frame" if count else "no object to reconstruct"
+        response.message = f"{count} object(s) will be reconstructed from the next frame(s)" if count else "no object to reconstruct"
         return response
 
     def _on_clear(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sam3d_ros.geometry.depth_range import DEFAULT_DEPTH_RANGE_M, check_depth_range, depth_range
 from sam3d_ros.geometry.types import InputError, RGBDFrame
 from sam3d_ros.reconstruction import files
 from sam3d_ros.reconstruction.backends.factory import create_backend
@@ -25,12 +26,31 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _check_depth_units(depth_m: np.ndarray, args: argparse.Namespace) -> None:
+    """The node's plausibility check of the depth unit, with the hints of this command's options."""
+    try:
+        range_m = depth_range(args.depth_range)
+    except ValueError as exc:
+        raise InputError(f"--depth-range: {exc}") from exc
+    if Path(args.depth).suffix.lower() == ".npy":
+        far = f"a .npy depth must be float metres; is {args.depth} in millimetres?"
+        near = f"a .npy depth must be float metres; is {args.depth} in another unit?"
+    else:
+        far = (f"16-bit PNG value x --depth-scale {args.depth_scale:g} = metres; set --depth-scale to the PNG's metres "
+               "per unit (e.g. 0.0002 for 5000 units per metre)")
+        near = (f"16-bit PNG value x --depth-scale {args.depth_scale:g} = metres; is the PNG in metres (--depth-scale 1) "
+                "or a label image?")
+    check_depth_range(depth_m, range_m, "--depth-range", far, near)
+
+
 def reconstruct(args: argparse.Namespace) -> int:
     """Reconstruct every object of one RGB-D frame and write objects.json + meshes to --out."""
     try:
         rgb = files.read_rgb(args.rgb)
         depth_m = files.read_depth(args.depth, args.depth_scale)
         intrinsics = files.read_camera_yaml(args.camera_info)
+        RGBDFrame(rgb, depth_m, intrinsics, args.frame_id).validate()  # sizes and valid pixels before the units
+        _check_depth_units(depth_m, args)
         if args.masks is not None:
             labels = files.read_labels(args.masks)
             if labels.shape != rgb.shape[:2]:
@@ -40,11 +60,17 @@ def reconstruct(args: argparse.Namespace) -> int:
                 raise InputError(f"label image {args.masks} has no object pixel (all 0)")
         else:
             prompts = files.read_detections(args.detections)
+            if not prompts:
+                raise InputError(f"detections {args.detections} is an empty list: no object to reconstruct")
         problems = []
         if args.ids:
             known = {p.object_id for p in prompts}
             problems += [f"object {i}: unknown id (present: {', '.join(sorted(known))})" for i in args.ids if i not in known]
             prompts = [p for p in prompts if p.object_id in set(args.ids)]
+        try:  # before the work: an unwritable --out must not cost a reconstruction
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot write to --out {args.out}: {exc.strerror or exc}") from exc
         segmenter, segmenter_line = create_box_segmenter(args.models_dir, args.sam_checkpoint, args.box_segmentation)
         if args.detections is not None:
             print(segmenter_line, file=sys.stderr)
@@ -68,7 +94,10 @@ def reconstruct(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except ValueError as exc:  # unknown backend or box segmentation method, unusable checkpoint
         return _fail(str(exc))
-    path = files.write_results(args.out, args.frame_id, result.objects, glb=not args.no_glb)
+    try:
+        path = files.write_results(args.out, args.frame_id, result.objects, glb=not args.no_glb)
+    except OSError as exc:
+        return _fail(f"cannot write the results to --out {args.out}: {exc.strerror or exc}")
     print(f"wrote {len(result.objects)} object(s) to {path}")
     problems += result.errors
     for problem in problems:
@@ -166,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--rgb", type=Path, required=True, help="8-bit PNG/JPEG colour image")
     rec.add_argument("--depth", type=Path, required=True, help="16-bit PNG (value x --depth-scale = metres) or .npy float32 metres")
     rec.add_argument("--depth-scale", type=float, default=0.001, help="metres per unit of a 16-bit depth PNG (default 0.001)")
+    rec.add_argument("--depth-range", type=float, nargs=2, default=list(DEFAULT_DEPTH_RANGE_M), metavar=("MIN", "MAX"),
+                     help="working range of the depth camera in metres (default 0.1 10): a median depth outside it is "
+                          "refused as a unit error")
     rec.add_argument("--camera-info", type=Path, required=True, help="camera_calibration / camera_info_manager YAML")
     seg = rec.add_mutually_exclusive_group(required=True)
     seg.add_argument("--masks", type=Path, help="8- or 16-bit label PNG, 0 = background, value = object id")

@@ -82,3 +82,39 @@ def test_each_object_sees_the_union_of_the_other_masks_overlaps_included():
     single = _Recorder()
     PerceptionPipeline(single, min_mask_pixels=1).process(frame, prompts[:1])
     assert not single.others["a"].any()
+
+
+class _Fragile(ReconstructionBackend):
+    """Fails one object the way a library does (a plain ValueError), reconstructs the others with the depth backend."""
+
+    name = "fragile"
+    needs_depth = True
+
+    def __init__(self, bad_id):
+        self.bad_id, self.depth = bad_id, create_backend("depth")
+
+    def reconstruct(self, frame, mask, scene, object_id="", label="", score=1.0):
+        if object_id == self.bad_id:
+            raise ValueError("max_iter exceeded!")
+        return self.depth.reconstruct(frame, mask, scene, object_id, label, score)
+
+
+def test_an_unexpected_error_of_one_object_costs_only_that_object():
+    scene = random_tabletop_scene(43, n_objects=3)
+    prompts = labels_to_prompts(scene.labels)
+    bad = prompts[1].object_id
+    result = PerceptionPipeline(_Fragile(bad)).process(RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics), prompts)
+    assert sorted(o.object_id for o in result.objects) == sorted(p.object_id for p in prompts if p.object_id != bad)
+    assert result.errors == [f"object {bad}: unexpected ValueError: max_iter exceeded!"]
+
+
+def test_boxes_outside_the_image_cost_only_their_object_and_say_where_they_are():
+    scene = random_tabletop_scene(44, n_objects=2)
+    prompts = []
+    for obj in scene.objects:
+        rows, cols = np.nonzero(scene.labels == obj.object_id)
+        prompts.append(ObjectPrompt(str(obj.object_id), bbox_xyxy=(cols.min() - 3, rows.min() - 3, cols.max() + 4, rows.max() + 4)))
+    prompts.insert(1, ObjectPrompt("off", bbox_xyxy=(-80.5, 100, -2, 200)))
+    result = PerceptionPipeline(create_backend("depth")).process(RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics), prompts)
+    assert sorted(o.object_id for o in result.objects) == sorted(str(o.object_id) for o in scene.objects)
+    assert result.errors == ["object off: box [-80.5, 100, -2, 200] (x_min, y_min, x_max, y_max) lies outside the 640x480 image"]

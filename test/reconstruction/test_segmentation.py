@@ -2,7 +2,10 @@
 import numpy as np
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
-from sam3d_ros.reconstruction.segmentation import clip_box, labels_to_prompts, mask_from_box_depth
+from sam3d_ros.geometry.types import ObjectPrompt
+from sam3d_ros.reconstruction.segmentation import (
+    best_scored_prompts, boxes_in_image, clip_box, labels_to_prompts, largest_label_prompts, mask_from_box_depth,
+)
 
 
 def test_label_image_gives_one_prompt_per_id():
@@ -24,6 +27,32 @@ def test_binary_mono8_mask_is_one_object_and_small_ids_dropped():
     labels[4:8, 4:8] = 4
     assert [p.object_id for p in labels_to_prompts(labels, min_pixels=2)] == ["4"]
     assert labels_to_prompts(np.zeros((4, 4), np.uint8)) == []
+
+
+def test_beyond_max_objects_the_largest_labels_are_kept_in_id_order():
+    labels = np.zeros((30, 30), np.uint16)
+    for k, size in enumerate([1, 4, 2, 4, 3], start=1):  # id k covers a size x size square
+        labels[k * 4:k * 4 + size, 0:size] = k
+    prompts, dropped = largest_label_prompts(labels, 3)
+    assert [p.object_id for p in prompts] == ["2", "4", "5"] and dropped == 2  # 16, 16 and 9 pixels
+    assert largest_label_prompts(labels, 0)[1] == 0 and len(largest_label_prompts(labels, 0)[0]) == 5
+    small_left_out, dropped = largest_label_prompts(labels, 3, min_pixels=10)
+    assert [p.object_id for p in small_left_out] == ["2", "4"] and dropped == 0  # too small is not "dropped"
+
+
+def test_beyond_max_objects_the_best_scored_detections_are_kept_in_input_order():
+    prompts = [ObjectPrompt(name, score=score) for name, score in [("a", 0.2), ("b", 0.9), ("c", 0.5), ("d", 0.9)]]
+    kept, dropped = best_scored_prompts(prompts, 2)
+    assert [p.object_id for p in kept] == ["b", "d"] and dropped == 2
+    assert best_scored_prompts(prompts, 0) == (prompts, 0) and best_scored_prompts(prompts, 4) == (prompts, 0)
+
+
+def test_boxes_are_clipped_and_those_outside_the_image_reported():
+    prompts = [ObjectPrompt("in", bbox_xyxy=(-5.0, 10.0, 30.0, 500.0)), ObjectPrompt("out", bbox_xyxy=(640.0, 0.0, 700.5, 10.0)),
+               ObjectPrompt("mask", mask=np.zeros((480, 640), bool))]
+    kept, errors = boxes_in_image(prompts, 640, 480)
+    assert [p.object_id for p in kept] == ["in", "mask"] and kept[0].bbox_xyxy == (0.0, 10.0, 30.0, 480.0)
+    assert errors == ["object out: box [640, 0, 700.5, 10] (x_min, y_min, x_max, y_max) lies outside the 640x480 image"]
 
 
 def test_clip_box():

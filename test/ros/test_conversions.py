@@ -270,7 +270,8 @@ def test_detections_to_prompts() -> None:
         detection(5, 95, 30, 20),  # clipped at the left and bottom
         detection(120, -2, 30, 10, results=[("box", 0.6)]),  # clipped at the right and top
     ]
-    prompts = detections2d_to_prompts(msg, width=128, height=100)
+    prompts, errors = detections2d_to_prompts(msg, width=128, height=100)
+    assert errors == []
     assert [p.object_id for p in prompts] == ["mug-3", "2", "3"]
     assert [p.label for p in prompts] == ["mug", "", "box"]
     assert [p.score for p in prompts] == [0.9, 1.0, 0.6]
@@ -280,17 +281,20 @@ def test_detections_to_prompts() -> None:
     assert all(p.mask is None for p in prompts)
 
 
-def test_bad_detections_raise() -> None:
-    for bad, pattern in [
-        (detection(10, 10, 0, 5, det_id="a"), "'a' has an invalid box"),
-        (detection(10, 10, float("nan"), 5), "'1' has an invalid box"),
-        (detection(500, 10, 10, 10), "outside the 128x100 image"),
+def test_bad_detections_cost_only_themselves() -> None:
+    good = detection(50, 40, 20, 10, det_id="good")
+    for bad, expected in [
+        (detection(10, 10, 0, 5, det_id="a"), "object a: invalid box: centre (10, 10), size 0x5"),
+        (detection(10, 10, float("nan"), 5), "object 2: invalid box: centre (10, 10), size nanx5"),
+        (detection(500, 10, 10, 10, det_id="far"),
+         "object far: box [495, 5, 505, 15] (x_min, y_min, x_max, y_max) lies outside the 128x100 image"),
+        (detection(20, 20, 4, 4, "good"), "object good: detection 1 repeats the id of an earlier one (the first is kept)"),
     ]:
-        with pytest.raises(InputError, match=pattern):
-            detections2d_to_prompts(Detection2DArray(detections=[bad]), 128, 100)
-    duplicate = Detection2DArray(detections=[detection(10, 10, 4, 4, "x"), detection(20, 20, 4, 4, "x")])
-    with pytest.raises(InputError, match="repeats object id 'x'"):
-        detections2d_to_prompts(duplicate, 128, 100)
+        prompts, errors = detections2d_to_prompts(Detection2DArray(detections=[good, bad]), 128, 100)
+        assert [p.object_id for p in prompts] == ["good"] and prompts[0].bbox_xyxy == (40.0, 35.0, 60.0, 45.0)
+        assert errors == [expected]
+    with pytest.raises(InputError, match="image size 0x100"):
+        detections2d_to_prompts(Detection2DArray(detections=[good]), 0, 100)
 
 
 def test_stamps() -> None:

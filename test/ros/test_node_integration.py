@@ -86,11 +86,12 @@ def test_objects_are_published_at_their_true_positions(node_and_client, seed, de
 def test_malformed_frames_are_skipped_and_the_next_good_one_processed(node_and_client):
     process, client, log_path = node_and_client
     scene = random_tabletop_scene(21, n_objects=2)
-    # 1. depth of the wrong size, 2. an unknown image encoding, 3. an all-NaN depth, 4. an empty label image.
+    # 1. depth of the wrong size, 2. an unknown image encoding, 3. an all-NaN depth, 4. an empty label image,
+    # 5. 32FC1 depth in millimetres, 6. an empty frame_id (tf2 rejects it as a parent).
     bad_frames = []
-    for kind in ("small_depth", "bad_encoding", "nan_depth", "empty_mask"):
+    for kind in ("small_depth", "bad_encoding", "nan_depth", "empty_mask", "mm_depth", "no_frame_id"):
         stamp = _stamp_ns()
-        header = Header(stamp=ns_to_stamp(stamp), frame_id=FRAME_ID)
+        header = Header(stamp=ns_to_stamp(stamp), frame_id="" if kind == "no_frame_id" else FRAME_ID)
         depth = scene.depth_m
         image = array_to_image_msg(scene.rgb, "rgb8", header)
         labels = scene.labels
@@ -102,6 +103,8 @@ def test_malformed_frames_are_skipped_and_the_next_good_one_processed(node_and_c
             depth = np.full_like(depth, np.nan)
         elif kind == "empty_mask":
             labels = np.zeros_like(labels)
+        elif kind == "mm_depth":
+            depth = depth * 1000
         client.publish(
             header, image, intrinsics_to_camera_info(scene.intrinsics, header),
             array_to_image_msg(depth.astype(np.float32), "32FC1", header),
@@ -116,7 +119,8 @@ def test_malformed_frames_are_skipped_and_the_next_good_one_processed(node_and_c
         assert bad not in client.outputs or client.outputs[bad].detection_arrays == 0
     assert process.poll() is None, "the node died"
     log = log_path.read_text()
-    for expected in ("depth image is 320x240 but colour image is 640x480", "yuv422_yuy2", "no valid pixel", "no object pixel"):
+    for expected in ("depth image is 320x240 but colour image is 640x480", "yuv422_yuy2", "no valid pixel", "no object pixel",
+                     "32FC1 depth must be metres; is it millimetres?", "header.frame_id is empty"):
         assert expected in log, f"missing warning '{expected}' in node log:\n{log}"
 
 

@@ -379,9 +379,12 @@ class DepthBackend(ReconstructionBackend):
         return make_transform(R_cam_obj, centre_cam), np.array([length, width, z_max - z_min])
 
 
-def _subdivided(mesh: trimesh.Trimesh, max_edge_m: float = 0.015) -> trimesh.Trimesh:
-    """Split faces until no edge is longer than `max_edge_m`, so vertex colours can vary over the surface."""
-    vertices, faces = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, max_edge=max_edge_m, max_iter=6)
+def _subdivided(mesh: trimesh.Trimesh, max_edge_m: float = 0.015, max_iter: int = 6) -> trimesh.Trimesh:
+    """Split faces until no edge is longer than `max_edge_m`, so vertex colours can vary over the surface; an object
+    too large for that in `max_iter` halvings (over a metre) gets proportionally longer edges instead of an error."""
+    longest_m = float(mesh.edges_unique_length.max()) if len(mesh.faces) else 0.0
+    max_edge_m = max(max_edge_m, 1.01 * longest_m / 2**max_iter)
+    vertices, faces = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, max_edge=max_edge_m, max_iter=max_iter)
     return trimesh.Trimesh(vertices, faces, process=True)
 
 

@@ -18,6 +18,7 @@ import rclpy.subscription
 from diagnostic_msgs.msg import DiagnosticArray
 from moveit_msgs.msg import CollisionObject, PlanningScene
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -78,7 +79,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "sync_slop_s": (0.05, "Largest stamp difference (s) between the image and its depth or camera_info."),
     "segmentation_slop_s": (0.0, "Largest stamp difference (s) between the image and its masks or detections; 0 = exact (segmenters copy the image header)."),
     "sync_queue_size": (10, "Messages kept per input while waiting for the others."),
-    "depth_timeout_s": (1.0, "After this long (s) without any depth message, frames are handled without depth."),
+    "depth_timeout_s": (1.0, "A frame waits for the depth of its stamp; it goes without depth only when none has arrived for this long (s) nor since the image before it (at start-up: none this long after the first image)."),
     "input_qos_reliability": ("best_effort", "QoS reliability of the inputs: 'best_effort' (sensor data, camera drivers) or 'reliable' (any case)."),
     "input_qos_depth": (5, "QoS history depth of the inputs."),
     "min_mask_pixels": (50, "Masks with fewer pixels are skipped with a warning."),
@@ -292,6 +293,8 @@ class PerceptionNode(Node):
         self._worker = threading.Thread(target=self._track_loop, name="sam3d_tracking", daemon=True)
         self._worker.start()
         self.create_timer(2.0, self._check_inputs)
+        # Frames waiting for depth that is not published complete with time alone (steady: whatever /clock does).
+        self.create_timer(0.1, self._poll_inputs, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(float(p["diagnostics_period_s"]), self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
@@ -361,8 +364,29 @@ class PerceptionNode(Node):
         with self._assembler_lock:
             frames = self.assembler.add(kind, stamp_ns, msg, time.monotonic())
             self.stats.unmatched_images = self.assembler.dropped_images
+            jump_ns = self.assembler.take_time_jump()
+            mismatch = self.assembler.segmentation_mismatch
         if kind == "image":
             self.stats.frames_in += 1
+        if jump_ns is not None:
+            self._on_time_jump(jump_ns, stamp_ns)
+        if mismatch is not None:
+            self.warn("segmentation_stamps", (
+                f"{mismatch.kind} stamps match no image stamp: they differ by {mismatch.offset_ns / 1e6:+.1f} ms from "
+                f"the nearest image (segmentation_slop_s is {self.params['segmentation_slop_s']} s), so frames are "
+                "skipped; a segmenter that re-stamps its output needs segmentation_slop_s above that difference"
+            ))
+        self._hand_over(frames)
+
+    def _poll_inputs(self) -> None:
+        """Frames whose depth turned out not to be published (they wait for it up to depth_timeout_s)."""
+        with self._assembler_lock:
+            frames = self.assembler.poll(time.monotonic())
+            self.stats.unmatched_images = self.assembler.dropped_images
+        self._hand_over(frames)
+
+    def _hand_over(self, frames: list[FrameSet]) -> None:
+        """The newest complete frame goes to the tracking thread."""
         if frames:
             self.stats.frames_dropped_sync += len(frames) - 1  # older complete frames behind a newer one
             with self._pending_cv:
@@ -370,6 +394,18 @@ class PerceptionNode(Node):
                     self.stats.frames_dropped_busy += 1
                 self._pending = frames[-1]
                 self._pending_cv.notify()
+
+    def _on_time_jump(self, jump_ns: int, stamp_ns: int) -> None:
+        """Image stamps jumped back (looping bag, driver restart, simulator reset): the assembler and the tracker
+        reset themselves; TF of the old timeline must go too (see tf_listener)."""
+        self.warn("time_jump", (
+            f"time jumped back {jump_ns / 1e9:.3f} s (image stamp {stamp_ns / 1e9:.3f} s): frames waiting from before "
+            "dropped, object timers carried over, transforms from before forgotten"
+        ))
+        if self.tf_lookup is not None:
+            self.tf_lookup.time_jumped_back(stamp_ns)
+        self._plane_stamp_ns = -(10**18)
+        self._held_transform = None  # a target_frame transform of the old timeline must not stand in
 
     def _check_inputs(self) -> None:
         """Say what is missing when images arrive but frames cannot be completed."""
@@ -584,6 +620,10 @@ class PerceptionNode(Node):
         request, frame = job.payload
         if self._stopping:  # the node is going down: nothing is published any more
             return
+        # Requested before time jumped back: published at the latest frame's stamp with the current poses (its own
+        # stamp is from the old timeline, which TF listeners have forgotten).
+        exact_stamp = request.epoch == self.tracker.time_epoch or self.tracker.newest_stamp_ns is None
+        stamp_ns = request.stamp_ns if exact_stamp else self.tracker.newest_stamp_ns
         self.stats.record("reconstruction", elapsed_s)
         prepared = _PreparedMeshes()
         if error is not None:
@@ -599,7 +639,7 @@ class PerceptionNode(Node):
         failed = [prompt.object_id for prompt in request.prompts if prompt.object_id not in done_ids]
         self.stats.reconstructions += len(result_objects)
         self.stats.reconstruction_failures += len(failed)
-        header = Header(stamp=conversions.ns_to_stamp(request.stamp_ns), frame_id=frame.frame_id)
+        header = Header(stamp=conversions.ns_to_stamp(stamp_ns), frame_id=frame.frame_id)
         output_frame = self._output_frame(header)  # None: no target_frame transform; the next tracked frame publishes
         T_frame_cam, frame_id = output_frame if output_frame is not None else (None, "")
         out_header = Header(stamp=header.stamp, frame_id=frame_id)
@@ -610,7 +650,8 @@ class PerceptionNode(Node):
             if not updated:
                 return
             # Publish the reconstruction at its own frame's stamp, where its pose is exact.
-            exact = [replace(t.reconstruction, T_cam_obj=t.T_cam_obj_reconstructed) for t in updated]
+            exact = [replace(t.reconstruction, T_cam_obj=t.T_cam_obj_reconstructed) if exact_stamp else t.reconstruction
+                     for t in updated]
             for track in updated:  # what was converted from the previous mesh must not outlive it
                 for kept, new in ((self._collision_shapes, prepared.collision_shapes),
                                   (self._marker_meshes, prepared.triangle_lists)):

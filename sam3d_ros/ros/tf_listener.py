@@ -4,7 +4,9 @@ Both paths answer `lookup(target_frame, source_frame, stamp_ns, timeout_s)` with
 raise TransformLookupError with a one-line message. Transforms arrive through the node's subscriptions, so the
 node must be spinning (in another thread, or another callback group of a multi-threaded executor) for a lookup
 to see them, and for `timeout_s` to be of any use. Both clear their dynamic transforms when the node's ROS time
-jumps back (a looping bag with use_sim_time), as tf2_ros' Buffer does with a node.
+jumps back (a looping bag with use_sim_time), as tf2_ros' Buffer does with a node. Stamps can jump back without the
+clock (a bag looping on wall time, a driver restart): TopicTransformLookup notices it in the TF stamps
+(TransformBuffer), and `time_jumped_back(stamp_ns)` tells either lookup that the node saw it in its input stamps.
 """
 from __future__ import annotations
 
@@ -41,6 +43,10 @@ class TransformLookup(Protocol):
 
     def lookup(self, target_frame: str, source_frame: str, stamp_ns: int, timeout_s: float = 0.0) -> np.ndarray:
         """T_target_source at stamp_ns (0: latest), waiting up to timeout_s; TransformLookupError when it fails."""
+        ...
+
+    def time_jumped_back(self, stamp_ns: int) -> None:
+        """The node's input stamps jumped back to `stamp_ns`: transforms from the old timeline must not be used."""
         ...
 
 
@@ -85,9 +91,15 @@ class TopicTransformLookup:
                 QoSProfile(durability=DurabilityPolicy.TRANSIENT_LOCAL, **qos), callback_group=group,
             ),
         ]
-        self._jump_handle = _clear_on_time_jump(node, self.buffer.clear)
+        # The clock jumped: TF samples of the new timeline that came before /clock are held, not lost.
+        self._jump_handle = _clear_on_time_jump(node, self.buffer.time_jumped_back)
+
+    def time_jumped_back(self, stamp_ns: int) -> None:
+        """Forget the dynamic transforms but the first samples of the new timeline (near `stamp_ns`)."""
+        self.buffer.time_jumped_back(stamp_ns)
 
     def _on_tf(self, msg: Any, static: bool) -> None:
+        jumps = self.buffer.time_jumps
         for transform in msg.transforms:
             parent, child = str(transform.header.frame_id), str(transform.child_frame_id)
             try:
@@ -98,6 +110,10 @@ class TopicTransformLookup:
                                     f"{format_ns(stamp_ns)}: older than the {cache_s:g} s cache")
             except ValueError as exc:  # InputError is a ValueError
                 self._warn_once(parent, child, "invalid", f"ignoring transform '{parent}' -> '{child}': {exc}")
+        if self.buffer.time_jumps != jumps and self.buffer.last_time_jump is not None:
+            parent, child, back_ns = self.buffer.last_time_jump
+            self._logger.warning(f"TF time jumped back {back_ns / 1e9:.3f} s (transform '{parent}' -> '{child}'): "
+                                 "dynamic transforms cleared")
         with self._new_data:
             self._generation += 1
             self._new_data.notify_all()
@@ -135,6 +151,11 @@ class Tf2TransformLookup:
         self.buffer = tf2_ros.Buffer(cache_time=Duration(seconds=cache_time_s))
         self.listener = tf2_ros.TransformListener(self.buffer, node)
         self._jump_handle = _clear_on_time_jump(node, self.buffer.clear)
+
+    def time_jumped_back(self, stamp_ns: int) -> None:
+        """tf2 notices only jumps of the node's clock: without them it would refuse the new timeline's transforms as
+        older than its cache (or interleave them with the old ones). Clear it."""
+        self.buffer.clear()
 
     def lookup(self, target_frame: str, source_frame: str, stamp_ns: int, timeout_s: float = 0.0) -> np.ndarray:
         """T_target_source at stamp_ns (0: latest), waiting up to timeout_s; TransformLookupError when it fails."""

@@ -6,6 +6,14 @@ both frames up to their common ancestor and interpolates each dynamic edge at th
 translation, slerp rotation), like tf2's BufferCore. Stamps are integer nanoseconds; 0 means "the latest time
 every dynamic edge on the path has data for" (tf2's Time 0).
 
+Time that jumps back (a looping bag, a simulator reset, a driver restart) is noticed in the stamps: when two
+samples in a row of one edge (the second not older than the first) lie more than `time_jump_s` before its newest
+one, every dynamic transform is cleared, as tf2_ros' Buffer does when its node's clock jumps back (which needs
+use_sim_time and /clock); without that, the new timeline's samples would be refused as older than the cache, or
+interleaved with the old ones. One such sample alone is a late one (a reconstruction published at its own, older
+frame's stamp) and is kept or refused as tf2 would. `time_jumped_back` clears when the caller learnt of the jump
+otherwise (its clock, other stamps), keeping the samples that started the new timeline.
+
 Thread-safe: one thread may add transforms while others look them up.
 """
 from __future__ import annotations
@@ -90,10 +98,12 @@ class TransformBuffer:
         cache_time_s: float = 10.0,
         extrapolation_tolerance_s: float = 0.0,
         max_samples_per_frame: int = 100_000,
+        time_jump_s: float = 1.0,
     ) -> None:
         """cache_time_s: history kept per dynamic edge, before its newest sample.
         extrapolation_tolerance_s: a stamp up to this much past an edge's newest sample uses that sample.
         max_samples_per_frame: hard cap on the history of one edge (oldest dropped first), whatever the rate.
+        time_jump_s: samples this much before their edge's newest one may mean time jumped back (tf2_ros' threshold).
         """
         if not cache_time_s > 0:
             raise ValueError(f"cache_time_s must be positive, got {cache_time_s}")
@@ -101,9 +111,15 @@ class TransformBuffer:
             raise ValueError(f"extrapolation_tolerance_s must be >= 0, got {extrapolation_tolerance_s}")
         if max_samples_per_frame < 2:
             raise ValueError(f"max_samples_per_frame must be >= 2, got {max_samples_per_frame}")
+        if not time_jump_s > 0:
+            raise ValueError(f"time_jump_s must be positive, got {time_jump_s}")
         self.cache_time_ns = int(round(cache_time_s * _NS_PER_S))
         self.tolerance_ns = int(round(extrapolation_tolerance_s * _NS_PER_S))
         self.max_samples_per_frame = int(max_samples_per_frame)
+        self.time_jump_ns = int(round(time_jump_s * _NS_PER_S))
+        self.time_jumps = 0  # times the TF stamps were seen to jump back (the dynamic transforms were cleared)
+        self.last_time_jump: tuple[str, str, int] | None = None  # (parent, child, how far back in ns) of the latest
+        self._held: dict[str, tuple[str, int, np.ndarray]] = {}  # child -> (parent, stamp, T): far behind its edge
         self._edges: dict[str, _Edge] = {}  # child frame -> its edge to its parent
         self._children: dict[str, int] = {}  # parent frame -> number of edges naming it as parent
         self._lock = threading.Lock()
@@ -117,8 +133,10 @@ class TransformBuffer:
 
         A static transform replaces the child's edge and never expires. A sample for a child whose parent or
         static/dynamic kind changed replaces its whole edge (its history restarts). A sample at an existing stamp
-        replaces it. Raises ValueError for empty or equal frame names, a negative stamp, a non-rigid matrix, or
-        an edge that would close a loop.
+        replaces it. The second dynamic sample in a row more than time_jump_s before its edge's newest one clears
+        every dynamic transform first (time jumped back; counted in `time_jumps`) and is kept with the first. Raises
+        ValueError for empty or equal frame names, a negative stamp, a non-rigid matrix, or an edge that would close
+        a loop.
         """
         parent, child, stamp_ns = str(parent), str(child), int(stamp_ns)
         if not parent or not child:
@@ -129,21 +147,60 @@ class TransformBuffer:
             raise ValueError(f"transform '{parent}' -> '{child}' has a negative stamp {stamp_ns} ns")
         T = _checked_transform(T_parent_child, parent, child)
         with self._lock:
-            edge = self._edges.get(child)
-            if edge is None or edge.parent != parent or edge.static != static:
-                if edge is None or edge.parent != parent:
-                    self._check_no_loop(parent, child)
-                edge = self._replace_edge(child, _Edge(parent=parent, static=static))
-            if static:
-                edge.stamps, edge.transforms = [stamp_ns], [T]
-                return True
-            return self._insert_sample(edge, stamp_ns, T)
+            if not static:
+                self._check_time_jump(parent, child, stamp_ns, T)
+            return self._set(parent, child, stamp_ns, T, static)
+
+    def _check_time_jump(self, parent: str, child: str, stamp_ns: int, T: np.ndarray) -> None:
+        edge = self._edges.get(child)
+        if edge is None or edge.static:
+            return
+        newest = edge.stamps[-1]
+        if stamp_ns >= newest - self.time_jump_ns:
+            self._held.pop(child, None)
+            return
+        held = self._held.get(child)
+        if held is None or not held[1] <= stamp_ns <= held[1] + self.cache_time_ns:
+            self._held[child] = (parent, stamp_ns, T)  # late, or the first of a new timeline: the next one says
+            return
+        self.time_jumps += 1
+        self.last_time_jump = (edge.parent, child, newest - stamp_ns)
+        self._clear_dynamic()
+        self._set(held[0], child, held[1], held[2], False)
+
+    def time_jumped_back(self, stamp_ns: int | None = None) -> None:
+        """Time jumped back to about `stamp_ns` (the caller's clock or other stamps say so): forget every dynamic
+        transform but the samples held as a possible start of the new timeline (those within time_jump_s of
+        `stamp_ns`, or all of them when it is None)."""
+        with self._lock:
+            held = [
+                (parent, child, held_ns, T) for child, (parent, held_ns, T) in self._held.items()
+                if stamp_ns is None or abs(held_ns - int(stamp_ns)) <= self.time_jump_ns
+            ]
+            self._clear_dynamic()
+            for parent, child, held_ns, T in held:
+                self._set(parent, child, held_ns, T, False)
+
+    def _set(self, parent: str, child: str, stamp_ns: int, T: np.ndarray, static: bool) -> bool:
+        edge = self._edges.get(child)
+        if edge is None or edge.parent != parent or edge.static != static:
+            if edge is None or edge.parent != parent:
+                self._check_no_loop(parent, child)
+            edge = self._replace_edge(child, _Edge(parent=parent, static=static))
+        if static:
+            edge.stamps, edge.transforms = [stamp_ns], [T]
+            return True
+        return self._insert_sample(edge, stamp_ns, T)
 
     def clear(self) -> None:
         """Forget every dynamic transform (static ones stay, as in tf2), e.g. after time jumped back."""
         with self._lock:
-            for child in [child for child, edge in self._edges.items() if not edge.static]:
-                self._replace_edge(child, None)
+            self._clear_dynamic()
+
+    def _clear_dynamic(self) -> None:
+        self._held.clear()
+        for child in [child for child, edge in self._edges.items() if not edge.static]:
+            self._replace_edge(child, None)
 
     def _check_no_loop(self, parent: str, child: str) -> None:
         frame = parent

@@ -4,6 +4,11 @@
 updated every frame by ICP of the mesh against the masked depth points; it is reconstructed again only when asked,
 when the fit degrades for several frames, or after `reconstruct_interval_s`. All times are image stamps (ns).
 
+Time that jumps back (a stamp more than `time_jump_s` before the newest frame's: a looping bag, a driver restart, a
+simulator reset) starts a new epoch: every stored stamp is moved by the jump, so the new timeline continues the old
+one (an object unseen for 0.3 s is still unseen for 0.3 s, a failed reconstruction is still retried after 1 s), and
+the objects are kept. Requests made before the jump are mapped into the new epoch when they come back.
+
 Poses are in the camera's optical frame. When the camera's pose in a fixed frame is known for each frame
 (`T_fixed_cam`, e.g. from TF), every object is first moved by the camera's motion since the previous frame: a lost
 object then stays where it was in the fixed frame while the camera moves, and tracking starts from where a static
@@ -39,12 +44,13 @@ class TrackerConfig:
     max_rmse_m: float = 0.008  # ICP residual above which a fit is degraded
     degraded_frames: int = 5  # consecutive degraded fits before the object is reconstructed again
     tracking_points: int = 600  # observed depth points per object and frame used by ICP
+    time_jump_s: float = 1.0  # a frame stamped this much before the newest one means time jumped back (as tf2_ros)
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
         if self.association not in ASSOCIATION_MODES:
             raise ValueError(f"association must be one of {ASSOCIATION_MODES}, got '{self.association}'")
-        for name in ("max_association_distance_m", "lost_timeout_s", "max_rmse_m"):
+        for name in ("max_association_distance_m", "lost_timeout_s", "max_rmse_m", "time_jump_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.reconstruct_interval_s < 0 or self.degraded_frames < 1 or self.tracking_points < 10:
@@ -112,6 +118,7 @@ class ReconstructionRequest:
     prompts: list[ObjectPrompt]
     observations: dict[str, Observation]  # track id -> what was observed of it in this frame
     T_fixed_cam: np.ndarray | None = None  # the camera's pose in the fixed frame at this frame, when known
+    epoch: int = 0  # the tracker's time epoch when it was made (see ObjectTracker.time_epoch)
 
 
 @dataclass
@@ -146,6 +153,9 @@ class ObjectTracker:
         self.tracks: dict[str, Track] = {}
         self._rng = np.random.default_rng(0)
         self._T_fixed_cam: np.ndarray | None = None  # camera pose in the fixed frame at the latest frame
+        self.newest_stamp_ns: int | None = None  # of the frames given to update(), in the current epoch
+        self.time_epoch = 0  # number of times time jumped back
+        self._epoch_shift_ns: list[int] = [0]  # per epoch: added to its stamps to express them in the current one
 
     # -- observations ------------------------------------------------------------------------------------------
     def observe(
@@ -234,6 +244,11 @@ class ObjectTracker:
         `T_fixed_cam`: the camera's pose at this frame in a frame fixed in the world (None when unknown); with it
         and the previous frame's, every object is first moved by the camera's motion (see the module docstring)."""
         update = FrameUpdate()
+        newest = self.newest_stamp_ns
+        if newest is not None and stamp_ns < newest - int(self.config.time_jump_s * _NS_PER_S):
+            self._time_jumped_back(stamp_ns - newest)
+            newest = None
+        self.newest_stamp_ns = stamp_ns if newest is None else max(newest, stamp_ns)
         if T_fixed_cam is not None and self._T_fixed_cam is not None:
             T_cam_previous = invert_transform(T_fixed_cam) @ self._T_fixed_cam  # previous camera in the current one
             if not np.allclose(T_cam_previous, np.eye(4), atol=1e-9):
@@ -268,6 +283,21 @@ class ObjectTracker:
             if track.needs_reconstruction and not track.in_flight and track.last_observation is not None and retry_ok:
                 update.to_reconstruct.append(track)
         return update
+
+    def _time_jumped_back(self, delta_ns: int) -> None:
+        """Start a new epoch: stored stamps move by `delta_ns` (< 0), so the newest frame's becomes this frame's."""
+        for track in self.tracks.values():
+            track.last_seen_ns += delta_ns
+            track.reconstructed_ns += delta_ns
+            track.pose_ns += delta_ns
+            if track.failed_ns is not None:
+                track.failed_ns += delta_ns
+        self._epoch_shift_ns = [shift + delta_ns for shift in self._epoch_shift_ns] + [0]
+        self.time_epoch += 1
+
+    def current_stamp_ns(self, stamp_ns: int, epoch: int) -> int:
+        """A stamp of time epoch `epoch` expressed in the current epoch (unchanged when time never jumped since)."""
+        return stamp_ns + self._epoch_shift_ns[epoch]
 
     def _track(self, track: Track, observation: Observation, stamp_ns: int) -> None:
         centroid = observation.centroid_cam
@@ -319,13 +349,14 @@ class ObjectTracker:
             observations[track.track_id] = observation
             track.in_flight = True
             track.needs_reconstruction = False
-        return ReconstructionRequest(stamp_ns, prompts, observations, self._T_fixed_cam)
+        return ReconstructionRequest(stamp_ns, prompts, observations, self._T_fixed_cam, self.time_epoch)
 
     def apply_reconstruction(self, request: ReconstructionRequest, objects: list[ObjectReconstruction], failed_ids: list[str]) -> list[Track]:
         """Install new meshes from a finished request; the tracks that got one (tracks removed meanwhile are skipped).
 
         The reconstructed pose belongs to the request's frame; it is moved by the camera's motion since then (when
         both camera poses are known) and by the observed centroid's motion, and the next frame's ICP refines it."""
+        stamp_ns = self.current_stamp_ns(request.stamp_ns, request.epoch)  # time may have jumped back since
         T_cam_requested = np.eye(4)  # the request's camera in the latest frame's camera
         if request.T_fixed_cam is not None and self._T_fixed_cam is not None:
             T_cam_requested = invert_transform(self._T_fixed_cam) @ request.T_fixed_cam
@@ -333,7 +364,7 @@ class ObjectTracker:
         for track_id in failed_ids:
             track = self.tracks.get(track_id)
             if track is not None:
-                track.in_flight, track.needs_reconstruction, track.failed_ns = False, True, request.stamp_ns
+                track.in_flight, track.needs_reconstruction, track.failed_ns = False, True, stamp_ns
         for obj in objects:
             track = self.tracks.get(obj.object_id)
             if track is None:
@@ -351,13 +382,13 @@ class ObjectTracker:
             track.T_cam_obj_reconstructed = T_cam_obj
             T_cam_obj = T_cam_requested @ T_cam_obj
             if then is not None and then.centroid_cam is not None and track.centroid_cam is not None \
-                    and track.last_seen_ns > request.stamp_ns:
+                    and track.last_seen_ns > stamp_ns:
                 T_cam_obj[:3, 3] += track.centroid_cam - transform_points(T_cam_requested, then.centroid_cam[None])[0]
             track.reconstruction = replace(obj, object_id=track.track_id, label=track.label or obj.label, T_cam_obj=T_cam_obj)
             track.model = model
             track.mesh_version += 1  # also the number of reconstructions it had
-            track.reconstructed_ns = request.stamp_ns
-            track.pose_ns = max(track.pose_ns, request.stamp_ns)
+            track.reconstructed_ns = stamp_ns
+            track.pose_ns = max(track.pose_ns, stamp_ns)
             track.degraded_count = 0
             track.failed_ns = None
             updated.append(track)

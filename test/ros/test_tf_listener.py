@@ -201,6 +201,34 @@ def test_a_clock_change_clears_dynamic_transforms_but_keeps_static_ones(make_loo
     np.testing.assert_allclose(transform_points(T_base_optical, [[0, 0, 1]]), [[1.1, 0.0, 0.5]], atol=1e-9)
 
 
+def test_tf_of_a_new_timeline_is_used_after_the_stamps_jumped_back_without_the_clock(make_lookup, graph):
+    """A bag looping on wall time: the node's clock does not jump, the stamps do (62 s back, beyond the 10 s cache)."""
+    publish_rig(graph)
+    lookup = make_lookup(graph.listener)
+    publish_world(graph)
+    lookup.lookup("world", OPTICAL, 101 * S, timeout_s=5.0)
+    lookup.time_jumped_back(40 * S)  # what the node calls when its input stamps jump back
+    graph.pub_tf.publish(TFMessage(transforms=[transform_msg("world", "base_link", 40 * S, yaw(0), [5, 0, 0])]))
+    graph.pub_tf.publish(TFMessage(transforms=[transform_msg("world", "base_link", 42 * S, yaw(0), [7, 0, 0])]))
+    T_world_base = lookup.lookup("world", "base_link", 41 * S, timeout_s=5.0)
+    np.testing.assert_allclose(T_world_base[:3, 3], [6.0, 0.0, 0.0], atol=1e-9)
+    with pytest.raises(TransformLookupError):
+        lookup.lookup("world", "base_link", 101 * S)  # the old timeline is gone
+    np.testing.assert_allclose(lookup.lookup("base_link", OPTICAL, 0)[:3, 3], [0.1, 0.0, 0.5], atol=1e-9)  # static
+
+
+def test_the_topic_lookup_notices_tf_stamps_that_jump_back_by_itself(graph):
+    lookup = TopicTransformLookup(graph.listener)
+    publish_world(graph)
+    lookup.lookup("world", "base_link", 101 * S, timeout_s=5.0)
+    for stamp_s, x in ((40, 5), (42, 7)):  # the first alone could be a late sample; the second confirms the jump
+        sample = transform_msg("world", "base_link", stamp_s * S, yaw(0), [x, 0, 0])
+        graph.pub_tf.publish(TFMessage(transforms=[sample]))
+    T_world_base = lookup.lookup("world", "base_link", 41 * S, timeout_s=5.0)
+    np.testing.assert_allclose(T_world_base[:3, 3], [6.0, 0.0, 0.0], atol=1e-9)
+    assert lookup.buffer.time_jumps == 1
+
+
 def test_invalid_transforms_are_skipped_with_the_rest_of_the_message_kept(graph):
     lookup = TopicTransformLookup(graph.listener)
     graph.wait_for_tf_subscriber()

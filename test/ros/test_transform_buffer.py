@@ -192,6 +192,54 @@ def test_history_is_pruned_to_the_cache_time():
     assert not buffer.can_transform("odom", "base_link", 3 * S)
 
 
+def test_samples_far_before_their_edges_newest_mean_time_jumped_back_and_clear_the_dynamic_transforms():
+    buffer = TransformBuffer()  # cache 10 s, time_jump_s 1 s
+    camera_rig(buffer, 100 * S)
+    for k in range(11):  # 100 .. 105 s
+        buffer.set_transform("world", "base_link", 100 * S + k * S // 2, make_transform(yaw(90), [1.0, 2.0, 0.0]))
+        buffer.set_transform("world", "marker", 100 * S + k * S // 2, make_transform(np.eye(3), [k, 0, 0]))
+    # A bag played with --loop starts again at 40 s: older than the cache, which tf2 refuses for the next 65 s.
+    buffer.set_transform("world", "base_link", 40 * S, make_transform(yaw(90), [7.0, 2.0, 0.0]))
+    assert buffer.set_transform("world", "base_link", 40 * S + S // 2, make_transform(yaw(90), [7.0, 2.0, 0.0]))
+    assert buffer.time_jumps == 1 and buffer.last_time_jump == ("world", "base_link", 65 * S - S // 2)
+    np.testing.assert_allclose(buffer.lookup("world", "base_link", 40 * S + S // 4)[:3, 3], [7.0, 2.0, 0.0])
+    assert not buffer.can_transform("world", "base_link", 104 * S)  # the old timeline is gone ...
+    assert not buffer.can_transform("world", "marker", 104 * S)  # ... on every dynamic edge
+    assert buffer.can_transform("base_link", OPTICAL, 0)  # static edges stay
+    buffer.set_transform("world", "marker", 40 * S, make_transform(np.eye(3), [1.0, 0, 0]))  # its own first sample
+    assert buffer.time_jumps == 1, "the other edges' first samples after the jump are not jumps again"
+    # the optical frame's origin is at (7, 2.1, 0.5) in world, the marker at (1, 0, 0): both from after the jump
+    np.testing.assert_allclose(buffer.lookup("marker", OPTICAL, 40 * S)[:3, 3], [6.0, 2.1, 0.5], atol=1e-9)
+
+
+def test_one_late_sample_is_not_a_time_jump():
+    """A node publishing a reconstruction at its own frame's stamp, seconds before the tracked poses it sent."""
+    buffer = TransformBuffer()
+    for k in range(20):  # 10 Hz, 100 .. 101.9 s
+        buffer.set_transform("camera", "object", 100 * S + k * S // 10, make_transform(np.eye(3), [k, 0, 0]))
+    assert buffer.set_transform("camera", "object", 97 * S, make_transform(np.eye(3), [-1.0, 0, 0]))  # within the cache
+    buffer.set_transform("camera", "object", 102 * S, make_transform(np.eye(3), [20.0, 0, 0]))
+    buffer.set_transform("camera", "object", 80 * S, make_transform(np.eye(3), [-1.0, 0, 0]))  # older than the cache
+    buffer.set_transform("camera", "object", 102 * S + S // 10, make_transform(np.eye(3), [21.0, 0, 0]))
+    assert buffer.time_jumps == 0
+    np.testing.assert_allclose(buffer.lookup("camera", "object", 101 * S)[:3, 3], [10.0, 0, 0])
+    np.testing.assert_allclose(buffer.lookup("camera", "object", 97 * S)[:3, 3], [-1.0, 0, 0])  # kept, like tf2
+
+
+def test_time_jumped_back_keeps_the_samples_that_started_the_new_timeline():
+    buffer = TransformBuffer()
+    for k in range(11):
+        buffer.set_transform("world", "base_link", 100 * S + k * S // 2, make_transform(np.eye(3), [k, 0, 0]))
+    buffer.set_transform("world", "base_link", 40 * S, make_transform(np.eye(3), [5.0, 0, 0]))  # refused, held
+    assert not buffer.can_transform("world", "base_link", 40 * S)
+    buffer.time_jumped_back(40 * S)  # e.g. the camera's stamps jumped back to 40 s too
+    np.testing.assert_allclose(buffer.lookup("world", "base_link", 40 * S)[:3, 3], [5.0, 0, 0])
+    assert not buffer.can_transform("world", "base_link", 104 * S)
+    buffer.set_transform("world", "base_link", 30 * S, make_transform(np.eye(3), [3.0, 0, 0]))
+    buffer.time_jumped_back(10 * S)  # a sample far from where time went: not kept
+    assert buffer.frames() == []
+
+
 def test_history_is_capped_in_samples():
     buffer = TransformBuffer(cache_time_s=1000.0, max_samples_per_frame=3)
     for t in range(10):

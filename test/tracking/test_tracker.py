@@ -197,3 +197,49 @@ def test_with_the_camera_pose_a_lost_object_stays_put_in_the_fixed_frame(pipelin
         assert lost_moved_m < 1e-9 and np.allclose(T_world_obj["2"], T_world_obj0["2"], atol=1e-9)
     else:  # without the camera's pose the lost object rides along with the camera
         assert lost_moved_m > 0.03  # it turned 20 degrees about the table centre with the camera
+
+
+# -- time that jumps back (looping bags, driver restarts, simulator resets)
+
+S = 1_000_000_000
+
+
+def _two_objects(drop=()):
+    """Observations of two still objects ('1' left, '2' right), without the ones in `drop`."""
+    observations = []
+    for object_id, cols, x in (("1", slice(5, 15), -0.2), ("2", slice(45, 55), 0.2)):
+        if object_id in drop:
+            continue
+        mask = np.zeros((48, 64), bool)
+        mask[10:20, cols] = True
+        observations.append(Observation(ObjectPrompt(object_id), mask, np.array([[x, 0.0, 1.0]] * 3)))
+    return observations
+
+
+def test_time_jumping_back_keeps_the_objects_and_the_lost_timeout_runs_on():
+    tracker = ObjectTracker(TrackerConfig(lost_timeout_s=0.2))
+    stamps = [k * NS_PER_FRAME for k in range(6)] + [k * NS_PER_FRAME - 60 * S for k in range(6, 16)]  # a 60 s loop
+    removed_at = None
+    for k, stamp in enumerate(stamps):
+        update = tracker.update(stamp, _two_objects(drop=("2",) if k >= 3 else ()))
+        assert not update.new or k == 0, f"frame {k}: object re-created"
+        assert "1" in tracker.tracks and tracker.tracks["1"].seen_in_last_frame
+        if update.removed:
+            assert [t.track_id for t in update.removed] == ["2"] and removed_at is None
+            removed_at = k
+    # Unseen since frame 2; the jump joins frame 6 to frame 5 (no time between them): 7 frames unseen at frame 10.
+    assert removed_at == 10, f"object 2 removed at frame {removed_at}"
+    assert tracker.time_epoch == 1
+
+
+def test_a_reconstruction_requested_before_time_jumped_back_is_mapped_into_the_new_time():
+    tracker = ObjectTracker()
+    update = tracker.update(100 * S, _two_objects())
+    request = tracker.make_request(100 * S, update.to_reconstruct)
+    tracker.update(100 * S + NS_PER_FRAME, _two_objects())
+    tracker.update(40 * S, _two_objects())  # 60 s back while the request runs
+    tracker.apply_reconstruction(request, [], ["1", "2"])  # it failed: retry 1 s (image time) after its frame
+    assert tracker.tracks["1"].failed_ns == 40 * S - NS_PER_FRAME
+    retried = [k for k in range(1, 40) if tracker.update(40 * S + k * NS_PER_FRAME, _two_objects()).to_reconstruct]
+    # Frame k is k + 1 frames after the request's (mapped) frame; 31 frames of 33.333333 ms are the first >= 1 s.
+    assert retried and retried[0] == 30, f"retried at frames {retried[:3]}, not 1 s after the request's frame (30)"

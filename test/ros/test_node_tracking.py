@@ -328,7 +328,11 @@ def test_a_slow_backend_does_not_delay_tf_of_tracked_objects(tmp_path, sequence)
                 latencies.append(out.tf_received_s - sent)
         assert len(latencies) >= 0.8 * len(published), f"TF for {len(latencies)} of {len(published)} frames"
         # Not a speed target (bench-node measures that): half the 2 s a blocked pipeline would take, room for CI load.
-        assert max(latencies) < 1.0, f"TF latency while reconstructing: max {max(latencies) * 1000:.0f} ms"
+        # A blocked pipeline holds most of the frames sent during the 2 s reconstruction for up to 2 s: the 90th
+        # percentile stays under 1 s only when tracking goes on meanwhile (one load spike on CI is tolerated).
+        p90 = float(np.percentile(latencies, 90))
+        assert p90 < 1.0 and max(latencies) < 2.0, \
+            f"TF latency while reconstructing: p90 {p90 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
         assert process.poll() is None
     finally:
         client.close()

@@ -1,6 +1,7 @@
 """Start the sam3d_ros perception node next to a camera driver and a detector/segmenter (and RViz if asked).
 
 ros2 launch sam3d_ros perception.launch.py camera:=/camera backend:=depth target_frame:=base_link rviz:=true
+ros2 launch sam3d_ros perception.launch.py image_transport:=compressed depth_image_transport:=compressedDepth  # a bag
 """
 import os
 
@@ -52,6 +53,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("models_dir", default_value="", description="Folder of model files ('' = as params_file says)."),
         DeclareLaunchArgument("sam_checkpoint", default_value="", description="Segment Anything checkpoint for masks from boxes ('' = as params_file says)."),
         DeclareLaunchArgument("target_frame", default_value="", description="Output frame, e.g. base_link ('' = as params_file says)."),
+        DeclareLaunchArgument("image_transport", default_value="", description="Colour transport: raw or compressed (<image>/compressed; '' = as params_file says)."),
+        DeclareLaunchArgument("depth_image_transport", default_value="", description="Depth transport: raw, compressedDepth or compressed ('' = as params_file says)."),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with config/sam3d.rviz."),
     ]
     node = OpaqueFunction(function=_perception_node)

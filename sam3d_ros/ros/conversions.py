@@ -9,23 +9,26 @@ import array as pyarray
 import gc
 import math
 import re
+import struct
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
+import cv2
 import numpy as np
 import trimesh
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, TransformStamped
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA, Header
 from vision_msgs.msg import Detection2DArray, Detection3D, Detection3DArray, ObjectHypothesisWithPose
 from visualization_msgs.msg import Marker, MarkerArray
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.distortion import Distortion
 from sam3d_ros.geometry.transforms import invert_transform, pose_from_transform, transform_from_pose, transform_points
 from sam3d_ros.geometry.types import InputError, ObjectPrompt, ObjectReconstruction
 from sam3d_ros.reconstruction.segmentation import boxes_in_image
@@ -161,8 +164,11 @@ def array_to_image_msg(array: np.ndarray, encoding: str, header: Header | None =
     return msg
 
 
-def image_msg_to_rgb(msg: Image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a rgb8/bgr8/rgba8/bgra8/mono8 image (mono replicated; 8UC3/8UC4 read as BGR/BGRA)."""
+def image_msg_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a rgb8/bgr8/rgba8/bgra8/mono8 image (mono replicated; 8UC3/8UC4 read as BGR/BGRA), or
+    of a CompressedImage (compressed_image_msg_to_rgb)."""
+    if isinstance(msg, CompressedImage):
+        return compressed_image_msg_to_rgb(msg)
     encoding = _canonical_encoding(msg.encoding)
     if encoding not in _RGB_ORDER and encoding not in _MONO8:
         raise InputError(
@@ -175,8 +181,11 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
     return rgb
 
 
-def depth_msg_to_metres(msg: Image) -> np.ndarray:
-    """(H, W) float32 depth in metres, NaN where invalid (REP 118: 16UC1/mono16 millimetres with 0 invalid; 32FC1 metres)."""
+def depth_msg_to_metres(msg: Image | CompressedImage) -> np.ndarray:
+    """(H, W) float32 depth in metres, NaN where invalid (REP 118: 16UC1/mono16 millimetres with 0 invalid; 32FC1
+    metres), of an Image or a CompressedImage (compressed_depth_msg_to_metres)."""
+    if isinstance(msg, CompressedImage):
+        return compressed_depth_msg_to_metres(msg)
     encoding = _canonical_encoding(msg.encoding)
     if encoding in _DEPTH_MM:
         millimetres = image_msg_to_array(msg)
@@ -202,6 +211,194 @@ def mask_msg_to_labels(msg: Image) -> np.ndarray:
     return labels
 
 
+# ------------------------------------------------------------------------------------- compressed images
+# What image_transport_plugins publish on <image topic>/compressed and <depth topic>/compressedDepth, decoded as their
+# subscribers do. `format` is "<raw encoding>; <codec> compressed <encoding inside the file>" (compressed) or
+# "<raw encoding>; compressedDepth <png|rvl>" (compressedDepth); older publishers wrote only the codec ("jpeg").
+
+#: ROS colour encodings (image_transport's isColor) and mono ones that a compressed colour image may come from.
+_COMPRESSED_COLOUR = ("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16", "bgra16")
+_COMPRESSED_ENCODINGS = _COMPRESSED_COLOUR + ("mono8", "mono16", "8uc1", "8uc3", "8uc4")
+#: compressedDepth's ConfigHeader: int32 format (0 = inverse depth) and two float32 quantisation parameters, in the
+#: publisher's byte order (little-endian on every platform ROS 2 supports).
+_DEPTH_HEADER = struct.Struct("<iff")
+_DEPTH_HEADER_SIZE = _DEPTH_HEADER.size  # 12 bytes
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
+def _split_format(fmt: str) -> tuple[str, str]:
+    """(raw encoding, the rest) of a CompressedImage format; ('', format) for an old one without ';'."""
+    encoding, separator, rest = str(fmt).partition(";")
+    return (encoding.strip(), rest.strip()) if separator else ("", encoding.strip())
+
+
+def _imdecode(data: np.ndarray, what: str, fmt: str) -> np.ndarray:
+    """OpenCV's decoding of a JPEG/PNG/TIFF byte string (unchanged: bit depth and channels as stored)."""
+    if data.size == 0:
+        raise InputError(f"{what} (format '{fmt}') has no data")
+    head = bytes(data[:2])
+    if head == _JPEG_START and _JPEG_END not in bytes(data[-16:]):  # libjpeg would fill the missing rows with grey
+        raise InputError(f"{what} (format '{fmt}', {data.size} bytes) is a truncated JPEG (no end marker)")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        image, reason = None, str(exc).strip().splitlines()[-1]
+    else:
+        reason = "not a complete JPEG, PNG or TIFF file"
+    if image is None or image.size == 0:
+        raise InputError(f"{what} (format '{fmt}', {data.size} bytes) cannot be decoded: {reason}")
+    return image
+
+
+def compressed_image_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a compressed colour or mono image (image_transport's `compressed`: jpeg, png, tiff).
+
+    Channel order as compressed_image_transport's subscriber reads it: BGR when the format says "compressed bgr..."
+    or has no ';' (old publishers), RGB when a colour encoding was compressed without the bgr conversion. 16-bit
+    images keep their high byte."""
+    fmt = str(msg.format)
+    encoding, rest = _split_format(fmt)
+    if "compresseddepth" in rest.lower():
+        raise InputError(f"colour image format '{fmt}' is a compressedDepth (depth) image, not a colour one")
+    if encoding and encoding.lower() not in _COMPRESSED_ENCODINGS:
+        raise InputError(f"compressed colour image encoding '{encoding}' (format '{fmt}') is not supported "
+                         "(use rgb8, bgr8, rgba8, bgra8 or mono8)")
+    image = _imdecode(_data_bytes(msg.data), "compressed colour image", fmt)
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise InputError(f"compressed colour image (format '{fmt}') decodes to {image.dtype} pixels, not 8 or 16 bit")
+    if image.ndim == 2 or image.shape[2] == 1:
+        return np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=2)
+    if image.shape[2] not in (3, 4):
+        raise InputError(f"compressed colour image (format '{fmt}') has {image.shape[2]} channels")
+    rgb_inside = encoding.lower() in _COMPRESSED_COLOUR and "compressed bgr" not in rest.lower()
+    order = (0, 1, 2) if rgb_inside else (2, 1, 0)
+    rgb = np.empty(image.shape[:2] + (3,), dtype=np.uint8)
+    for channel, source in enumerate(order):
+        rgb[:, :, channel] = image[:, :, source]
+    return rgb
+
+
+def compressed_depth_msg_to_metres(msg: CompressedImage) -> np.ndarray:
+    """(H, W) float32 metres, NaN where invalid, of a compressed depth image.
+
+    compressedDepth (compressed_depth_image_transport): a 12-byte ConfigHeader, then a 16-bit PNG holding millimetres
+    (16UC1/mono16, 0 invalid) or, for 32FC1, quantised inverse depth q = A / z + B (0 invalid), decoded z = A / (q - B)
+    with A, B from the header. RVL-coded data is refused with a warning naming it. A plain `compressed` depth image
+    (a 16-bit PNG, or a 32-bit float TIFF) is read as its raw encoding says.
+    """
+    fmt = str(msg.format)
+    encoding, separator, rest = (part.strip() for part in fmt.partition(";"))
+    data = _data_bytes(msg.data)
+    codec = "png"  # what the subscriber assumes without ';' (old publishers) or after a bare "compressedDepth"
+    if separator:
+        if "compressedDepth" not in rest:  # image_transport's plain `compressed` plugin
+            return _compressed_plain_depth(encoding, fmt, data)
+        if "compressedDepth " in rest:
+            codec = rest.split("compressedDepth ", 1)[1].strip().split(" ")[0]
+    if codec != "png":
+        raise InputError(f"compressedDepth format '{fmt}': codec '{codec}' is not supported (only png; set the "
+                         "publisher's compressedDepth format parameter to png)")
+    canonical = _ENCODINGS_LOWER.get(encoding.lower(), encoding)
+    if canonical not in ("16UC1", "mono16", "32FC1"):
+        raise InputError(f"compressedDepth image encoding '{encoding}' (format '{fmt}') is not supported (use 16UC1 or 32FC1)")
+    if data.size <= _DEPTH_HEADER_SIZE:
+        raise InputError(f"compressedDepth image (format '{fmt}') has {data.size} bytes, not even its "
+                         f"{_DEPTH_HEADER_SIZE}-byte header and an image")
+    _, quant_a, quant_b = _DEPTH_HEADER.unpack(bytes(data[:_DEPTH_HEADER_SIZE]))
+    stored = _imdecode(data[_DEPTH_HEADER_SIZE:], "compressedDepth image", fmt)
+    if stored.dtype != np.uint16 or stored.ndim != 2:
+        channels = 1 if stored.ndim == 2 else stored.shape[2]
+        raise InputError(f"compressedDepth image (format '{fmt}') holds {channels} channel(s) of {stored.dtype}, "
+                         "not one 16-bit channel")
+    if canonical == "32FC1":
+        if not (math.isfinite(quant_a) and math.isfinite(quant_b) and quant_a > 0):
+            raise InputError(f"compressedDepth image (format '{fmt}') has invalid quantisation parameters "
+                             f"A={quant_a:g}, B={quant_b:g} in its header")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            metres = np.float32(quant_a) / (stored.astype(np.float32) - np.float32(quant_b))
+        metres[(stored == 0) | ~(metres > 0)] = np.nan
+        return metres
+    metres = stored.astype(np.float32) / np.float32(1000.0)
+    metres[stored == 0] = np.nan
+    return metres
+
+
+def _compressed_plain_depth(encoding: str, fmt: str, data: np.ndarray) -> np.ndarray:
+    canonical = _ENCODINGS_LOWER.get(encoding.lower(), encoding)
+    if canonical not in ("16UC1", "mono16", "32FC1"):
+        raise InputError(f"compressed depth image encoding '{encoding}' (format '{fmt}') is not supported (use 16UC1 "
+                         "or 32FC1, or the compressedDepth transport)")
+    stored = _imdecode(data, "compressed depth image", fmt)
+    expected = np.float32 if canonical == "32FC1" else np.uint16
+    if stored.dtype != expected or stored.ndim != 2:
+        raise InputError(f"compressed depth image (format '{fmt}') decodes to {stored.dtype} pixels, not one "
+                         f"{np.dtype(expected).name} channel (a lossy JPEG cannot carry depth)")
+    image = array_to_image_msg(stored, canonical)
+    return depth_msg_to_metres(image)
+
+
+def raw_encoding(msg: Image | CompressedImage) -> str:
+    """The raw encoding of an Image or of the image a CompressedImage was made of ('' when its format does not say)."""
+    if isinstance(msg, CompressedImage):
+        return _split_format(msg.format)[0]
+    return str(msg.encoding)
+
+
+def rgb_to_compressed_msg(rgb: np.ndarray, encoding: str = "rgb8", codec: str = "jpeg", header: Header | None = None,
+                          jpeg_quality: int = 95, png_level: int = 3) -> CompressedImage:
+    """What compressed_image_transport publishes for an rgb8/bgr8/mono8 image holding `rgb` (H, W, 3 uint8 RGB):
+    the pixels converted to BGR (mono8: grey) and encoded by OpenCV, format '<encoding>; <codec> compressed bgr8'."""
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    if codec not in ("jpeg", "png"):
+        raise InputError(f"codec must be jpeg or png, got '{codec}'")
+    if encoding == "mono8":
+        pixels, inside = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), "mono8"
+    else:
+        pixels, inside = np.ascontiguousarray(rgb[:, :, ::-1]), "bgr8"
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if codec == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, int(png_level)]
+    ok, encoded = cv2.imencode(".jpg" if codec == "jpeg" else ".png", pixels, params)
+    if not ok:
+        raise InputError(f"OpenCV could not encode the image as {codec}")
+    msg = CompressedImage()
+    msg.header = _copy_header(header)
+    msg.format = f"{encoding}; {codec} compressed " + ("" if codec == "png" and inside == "mono8" else inside)
+    msg.data = encoded.reshape(-1).tobytes()
+    return msg
+
+
+def depth_to_compressed_depth_msg(depth: np.ndarray, encoding: str, header: Header | None = None, depth_max: float = 10.0,
+                                  depth_quantization: float = 100.0, png_level: int = 3) -> CompressedImage:
+    """What compressed_depth_image_transport (format png) publishes for a 16UC1 (millimetres, uint16) or 32FC1
+    (metres, float32) depth image: the ConfigHeader, then a 16-bit PNG of the depth (16UC1: values above depth_max
+    zeroed) or of the quantised inverse depth (32FC1: q = A / z + B truncated to 16 bits, 0 where z >= depth_max or
+    NaN; A = Z0 (Z0 + 1), B = 1 - A / depth_max, Z0 = depth_quantization), computed in float32 as the encoder does."""
+    depth = np.asarray(depth)
+    if encoding == "32FC1":
+        depth = depth.astype(np.float32)
+        quant_a = np.float32(depth_quantization) * (np.float32(depth_quantization) + np.float32(1.0))
+        quant_b = np.float32(1.0) - quant_a / np.float32(depth_max)
+        stored = np.zeros(depth.shape, dtype=np.uint16)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            valid = depth < np.float32(depth_max)  # NaN compares false: 0
+            stored[valid] = (quant_a / depth[valid] + quant_b).astype(np.uint16)  # C++ float -> ushort truncates
+    elif encoding == "16UC1":
+        stored = np.asarray(depth, dtype=np.uint16).copy()
+        stored[stored > np.uint16(int(depth_max * 1000.0))] = 0
+        quant_a = quant_b = np.float32(0.0)  # the encoder leaves them unset for 16-bit depth
+    else:
+        raise InputError(f"compressedDepth encodes 16UC1 or 32FC1 depth, not '{encoding}'")
+    ok, encoded = cv2.imencode(".png", stored, [cv2.IMWRITE_PNG_COMPRESSION, int(png_level)])
+    if not ok:
+        raise InputError("OpenCV could not encode the depth image as png")
+    msg = CompressedImage()
+    msg.header = _copy_header(header)
+    msg.format = f"{encoding}; compressedDepth png"
+    msg.data = _DEPTH_HEADER.pack(0, float(quant_a), float(quant_b)) + encoded.reshape(-1).tobytes()
+    return msg
+
+
 # ---------------------------------------------------------------------------------------------- cameras
 
 
@@ -219,6 +416,14 @@ def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
     except ValueError as exc:
         raise InputError(f"camera_info K is invalid (uncalibrated camera?): {exc}") from exc
     return intrinsics
+
+
+def camera_info_to_distortion(msg: CameraInfo) -> Distortion | None:
+    """The lens distortion CameraInfo describes (`distortion_model`, `d`); None when D is empty or all zero."""
+    try:
+        return Distortion.from_camera_info(msg.distortion_model, msg.d)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def intrinsics_to_camera_info(intrinsics: CameraIntrinsics, header: Header | None = None) -> CameraInfo:

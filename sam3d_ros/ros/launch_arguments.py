@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Mapping
 
 #: Launch arguments that set the node parameter of the same name when given (all string parameters).
-PARAMETER_ARGUMENTS = ("backend", "sam3d_worker", "models_dir", "sam_checkpoint", "target_frame")
+PARAMETER_ARGUMENTS = (
+    "backend", "sam3d_worker", "models_dir", "sam_checkpoint", "target_frame", "image_transport", "depth_image_transport",
+)
 
 
 def parameter_overrides(arguments: Mapping[str, str]) -> dict[str, str]:

@@ -22,13 +22,14 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from sam3d_ros.geometry.depth_range import DEFAULT_DEPTH_RANGE_M, check_depth_range, depth_range
+from sam3d_ros.geometry.distortion import Undistorter
 from sam3d_ros.geometry.mesh_simplification import simplified_mesh
 from sam3d_ros.geometry.transforms import rotation_angle_between
 from sam3d_ros.geometry.types import InputError, ObjectReconstruction, RGBDFrame
@@ -39,7 +40,7 @@ from sam3d_ros.reconstruction.box_segmenter import METHODS as BOX_SEGMENTATION_M
 from sam3d_ros.reconstruction.box_segmenter import DepthBoxSegmenter, create_box_segmenter
 from sam3d_ros.reconstruction.files import write_results
 from sam3d_ros.reconstruction.pipeline import PerceptionPipeline, PipelineResult, support_plane_around
-from sam3d_ros.reconstruction.segmentation import best_scored_prompts, largest_label_prompts
+from sam3d_ros.reconstruction.segmentation import best_scored_prompts, boxes_in_image, largest_label_prompts
 from sam3d_ros.ros import conversions
 from sam3d_ros.ros.node_statistics import NodeStatistics
 from sam3d_ros.ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
@@ -54,6 +55,10 @@ from sam3d_ros.tracking.tracker import ObjectTracker, ReconstructionRequest, Tra
 _MESSAGE_INFO_CALLBACKS = hasattr(rclpy.subscription.Subscription, "CallbackType")
 
 MARKER_MESH_MODES = ("triangle_list", "mesh_resource")
+#: image_transport transports of the colour and depth inputs: (message type, topic suffix) as image_transport's
+#: plugins publish them next to the raw topic (<image>/compressed, <depth>/compressedDepth).
+IMAGE_TRANSPORTS = {"raw": (Image, ""), "compressed": (CompressedImage, "/compressed")}
+DEPTH_TRANSPORTS = {**IMAGE_TRANSPORTS, "compressedDepth": (CompressedImage, "/compressedDepth")}
 #: depth encoding -> (hint when the median is too far, hint when it is too near) for check_depth_range (REP 118 units).
 _DEPTH_UNIT_HINTS = {
     "32fc1": ("32FC1 depth must be metres; is it millimetres?", "32FC1 depth must be metres; is it in another unit, or normalised?"),
@@ -76,6 +81,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "target_frame_timeout_s": (0.05, "Longest wait (s) for the target_frame transform at an image stamp."),
     "target_frame_hold_s": (0.5, "When the target_frame transform of an image stamp is missing, the last one found is used if it is at most this old (s); older, the frame is dropped with a warning (outputs never change frame)."),
     "segmentation_input": ("auto", "Which segmentation to use: 'auto' (masks when a frame has them, else detections), 'masks' or 'detections'."),
+    "image_transport": ("raw", "Transport of the colour image (image_transport's names): 'raw' (sensor_msgs/Image on image) or 'compressed' (sensor_msgs/CompressedImage, jpeg/png, on <image>/compressed)."),
+    "depth_image_transport": ("raw", "Transport of the depth image: 'raw' (Image on depth), 'compressedDepth' (compressed_depth_image_transport's png on <depth>/compressedDepth) or 'compressed' (16-bit png on <depth>/compressed)."),
+    "undistort": (True, "Undistort images, depth, masks and boxes with camera_info's distortion (plumb_bob, rational_polynomial, equidistant) onto the same K; false: the images are already rectified (image_rect) and D is ignored."),
     "sync_slop_s": (0.05, "Largest stamp difference (s) between the image and its depth or camera_info."),
     "segmentation_slop_s": (0.0, "Largest stamp difference (s) between the image and its masks or detections; 0 = exact (segmenters copy the image header)."),
     "sync_queue_size": (10, "Messages kept per input while waiting for the others."),
@@ -122,7 +130,7 @@ RUNTIME_PARAMETERS = frozenset({
     "lost_timeout_s", "reconstruct_interval_s", "min_fitness", "max_rmse_m", "degraded_frames", "tracking_points",
     "publish_tf", "publish_collision_objects", "apply_planning_scene", "collision_min_motion_m",
     "collision_max_triangles", "marker_max_triangles", "marker_labels", "scene_dir", "warning_period_s",
-    "depth_range_m", "max_objects", "max_reconstructions_per_frame",
+    "depth_range_m", "max_objects", "max_reconstructions_per_frame", "undistort",
 })
 INPUT_QOS_RELIABILITY = ("best_effort", "reliable")
 _TRACKER_PARAMETERS = ("association", "max_association_distance_m", "lost_timeout_s", "reconstruct_interval_s",
@@ -139,6 +147,7 @@ def validate_parameters(params: dict[str, Any]) -> None:
     choices = {
         "backend": ("depth", "sam3d"), "box_segmentation": BOX_SEGMENTATION_METHODS,
         "segmentation_input": SEGMENTATION_MODES, "marker_mesh": MARKER_MESH_MODES,
+        "image_transport": tuple(IMAGE_TRANSPORTS), "depth_image_transport": tuple(DEPTH_TRANSPORTS),
     }
     for name, allowed in choices.items():
         if params[name] not in allowed:
@@ -261,9 +270,13 @@ class PerceptionNode(Node):
         reliable_input = str(p["input_qos_reliability"]).lower() == "reliable"
         reliability = ReliabilityPolicy.RELIABLE if reliable_input else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(p["input_qos_depth"]), reliability=reliability)
-        for kind, msg_type in (("image", Image), ("camera_info", CameraInfo), ("depth", Image), ("masks", Image),
-                               ("detections", Detection2DArray)):
-            self._subscribe_input(kind, msg_type, qos)
+        self._undistorter: Undistorter | None = None  # the maps of the last distorted camera seen
+        image_type, image_suffix = IMAGE_TRANSPORTS[p["image_transport"]]
+        depth_type, depth_suffix = DEPTH_TRANSPORTS[p["depth_image_transport"]]
+        for kind, msg_type, suffix in (("image", image_type, image_suffix), ("camera_info", CameraInfo, ""),
+                                       ("depth", depth_type, depth_suffix), ("masks", Image, ""),
+                                       ("detections", Detection2DArray, "")):
+            self._subscribe_input(kind, msg_type, qos, suffix)
 
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.detections_pub = self.create_publisher(Detection3DArray, "~/detections", 10)
@@ -347,14 +360,20 @@ class PerceptionNode(Node):
         return SetParametersResult(successful=True)
 
     # -- input ---------------------------------------------------------------------------------------------------
-    def _subscribe_input(self, kind: str, msg_type: type, qos: QoSProfile) -> None:
-        """Subscribe `kind`; where rclpy passes MessageInfo (Iron and later), publisher sequence numbers show the
-        messages lost before the callback (transport, or overwritten in the KEEP_LAST queue) so they are counted."""
+    def _subscribe_input(self, kind: str, msg_type: type, qos: QoSProfile, suffix: str = "") -> None:
+        """Subscribe `kind` (its topic + `suffix`, image_transport's transport topic: the base topic is resolved with
+        the node's remappings first, so `-r image:=/camera/color/image_raw` subscribes
+        /camera/color/image_raw/compressed); where rclpy passes MessageInfo (Iron and later), publisher sequence
+        numbers show the messages lost before the callback (transport, or overwritten in the KEEP_LAST queue) so they
+        are counted."""
+        topic = self.resolve_topic_name(kind) + suffix if suffix else kind
         if _MESSAGE_INFO_CALLBACKS:
-            self.create_subscription(msg_type, kind, lambda msg, info: self._on_input(kind, msg, info), qos)
+            self.create_subscription(msg_type, topic, lambda msg, info: self._on_input(kind, msg, info), qos)
         else:  # Humble: the callback gets the message only
             self.stats.input_gaps[kind] = None
-            self.create_subscription(msg_type, kind, lambda msg: self._on_input(kind, msg), qos)
+            self.create_subscription(msg_type, topic, lambda msg: self._on_input(kind, msg), qos)
+        if suffix:
+            self.get_logger().info(f"{kind}: {msg_type.__name__} on {topic}")
 
     def _on_input(self, kind: str, msg: Any, info: dict | None = None) -> None:
         stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
@@ -508,8 +527,12 @@ class PerceptionNode(Node):
         )
         frame.validate()
         if depth_m is not None:
-            far, near = _DEPTH_UNIT_HINTS.get(str(frame_set.depth.encoding).lower(), ("", ""))
+            far, near = _DEPTH_UNIT_HINTS.get(conversions.raw_encoding(frame_set.depth).lower(), ("", ""))
             check_depth_range(depth_m, self._depth_range_m, "depth_range_m", far, near)
+        undistorter = self._camera_undistorter(frame_set.camera_info, frame)
+        if undistorter is not None:
+            frame = replace(frame, rgb=undistorter.colour(frame.rgb),
+                            depth_m=None if depth_m is None else undistorter.nearest(depth_m, np.nan, "depth image"))
         self._camera_frame_id = frame.frame_id
         height, width = frame.rgb.shape[:2]
         max_objects = int(self.params["max_objects"])
@@ -517,6 +540,8 @@ class PerceptionNode(Node):
             labels = conversions.mask_msg_to_labels(frame_set.masks)
             if labels.shape != (height, width):
                 raise InputError(f"mask image is {labels.shape[1]}x{labels.shape[0]} but the colour image is {width}x{height}")
+            if undistorter is not None:
+                labels = undistorter.nearest(labels, 0, "mask image")
             prompts, dropped = largest_label_prompts(labels, max_objects)
             if not prompts:
                 raise InputError("mask image has no object pixel (all background)")
@@ -525,6 +550,10 @@ class PerceptionNode(Node):
             stable_ids = [False] * len(prompts)
         else:
             prompts, problems = conversions.detections2d_to_prompts(frame_set.detections, width, height)
+            if undistorter is not None:  # boxes of the distorted image -> boxes of the undistorted one
+                prompts, outside = boxes_in_image(
+                    [replace(prompt, bbox_xyxy=undistorter.box(prompt.bbox_xyxy)) for prompt in prompts], width, height)
+                problems += outside
             for problem in problems:  # throttled per object and kind of problem, whatever its numbers
                 head, _, reason = problem.partition(": ")
                 self.warn(f"object:{head}:{_NUMBERS.sub('#', reason)[:40]}", problem)
@@ -534,6 +563,20 @@ class PerceptionNode(Node):
             stable_ids = [prompt.object_id in given_ids for prompt in prompts]
             masks = self._box_masks(frame, prompts)
         return frame, prompts, masks, stable_ids
+
+    def _camera_undistorter(self, camera_info: CameraInfo, frame: RGBDFrame) -> Undistorter | None:
+        """The undistorter of the frame's camera (built once per camera, then reused); None when camera_info has no
+        distortion or `undistort` is off."""
+        if not self.params["undistort"]:
+            return None
+        distortion = conversions.camera_info_to_distortion(camera_info)
+        if distortion is None:
+            return None
+        K, (height, width) = frame.intrinsics.K, frame.rgb.shape[:2]
+        undistorter = self._undistorter
+        if undistorter is None or not undistorter.matches(distortion, K, width, height):
+            undistorter = self._undistorter = Undistorter(distortion, K, width, height)
+        return undistorter
 
     def _warn_dropped(self, source: str, kept: int, dropped: int, which: str) -> None:
         if dropped:

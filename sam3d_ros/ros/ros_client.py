@@ -21,7 +21,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from diagnostic_msgs.msg import DiagnosticArray
 from moveit_msgs.msg import CollisionObject
@@ -31,6 +31,7 @@ from vision_msgs.msg import Detection2DArray, Detection3D, Detection3DArray
 from visualization_msgs.msg import Marker, MarkerArray
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.distortion import Distortion
 from sam3d_ros.ros import conversions
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +39,16 @@ NODE_NAME = "sam3d_perception"
 
 
 def start_node_process(
-    namespace: str, params_file: Path | None = None, params: dict | None = None, log_path: Path | None = None
+    namespace: str, params_file: Path | None = None, params: dict | None = None, log_path: Path | None = None,
+    remappings: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """Start `python -m sam3d_ros.ros.perception_node` in its own process under `namespace` (inherits the DDS env)."""
+    """Start `python -m sam3d_ros.ros.perception_node` in its own process under `namespace` (inherits the DDS env),
+    with `remappings` (input name -> topic) as `-r` arguments."""
     params_file = params_file or PACKAGE_ROOT / "config" / "perception.yaml"
     cmd = [sys.executable, "-m", "sam3d_ros.ros.perception_node", "--ros-args", "--params-file", str(params_file)]
     cmd += ["-r", f"__ns:={namespace}"]
+    for name, topic in (remappings or {}).items():
+        cmd += ["-r", f"{name}:={topic}"]
     for name, value in (params or {}).items():
         cmd += ["-p", f"{name}:={value}"]
     out = open(log_path, "w") if log_path else subprocess.DEVNULL
@@ -64,15 +69,27 @@ class NodeOutputs:
 class PerceptionClient:
     """A test/demo peer of the node: publishes its inputs, records its outputs by stamp."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, image_transport: str = "raw", depth_image_transport: str = "raw",
+                 topics: dict[str, str] | None = None) -> None:
+        """`image_transport` 'compressed' publishes the colour image as compressed_image_transport does on
+        <image>/compressed; `depth_image_transport` 'compressedDepth' as compressed_depth_image_transport does on
+        <depth>/compressedDepth. `topics`: input name -> topic where the node was remapped."""
         self.namespace = namespace.rstrip("/")
+        self.image_transport, self.depth_image_transport = image_transport, depth_image_transport
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("sam3d_scene_client", context=self.context)
         ns = self.namespace
-        self.pub_image = self.node.create_publisher(Image, f"{ns}/image", qos_profile_sensor_data)
+        topics = {kind: (topics or {}).get(kind, f"{ns}/{kind}") for kind in ("image", "depth")}
+        if image_transport == "compressed":
+            self.pub_image = self.node.create_publisher(CompressedImage, topics["image"] + "/compressed", qos_profile_sensor_data)
+        else:
+            self.pub_image = self.node.create_publisher(Image, topics["image"], qos_profile_sensor_data)
         self.pub_info = self.node.create_publisher(CameraInfo, f"{ns}/camera_info", qos_profile_sensor_data)
-        self.pub_depth = self.node.create_publisher(Image, f"{ns}/depth", qos_profile_sensor_data)
+        if depth_image_transport == "compressedDepth":
+            self.pub_depth = self.node.create_publisher(CompressedImage, topics["depth"] + "/compressedDepth", qos_profile_sensor_data)
+        else:
+            self.pub_depth = self.node.create_publisher(Image, topics["depth"], qos_profile_sensor_data)
         self.pub_masks = self.node.create_publisher(Image, f"{ns}/masks", qos_profile_sensor_data)
         self.pub_detections = self.node.create_publisher(Detection2DArray, f"{ns}/detections", qos_profile_sensor_data)
         self._lock = threading.RLock()  # wait_for() conditions may call the locked helpers below
@@ -193,7 +210,7 @@ class PerceptionClient:
         return False
 
     def publish(
-        self, header: Header, image: Image, info: CameraInfo, depth: Image | None = None,
+        self, header: Header, image: Image | CompressedImage, info: CameraInfo, depth: Image | CompressedImage | None = None,
         masks: Image | None = None, detections: Detection2DArray | None = None,
     ) -> None:
         """Publish one frame's messages (depth and segmentation first, image last)."""
@@ -206,28 +223,36 @@ class PerceptionClient:
     def publish_rgbd(
         self, stamp_ns: int, frame_id: str, rgb: np.ndarray, depth_m: np.ndarray | None, intrinsics: CameraIntrinsics,
         labels: np.ndarray | None = None, detections: Detection2DArray | None = None, depth_encoding: str = "32FC1",
-        image_encoding: str = "rgb8",
+        image_encoding: str = "rgb8", distortion: Distortion | None = None,
     ) -> None:
-        """Publish numpy RGB-D (+ label image or detections) with the stamp and frame of a camera driver."""
+        """Publish numpy RGB-D (+ label image or detections) with the stamp and frame of a camera driver, in the
+        client's transports; camera_info carries `distortion` (the images must be distorted with it)."""
         header = Header(stamp=conversions.ns_to_stamp(stamp_ns), frame_id=frame_id)
         image = rgb if image_encoding == "rgb8" else rgb[..., ::-1].copy()
         depth_msg = None
         if depth_m is not None:
             if depth_encoding == "16UC1":
-                depth_mm = np.where(np.isfinite(depth_m), np.round(depth_m * 1000.0), 0).astype(np.uint16)
-                depth_msg = conversions.array_to_image_msg(depth_mm, "16UC1", header)
+                depth = np.where(np.isfinite(depth_m), np.round(depth_m * 1000.0), 0).astype(np.uint16)
             else:
-                depth_msg = conversions.array_to_image_msg(depth_m.astype(np.float32), "32FC1", header)
+                depth = depth_m.astype(np.float32)
+            if self.depth_image_transport == "compressedDepth":
+                depth_msg = conversions.depth_to_compressed_depth_msg(depth, depth_encoding, header)
+            else:
+                depth_msg = conversions.array_to_image_msg(depth, depth_encoding, header)
         masks_msg = None
         if labels is not None:
             encoding = "mono8" if labels.max() < 256 else "16UC1"
             masks_msg = conversions.array_to_image_msg(labels.astype(np.uint8 if encoding == "mono8" else np.uint16), encoding, header)
         if detections is not None:
             detections.header = header
-        self.publish(
-            header, conversions.array_to_image_msg(image, image_encoding, header),
-            conversions.intrinsics_to_camera_info(intrinsics, header), depth_msg, masks_msg, detections,
-        )
+        if self.image_transport == "compressed":
+            image_msg = conversions.rgb_to_compressed_msg(rgb, image_encoding, "jpeg", header)
+        else:
+            image_msg = conversions.array_to_image_msg(image, image_encoding, header)
+        info = conversions.intrinsics_to_camera_info(intrinsics, header)
+        if distortion is not None:
+            info.distortion_model, info.d = distortion.model, list(distortion.coefficients)
+        self.publish(header, image_msg, info, depth_msg, masks_msg, detections)
 
     def wait_for_outputs(self, stamp_ns: int, n_objects: int = 1, timeout_s: float = 20.0) -> NodeOutputs | None:
         """Outputs for `stamp_ns` once `n_objects` detections and TF frames of that stamp arrived, else None."""

@@ -185,6 +185,14 @@ def bench_messages(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_inputs(args: argparse.Namespace) -> int:
+    """Print what decoding compressed inputs and undistorting a frame cost."""
+    from sam3d_ros.tools.input_bench import format_input_benchmark, run_input_benchmark
+
+    print(format_input_benchmark(run_input_benchmark(args.repeats)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of all sub-commands."""
     parser = argparse.ArgumentParser(prog="sam3d-ros", description=__doc__)
@@ -254,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--triangles", type=int, nargs="+", default=[1000, 5000, 20000], help="mesh sizes (default 1000 5000 20000)")
     bm.add_argument("--repeats", type=int, default=7, help="timed builds per size (default 7)")
     bm.set_defaults(func=bench_messages)
+    bi = sub.add_parser("bench-inputs", help="per-frame cost of decoding compressed images and undistorting (640x480)")
+    bi.add_argument("--repeats", type=int, default=5, help="timed runs of 20 calls per step, best kept (default 5)")
+    bi.set_defaults(func=bench_inputs)
     return parser
 
 

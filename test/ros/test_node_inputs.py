@@ -1,5 +1,6 @@
 """What the node does with input a ROS user gets wrong: depth in the wrong unit, an empty frame_id, one bad
-detection among good ones, a label image with hundreds of labels.
+detection among good ones, a label image with hundreds of labels, a garbled compressed image, a distortion model it
+does not know; and how boxes of a distorted camera reach the pipeline.
 
 `PerceptionNode` runs in this process (its own rclpy context) and is handed matched frames as its tracking thread
 is (`node.process`); what it warns about, which objects it tracks and what it queues for reconstruction are read
@@ -12,13 +13,18 @@ import pytest
 import rclpy
 from rclpy.context import Context
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from sam3d_ros.ros.conversions import array_to_image_msg, intrinsics_to_camera_info, ns_to_stamp
+from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.distortion import Distortion
+from sam3d_ros.ros.conversions import (
+    array_to_image_msg, depth_to_compressed_depth_msg, intrinsics_to_camera_info, ns_to_stamp, rgb_to_compressed_msg,
+)
 from sam3d_ros.ros.perception_node import PerceptionNode
 from sam3d_ros.ros.sync import FrameSet
-from sam3d_ros.tools.synthetic import random_tabletop_scene
+from sam3d_ros.tools.synthetic import distort_scene, random_tabletop_scene
 
 FRAME_ID = "camera_color_optical_frame"
 STAMP_NS = 1_700_000_000_000_000_000
@@ -146,3 +152,70 @@ def test_hundreds_of_labels_keep_the_largest_max_objects_and_queue_a_bounded_req
     # The others are not lost: the next frame sends the next 8.
     node.process(_frame_set(scene, labels=labels))
     assert len(node.requests[1].prompts) == 8 and not set(p.object_id for p in node.requests[1].prompts) & set(queued)
+
+
+def _compressed_frame_set(scene, image_data=None, depth=None, stamp_ns=STAMP_NS):
+    """A frame as image_transport's compressed (jpeg colour) and compressedDepth (32FC1) plugins publish it."""
+    header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=FRAME_ID)
+    image = rgb_to_compressed_msg(scene.rgb, "rgb8", "jpeg", header)
+    if image_data is not None:
+        image.data = image_data
+    depth = depth_to_compressed_depth_msg(scene.depth_m, "32FC1", header) if depth is None else depth
+    return FrameSet(stamp_ns, image, intrinsics_to_camera_info(scene.intrinsics, header), depth,
+                    array_to_image_msg(scene.labels.astype(np.uint16), "16UC1", header), None)
+
+
+def test_a_garbled_compressed_image_costs_its_frame_only_with_one_warning(node, scene):
+    garbled = bytes(np.random.default_rng(5).integers(0, 256, 4000, dtype=np.uint8))
+    node.process(_compressed_frame_set(scene, image_data=garbled))
+    assert node.warnings == ["frame skipped: compressed colour image (format 'rgb8; jpeg compressed bgr8', 4000 bytes) "
+                             "cannot be decoded: not a complete JPEG, PNG or TIFF file"]
+    assert node.tracker.tracks == {} and node.stats.frames_invalid == 1
+    rvl = CompressedImage(header=Header(frame_id=FRAME_ID), format="32FC1; compressedDepth rvl", data=b"\0" * 64)
+    node.process(_compressed_frame_set(scene, depth=rvl))
+    assert node.warnings[1] == ("frame skipped: compressedDepth format '32FC1; compressedDepth rvl': codec 'rvl' is not "
+                                "supported (only png; set the publisher's compressedDepth format parameter to png)")
+    assert node.tracker.tracks == {} and node.stats.frames_invalid == 2
+    node.process(_compressed_frame_set(scene))  # the next good one
+    assert sorted(node.tracker.tracks) == _real_ids(scene) and len(node.warnings) == 2
+
+
+def _boxes(labels, ids, margin=2):
+    boxes = []
+    for object_id in ids:
+        rows, cols = np.nonzero(labels == object_id)
+        boxes.append((cols.min() - margin, rows.min() - margin, cols.max() + 1 + margin, rows.max() + 1 + margin))
+    return boxes
+
+
+def test_detection_boxes_of_a_distorted_camera_are_undistorted(node):
+    """A detector runs on the distorted image: its boxes are mapped onto the undistorted image the node works on."""
+    wide = CameraIntrinsics(640, 480, 400.0, 400.0, 319.5, 239.5)
+    scene = random_tabletop_scene(33, n_objects=3, distance_range=(0.4, 0.7), intrinsics=wide)
+    lens = Distortion("plumb_bob", (-0.3, 0.09, 0.001, -0.001, 0.0))
+    distorted = distort_scene(scene, lens)
+    ids = [obj.object_id for obj in scene.objects]
+    detections = Detection2DArray(detections=[
+        _detection(f"det_{object_id}", *box) for object_id, box in zip(ids, _boxes(distorted.labels, ids))])
+    frame_set = _frame_set(distorted, detections=detections)
+    frame_set.camera_info.distortion_model, frame_set.camera_info.d = lens.model, list(lens.coefficients)
+    node.process(frame_set)
+    assert node.warnings == [] and len(node.requests) == 1
+    queued = {p.object_id: p.bbox_xyxy for p in node.requests[0].prompts}
+
+    def contains(box, inner, slack=1.0):
+        return box[0] <= inner[0] + slack and box[1] <= inner[1] + slack and box[2] >= inner[2] - slack and box[3] >= inner[3] - slack
+
+    for object_id, given, truth in zip(ids, _boxes(distorted.labels, ids), _boxes(scene.labels, ids)):
+        box = queued[f"det_{object_id}"]
+        # The object's box in the undistorted image, a little larger (the detector's straight edges are curved there).
+        assert contains(box, truth) and np.abs(np.subtract(box, truth)).max() < 16, (object_id, box, truth)
+        assert not contains(given, truth), (object_id, given, truth)  # the box as given would cut the object
+
+
+def test_an_unknown_distortion_model_refuses_the_frame_naming_it(node, scene):
+    frame_set = _frame_set(scene)
+    frame_set.camera_info.distortion_model, frame_set.camera_info.d = "kannala_brandt_8", [0.1] * 8
+    node.process(frame_set)
+    assert len(node.warnings) == 1 and "distortion_model 'kannala_brandt_8'" in node.warnings[0], node.warnings
+    assert node.tracker.tracks == {} and node.stats.frames_invalid == 1

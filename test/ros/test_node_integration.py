@@ -4,11 +4,16 @@ import time
 
 import numpy as np
 import pytest
+from sensor_msgs.msg import CompressedImage
 from visualization_msgs.msg import Marker
 
-from sam3d_ros.ros.conversions import array_to_image_msg, frame_name, intrinsics_to_camera_info, ns_to_stamp
+from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.distortion import Distortion
+from sam3d_ros.ros.conversions import (
+    array_to_image_msg, depth_to_compressed_depth_msg, frame_name, intrinsics_to_camera_info, ns_to_stamp,
+)
 from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
-from sam3d_ros.tools.synthetic import random_tabletop_scene
+from sam3d_ros.tools.synthetic import distort_scene, random_tabletop_scene
 from std_msgs.msg import Header
 
 FRAME_ID = "camera_color_optical_frame"
@@ -213,6 +218,80 @@ def test_sam3d_backend_with_a_dead_worker_falls_back_to_depth(tmp_path):
             p = det.bbox.center.position
             assert np.linalg.norm(np.array([p.x, p.y, p.z]) - obj.center_cam) < 0.025
         assert "used the depth backend" in log_path.read_text()
+        assert process.poll() is None
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+#: A wide-angle camera (77 degrees across) with barrel distortion: objects towards the border move by 10-30 pixels.
+WIDE = CameraIntrinsics(640, 480, 400.0, 400.0, 319.5, 239.5)
+LENS = Distortion("plumb_bob", (-0.3, 0.09, 0.001, -0.001, 0.0))
+
+
+def _centre_errors_m(scene, out) -> dict[str, float]:
+    errors = {}
+    for obj in scene.objects:
+        p = out.detections[str(obj.object_id)].bbox.center.position
+        errors[obj.name] = float(np.linalg.norm(np.array([p.x, p.y, p.z]) - obj.center_cam))
+    return errors
+
+
+def test_a_distorted_camera_gives_objects_at_their_true_positions(node_and_client):
+    """Images of a distorted camera, its camera_info carrying D: the node undistorts image, depth and masks and finds
+    the objects where they are; with `undistort: false` (D ignored, what a pinhole-only node does) the same frames put
+    them centimetres off."""
+    process, client, log_path = node_and_client
+    scene = random_tabletop_scene(33, n_objects=3, distance_range=(0.4, 0.7), names=BOXES_AND_CANS, intrinsics=WIDE)
+    distorted = distort_scene(scene, LENS)
+    stamp, out = _send_and_wait(client, distorted, len(scene.objects), distortion=LENS)
+    assert out is not None, f"no output; node log:\n{log_path.read_text()}"
+    errors = _centre_errors_m(scene, out)
+    assert max(errors.values()) < 0.02, f"centre errors (m) {errors}"
+    try:
+        assert client.set_parameters({"undistort": False}) == [(True, "")]
+        stamp, out = _send_and_wait(client, distorted, len(scene.objects), distortion=LENS)
+        assert out is not None, f"no output with undistort false; node log:\n{log_path.read_text()}"
+        ignored = _centre_errors_m(scene, out)
+        assert max(ignored.values()) > 0.04, f"the lens should matter in this scene: {ignored}"
+    finally:
+        client.set_parameters({"undistort": True})
+    assert process.poll() is None
+
+
+def test_compressed_colour_and_compressed_depth_from_remapped_topics(tmp_path):
+    """What a bag or a robot's image_transport publishes: jpeg colour on <image>/compressed and png compressedDepth
+    (16UC1, and 32FC1 as quantised inverse depth) on <depth>/compressedDepth, the base topics remapped as a launch file
+    does: objects at their true positions. A garbled message costs its frame only, with a warning."""
+    namespace = "/it_compressed"
+    topics = {"image": "/it_compressed_cam/color/image_raw", "depth": "/it_compressed_cam/depth/image_raw"}
+    log_path = tmp_path / "node.log"
+    params = {"lost_timeout_s": 0.1, "image_transport": "compressed", "depth_image_transport": "compressedDepth"}
+    process = start_node_process(namespace, params=params, log_path=log_path, remappings=topics)
+    client = PerceptionClient(namespace, image_transport="compressed", depth_image_transport="compressedDepth", topics=topics)
+    try:
+        assert client.wait_for_node(60.0), f"node never subscribed to the compressed topics; its log:\n{log_path.read_text()}"
+        garbled_stamp = _stamp_ns()
+        header = Header(stamp=ns_to_stamp(garbled_stamp), frame_id=FRAME_ID)
+        scene = random_tabletop_scene(12, n_objects=3, distance_range=(0.5, 1.0), names=BOXES_AND_CANS)
+        garbled = CompressedImage(header=header, format="rgb8; jpeg compressed bgr8", data=bytes(range(256)) * 8)
+        client.publish(header, garbled, intrinsics_to_camera_info(scene.intrinsics, header),
+                       depth_to_compressed_depth_msg(scene.depth_m, "32FC1", header),
+                       array_to_image_msg(scene.labels.astype(np.uint8), "mono8", header))
+        undecodable = "frame skipped: compressed colour image (format 'rgb8; jpeg compressed bgr8', 2048 bytes) cannot be decoded"
+        assert client.wait_for(lambda: undecodable in log_path.read_text(), 10.0), log_path.read_text()
+        for seed, depth_encoding in ((11, "32FC1"), (12, "16UC1")):
+            scene = random_tabletop_scene(seed, n_objects=3, distance_range=(0.5, 1.0), names=BOXES_AND_CANS)
+            stamp, out = _send_and_wait(client, scene, len(scene.objects), depth_encoding=depth_encoding)
+            assert out is not None, f"no output ({depth_encoding}); node log:\n{log_path.read_text()}"
+            errors = _centre_errors_m(scene, out)
+            assert max(errors.values()) < 0.02, f"{depth_encoding}: centre errors (m) {errors}"
+        assert garbled_stamp not in client.outputs
+        log = log_path.read_text()
+        assert "image: CompressedImage on /it_compressed_cam/color/image_raw/compressed" in log
+        assert "depth: CompressedImage on /it_compressed_cam/depth/image_raw/compressedDepth" in log
+        assert log.count(undecodable) == 1, log
         assert process.poll() is None
     finally:
         client.close()

@@ -43,8 +43,8 @@ class FrameAssembler:
     detections of the same stamp (within `segmentation_slop_s`, default exact: segmenters copy the image header).
 
     message_filters' ApproximateTimeSynchronizer needs every input for every frame; here segmentation may come as
-    masks or as detections (whichever arrives for a frame), camera_info falls back to the latest one, and depth is
-    optional. A match is taken once it cannot improve: its stamp is exact, or a later message of that input has
+    masks or as detections (whichever arrives for a frame), camera_info falls back to the latest one (at once when
+    it is latched or rare; after up to depth_timeout_s when the frames before had their own), and depth is optional. A match is taken once it cannot improve: its stamp is exact, or a later message of that input has
     arrived (inputs arrive in stamp order per topic), so a late mask is never swapped for the previous frame's.
 
     Depth may arrive after the image and its masks (slow or triggered cameras, replay, start-up): a frame waits for
@@ -80,6 +80,9 @@ class FrameAssembler:
         self._time_jump_ns: int | None = None
         self._recent_image_stamps: deque[int] = deque(maxlen=max(30, 3 * size))  # images seen, completed or not
         self._unmatched_segmentation = 0
+        # The last frame found a camera_info of its own stamp: the next one waits for its own too (up to
+        # depth_timeout_s) rather than take the previous camera's, which may be another camera model.
+        self._info_per_image = False
 
     def configure(self, slop_s: float, depth_timeout_s: float, segmentation: str, segmentation_slop_s: float) -> None:
         """Set the matching tolerances (also while running: the node's runtime parameters)."""
@@ -194,8 +197,11 @@ class FrameAssembler:
         for image in list(self.images):
             stamp_ns = image.stamp_ns
             info = self._nearest("camera_info", stamp_ns, self.slop_ns)
+            info_of_stamp = info is not None
             if info is None and self.buffers["camera_info"]:
-                info = self.buffers["camera_info"][-1][1]
+                if self._info_per_image and now_s - image.arrival_s < self.depth_timeout_s:
+                    continue  # camera_info comes with every image (a driver's): wait for this image's own
+                info = self.buffers["camera_info"][-1][1]  # latched or rare camera_info: the latest one
             seg_slop = self.segmentation_slop_ns
             masks = self._nearest("masks", stamp_ns, seg_slop) if "masks" in self.segmentation_kinds else None
             detections = None
@@ -207,6 +213,7 @@ class FrameAssembler:
             if depth is None and not self._depth_missing(image, now_s):
                 continue
             completed.append(FrameSet(stamp_ns, image.msg, info, depth, masks, detections))
+            self._info_per_image = info_of_stamp
         if completed:
             newest = completed[-1].stamp_ns
             kept = [image for image in self.images if image.stamp_ns > newest]

@@ -38,6 +38,7 @@ def test_detections_used_when_no_masks_and_masks_preferred():
     frames = a.add("masks", 100 * MS, "m2", 11.0)  # whichever segmentation arrives first completes the frame
     assert frames[-1].masks == "m2" and frames[-1].detections is None
     assert a.add("detections", 100 * MS, "det2", 11.0) == []  # that image is done
+    a.add("camera_info", 200 * MS, "c", 11.0)  # stamped like its image, as the frames before (else it is waited for)
     a.add("detections", 200 * MS, "det3", 11.0)
     a.add("masks", 200 * MS, "m3", 11.0)
     frames = a.add("image", 200 * MS, "i3", 11.0)  # both waiting: masks are preferred
@@ -60,6 +61,26 @@ def test_camera_info_falls_back_to_latest_and_old_images_are_dropped():
     frames = a.add("masks", 5000 * MS, "m", 5.0)
     assert [f.image for f in frames] == ["i4"] and frames[0].camera_info == "c_old"
     assert a.pending_images() == 0
+
+
+def test_camera_info_stamped_with_every_image_is_waited_for_not_taken_from_the_previous_frame():
+    """A driver stamps camera_info like its images: when one arrives after its image, the frame waits for it (the
+    previous frame's may belong to another camera model) up to depth_timeout_s, then takes the latest."""
+    a = FrameAssembler(slop_s=0.01, depth_timeout_s=1.0)
+    for name, stamp in (("camera_info", 0), ("depth", 0), ("masks", 0)):
+        a.add(name, stamp, f"{name}0", 0.0)
+    assert [f.camera_info for f in a.add("image", 0, "i0", 0.0)] == ["camera_info0"]
+    a.add("depth", 200 * MS, "depth1", 0.1)
+    a.add("masks", 200 * MS, "masks1", 0.1)
+    assert a.add("image", 200 * MS, "i1", 0.1) == []  # its camera_info is on its way
+    frames = a.add("camera_info", 200 * MS, "camera_info1", 0.12)
+    assert [(f.image, f.camera_info) for f in frames] == [("i1", "camera_info1")]
+    # Its camera_info lost: after the wait the latest one stands in.
+    a.add("depth", 400 * MS, "depth2", 0.2)
+    a.add("masks", 400 * MS, "masks2", 0.2)
+    assert a.add("image", 400 * MS, "i2", 0.2) == []
+    assert a.poll(0.7) == []
+    assert [(f.image, f.camera_info) for f in a.poll(1.25)] == [("i2", "camera_info1")]
 
 
 def test_a_late_mask_is_not_swapped_for_the_previous_frames():

@@ -44,8 +44,9 @@ class FrameAssembler:
 
     message_filters' ApproximateTimeSynchronizer needs every input for every frame; here segmentation may come as
     masks or as detections (whichever arrives for a frame), camera_info falls back to the latest one (at once when
-    it is latched or rare; after up to depth_timeout_s when the frames before had their own), and depth is optional. A match is taken once it cannot improve: its stamp is exact, or a later message of that input has
-    arrived (inputs arrive in stamp order per topic), so a late mask is never swapped for the previous frame's.
+    it is latched or rare; after up to depth_timeout_s when the frames before had their own), and depth is optional.
+    A match is taken once it cannot improve: its stamp is exact, or a later message of that input has arrived
+    (inputs arrive in stamp order per topic), so a late mask is never swapped for the previous frame's.
 
     Depth may arrive after the image and its masks (slow or triggered cameras, replay, start-up): a frame waits for
     the depth of its stamp. It goes without depth only when depth is not being published: none has arrived for

@@ -28,7 +28,6 @@ import numpy as np
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.sam3d import frames
-from sam3d_ros.sam3d.worker import LAYOUT_MODES, ModelHost, no_mesh_reason, result_arrays
 
 #: What the official code was read at and its environment (models/README.md).
 OFFICIAL_COMMIT = "cf06676"
@@ -191,8 +190,10 @@ def _describe_tensor(output: dict, name: str, shape: tuple[int, ...]) -> tuple[s
     return f"{name} {got} {dtype}", array.reshape(-1)
 
 
-def check_output(output: Any, options: dict[str, Any]) -> list[str]:
-    """What the output holds, checked against the contract; PreflightError (one line) on a mismatch."""
+def check_output(output: Any, options: dict[str, Any], result_arrays: Callable[[Any], dict],
+                 no_mesh_reason: Callable[[dict], str]) -> list[str]:
+    """What the output holds, checked against the contract; PreflightError (one line) on a mismatch.
+    `result_arrays` and `no_mesh_reason` are the worker's (passed in: the worker imports this module)."""
     if not isinstance(output, dict):
         raise PreflightError(f"the model returned a {type(output).__name__}, the contract is a dict")
     rotation_line, q = _describe_tensor(output, "rotation", (1, 4))
@@ -223,9 +224,10 @@ def check_output(output: Any, options: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_preflight(host: ModelHost, official: bool, repo: str | None = None,
+def run_preflight(host: Any, official: bool, result_arrays: Callable[[Any], dict],
+                  no_mesh_reason: Callable[[dict], str], repo: str | None = None,
                   out: Callable[[str], None] | None = None) -> bool:
-    """Run the four checks on `host` (its model is loaded and kept); True when all pass."""
+    """Run the four checks on `host` (the worker's ModelHost: its model is loaded and kept); True when all pass."""
     out = out or (lambda line: print(f"preflight: {line}", flush=True))
 
     def fail(reason: str) -> bool:
@@ -246,8 +248,8 @@ def run_preflight(host: ModelHost, official: bool, repo: str | None = None,
         return fail(host.load_error or "model not loaded")
     out(f"model loaded in {host.load_s:.1f} s ({type(host.model).__name__})")
     layout = getattr(host.model, "layout_postprocess", None)  # the official factories (OfficialInference)
-    if layout in LAYOUT_MODES:
-        modes = {"auto": "only for requests without a point map", "on": "for every request", "off": "never"}
+    modes = {"auto": "only for requests without a point map", "on": "for every request", "off": "never"}
+    if layout in modes:
         out(f"layout post-optimisation: {modes[layout]}; compile: {getattr(host.model, 'compile', None)}")
     image, mask, pointmap = tiny_input()
     try:
@@ -257,7 +259,7 @@ def run_preflight(host: ModelHost, official: bool, repo: str | None = None,
         return fail(f"tiny inference failed: {type(exc).__name__}: {str(exc)[:200]}")
     stages["tiny inference"] = call["inference_s"]
     try:
-        lines = check_output(output, call["options"])
+        lines = check_output(output, call["options"], result_arrays, no_mesh_reason)
     except PreflightError as exc:
         return fail(str(exc))
     for line in lines:

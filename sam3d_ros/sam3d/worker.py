@@ -854,7 +854,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.preflight or args.preflight_only:
         from sam3d_ros.sam3d.preflight import run_preflight
 
-        passed = run_preflight(host, official=is_official_factory(args.inference), repo=args.sam3d_repo)
+        passed = run_preflight(host, is_official_factory(args.inference), result_arrays, no_mesh_reason,
+                               repo=args.sam3d_repo)
         if args.preflight_only or not passed:
             return 0 if passed else 1
     elif args.preload:

@@ -147,6 +147,14 @@ def write_results(out_dir: Path, frame_id: str, objects: list[ObjectReconstructi
             "position": position.tolist(), "orientation_xyzw": q_xyzw.tolist(), "size": obj.size_obj.tolist(),
             "mesh": f"{stem}.ply", "metric_scale": obj.metric_scale, "backend": obj.backend,
         })
+        info = obj.info or {}
+        if info.get("mesh_source"):  # where the mesh came from, and why not from the model when it did not
+            entries[-1]["mesh_source"] = str(info["mesh_source"])
+        if info.get("no_mesh_reason"):
+            entries[-1]["no_mesh_reason"] = str(info["no_mesh_reason"])
+        timings = {k: info[k] for k in ("inference_s", "model_stages_s", "gpu_peak_mib", "timings_ms") if k in info}
+        if obj.backend == "sam3d" and timings:
+            entries[-1]["timings"] = timings
     path = out_dir / "objects.json"
     path.write_text(json.dumps({"frame_id": frame_id, "objects": entries}, indent=2))
     return path

@@ -27,6 +27,8 @@ class NodeStatistics:
     frames_dropped_tf: int = 0  # frames not published: no target_frame transform (none held recently enough)
     reconstructions: int = 0
     reconstruction_failures: int = 0
+    meshes_not_from_model: int = 0  # reconstructions whose mesh the model did not give (a stand-in, with a reason)
+    last_no_mesh_reason: str = ""
     objects_removed: int = 0
     # Per input topic: messages lost before the node's callbacks (publisher sequence gaps); None where the ROS
     # distribution gives callbacks no message info (Humble), so such losses cannot be seen.
@@ -44,6 +46,15 @@ class NodeStatistics:
         with self._lock:
             self._latency_s.setdefault(stage, deque(maxlen=self.window)).append(float(seconds))
             self._max_latency_s[stage] = max(self._max_latency_s.get(stage, 0.0), float(seconds))
+
+    def count_reconstructed(self, objects: list[Any]) -> None:
+        """Count reconstructed objects, and those whose mesh did not come from the model (`info["no_mesh_reason"]`)."""
+        self.reconstructions += len(objects)
+        for obj in objects:
+            reason = (getattr(obj, "info", None) or {}).get("no_mesh_reason")
+            if reason:
+                self.meshes_not_from_model += 1
+                self.last_no_mesh_reason = str(reason)
 
     def latency_ms(self, stage: str) -> tuple[float, float] | None:
         """(median, 95th percentile) in ms of the last `window` samples of `stage`, None without samples."""
@@ -99,12 +110,18 @@ class NodeStatistics:
             "requests submitted": scheduler.submitted, "requests replaced": scheduler.replaced,
             "objects reconstructed": self.reconstructions, "objects failed": self.reconstruction_failures,
         }
+        if self.meshes_not_from_model:
+            worker_values["meshes not from the model"] = self.meshes_not_from_model
+            worker_values["why no model mesh (last)"] = self.last_no_mesh_reason
         latency = self.latency_ms("reconstruction")
         if latency is not None:
             worker_values["request latency median ms"], worker_values["request latency p95 ms"] = latency
         ages = [t.pose_ns - t.reconstructed_ns for t in tracks if t.reconstruction is not None]
         if ages:
             worker_values["oldest mesh age s"] = max(ages) / 1e9
-        worker_level = "warn" if self.reconstruction_failures else "ok"
-        worker = (f"{node_name}: reconstruction", backend, worker_level, f"{backend} backend {'busy' if busy else 'idle'}", worker_values)
+        worker_level = "warn" if self.reconstruction_failures or self.meshes_not_from_model else "ok"
+        worker_message = f"{backend} backend {'busy' if busy else 'idle'}"
+        if self.meshes_not_from_model:
+            worker_message += f"; {self.meshes_not_from_model} mesh(es) not from the model: {self.last_no_mesh_reason}"
+        worker = (f"{node_name}: reconstruction", backend, worker_level, worker_message, worker_values)
         return [pipeline, worker]

@@ -680,7 +680,7 @@ class PerceptionNode(Node):
             self.warn("not_metric", "no registered depth: poses and sizes are up to an unknown scale (not metric)")
         done_ids = {obj.object_id for obj in result_objects}
         failed = [prompt.object_id for prompt in request.prompts if prompt.object_id not in done_ids]
-        self.stats.reconstructions += len(result_objects)
+        self.stats.count_reconstructed(result_objects)
         self.stats.reconstruction_failures += len(failed)
         header = Header(stamp=conversions.ns_to_stamp(stamp_ns), frame_id=frame.frame_id)
         output_frame = self._output_frame(header)  # None: no target_frame transform; the next tracked frame publishes

@@ -12,6 +12,12 @@ file path from `--sam3d-repo` / `$SAM3D_REPO`. The model is called as
 dropped and reported. Whatever happens (bad bytes, bad input, model exceptions, odd outputs) the worker answers
 with an error message and serves the next request. This module imports neither torch nor the model at import time
 and needs only numpy, pyzmq and msgpack besides the model's own packages.
+
+First contact with the official pipeline (see models/README.md): `--preflight` checks the environment, loads the
+model and runs one tiny inference before serving (`--preflight-only`: then exits); `--device cuda:N` pins the worker
+to one GPU through CUDA_VISIBLE_DEVICES; the layout post-optimisation is off whenever a request brings its own point
+map (`--layout-postprocess`); speed options the official environment cannot run are refused (`option_problem`); a
+result without a model mesh says why (`no_mesh_reason`).
 """
 from __future__ import annotations
 
@@ -51,8 +57,61 @@ SPEED_OPTIONS: dict[str, Callable[[Any], bool]] = {
 }
 
 
+#: Entries of `decode_formats` the official pipeline decodes. Its mesh export (`postprocessing_utils.to_glb`) reads
+#: the Gaussians too, so "gaussian" is required: without it the run ends in KeyError 'gaussian'; ["gaussian"] alone
+#: decodes no mesh (the result then says so, see `no_mesh_reason`).
+DECODE_FORMATS = ("gaussian", "mesh")
+#: Options whose True value needs nvdiffrast (mesh hole filling and texture baking rasterise with it through
+#: utils3d's RastContext). The official environment does not install it and its `Inference` turns both off.
+NVDIFFRAST_OPTIONS = ("with_mesh_postprocess", "with_texture_baking")
+#: `--layout-postprocess`: auto = only for requests without a point map (see `OfficialInference`).
+LAYOUT_MODES = ("auto", "on", "off")
+
+
 class ModelLoadError(RuntimeError):
     """The model could not be built; the message says why in one line."""
+
+
+_NVDIFFRAST: list[bool] = []
+
+
+def nvdiffrast_available() -> bool:
+    """Whether nvdiffrast can be imported here (looked up once, without importing it)."""
+    if not _NVDIFFRAST:
+        try:
+            _NVDIFFRAST.append(importlib.util.find_spec("nvdiffrast") is not None)
+        except (ImportError, ValueError):
+            _NVDIFFRAST.append(False)
+    return _NVDIFFRAST[0]
+
+
+def option_problem(options: dict[str, Any], nvdiffrast: bool | None = None) -> str | None:
+    """One line saying why these speed options cannot run in the official environment, or None when they can."""
+    formats = options.get("decode_formats")
+    if formats is not None:
+        unknown = [f for f in formats if f not in DECODE_FORMATS]
+        if unknown:
+            return (f"decode_formats {unknown} not known: the official pipeline decodes "
+                    f"{' and '.join(DECODE_FORMATS)}")
+        if "gaussian" not in formats:
+            return (f"decode_formats {list(formats)} cannot run: the official mesh export reads the Gaussians "
+                    "(KeyError 'gaussian'); use ['gaussian', 'mesh'], or ['gaussian'] for no mesh (faster)")
+    needing = [name for name in NVDIFFRAST_OPTIONS if options.get(name)]
+    if needing and not (nvdiffrast_available() if nvdiffrast is None else nvdiffrast):
+        verb, them = ("needs", "it") if len(needing) == 1 else ("need", "them")
+        return (f"{' and '.join(needing)}=True {verb} nvdiffrast, which the official sam-3d-objects environment does "
+                f"not install (its Inference turns {them} off): leave {them} off")
+    return None
+
+
+def no_mesh_reason(options: dict[str, Any]) -> str:
+    """Why the model returned no glb mesh, from the options it was called with."""
+    if options.get("stage1_only"):
+        return "stage1_only: the model gave the pose and coarse voxels only"
+    formats = options.get("decode_formats")
+    if formats is not None and "mesh" not in formats:
+        return f"decode_formats {list(formats)} has no 'mesh': the model decoded no mesh"
+    return "the model returned no glb mesh"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -82,6 +141,9 @@ def _import_official_inference(repo: str | os.PathLike | None) -> Any:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
+        if isinstance(exc, KeyError) and exc.args == ("CONDA_PREFIX",):
+            raise ModelLoadError(f"importing {script} failed: CONDA_PREFIX is not set: activate the sam-3d-objects "
+                                 "environment first (conda activate sam3d-objects)") from exc
         raise ModelLoadError(f"importing {script} failed: {type(exc).__name__}: {exc} "
                              "(run the worker from the sam-3d-objects environment)") from exc
     return module
@@ -94,54 +156,153 @@ def _check_config(config_path: str) -> None:
 
 
 def official_inference(config_path: str, repo: str | None = None, compile: bool = False) -> Any:
-    """The default factory: the official `Inference(config_path, compile)` wrapper (seed and pointmap only)."""
+    """The official `Inference(config_path, compile)` wrapper of the checkout (seed and pointmap only)."""
     module = _import_official_inference(repo)
     _check_config(config_path)
     return module.Inference(str(config_path), compile=compile)
 
 
-class OfficialPipeline:
-    """Opt-in factory (`--inference sam3d_ros.sam3d.worker:OfficialPipeline`) that calls the official pipeline's
-    `run` directly, so the speed options reach it: the official `Inference.__call__` accepts only seed and
-    pointmap. Uses the wrapper's private `_pipeline` attribute and the defaults the wrapper passes (mask in the
-    alpha channel, layout post-processing on, vertex colours, no texture baking); options are filtered against
-    `run`'s signature, so a renamed parameter is dropped and logged rather than crashing."""
+#: The arguments the official `Inference.__call__` passes to `InferencePipelinePointMap.run` (commit cf06676).
+_WRAPPER_ARGUMENTS = {"stage1_only": False, "with_mesh_postprocess": False, "with_texture_baking": False,
+                      "with_layout_postprocess": True, "use_vertex_color": True, "stage1_inference_steps": None}
+#: Pipeline methods timed per call (`last_stages_s`): stage 1 (pose, voxels), stage 2, decoders, mesh export, layout.
+_TIMED_STAGES = {"sample_sparse_structure": "stage1", "sample_slat": "stage2", "decode_slat": "decode",
+                 "postprocess_slat_output": "mesh_export", "run_post_optimization": "layout_postprocess"}
 
-    def __init__(self, config_path: str) -> None:
-        self._inference = official_inference(config_path)
-        self._run = self._inference._pipeline.run
+
+class OfficialInference:
+    """The default factory: the official `Inference` wrapper, called the way its `__call__` calls the pipeline
+    (mask in the alpha channel, vertex colours, no mesh post-processing, no texture baking), with one difference:
+    the layout post-optimisation runs only for requests without a point map (`layout_postprocess="auto"`).
+
+    Why: with a caller's point map the official pipeline infers the intrinsics from that map
+    (`infer_intrinsics_from_pointmap`), which for a point map in the PyTorch3D convention gives a degenerate camera
+    (fx = fy = 0, a negative focal); the render-and-compare layout optimisation then costs seconds and is at best
+    rejected. The backend's depth refinement does that job. Without a point map MoGe supplies the intrinsics and
+    the official default (on) is kept. "on" forces it for every request, "off" never runs it.
+
+    Takes only seed and pointmap, like the official wrapper; `OfficialPipeline` forwards the speed options."""
+
+    def __init__(self, config_path: str, repo: str | None = None, compile: bool = False,
+                 layout_postprocess: str = "auto") -> None:
+        if layout_postprocess not in LAYOUT_MODES:
+            raise ModelLoadError(f"layout_postprocess must be one of {', '.join(LAYOUT_MODES)}")
+        self._inference = official_inference(config_path, repo, compile)
+        self.layout_postprocess = layout_postprocess
+        self.compile = compile
+        pipeline = getattr(self._inference, "_pipeline", None)
+        self._run = getattr(pipeline, "run", None)
+        if self._run is None:
+            raise ModelLoadError("the official Inference has no _pipeline.run (a newer sam-3d-objects than commit "
+                                 "cf06676?): use --inference MODULE:CALLABLE")
         self._accepted, self._any = _accepted_names(self._run)
+        self.last_stages_s: dict[str, float] = {}
+        self.last_call: dict[str, Any] = {}
+        for method, stage in _TIMED_STAGES.items():
+            if callable(getattr(pipeline, method, None)):
+                setattr(pipeline, method, self._timed(getattr(pipeline, method), stage))
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int | None = None, pointmap: Any = None,
-                 **options: Any) -> dict:
+    def _timed(self, method: Callable, stage: str) -> Callable:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                _synchronize_gpu()
+                self.last_stages_s[stage] = self.last_stages_s.get(stage, 0.0) + time.perf_counter() - start
+        return timed
+
+    def layout_for(self, pointmap: Any) -> bool:
+        """Whether the layout post-optimisation runs for a request with (or without) a point map."""
+        return self.layout_postprocess == "on" or (self.layout_postprocess == "auto" and pointmap is None)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int | None = None, pointmap: Any = None) -> dict:
+        return self._call(image, mask, seed, pointmap, {})
+
+    def _call(self, image: np.ndarray, mask: np.ndarray, seed: int | None, pointmap: Any,
+              options: dict[str, Any]) -> dict:
         rgba = np.concatenate([image[..., :3], (np.asarray(mask, dtype=np.uint8) * 255)[..., None]], axis=-1)
-        kwargs: dict[str, Any] = {"stage1_only": False, "with_mesh_postprocess": False, "with_texture_baking": False,
-                                  "with_layout_postprocess": True, "use_vertex_color": True, "pointmap": pointmap}
+        kwargs: dict[str, Any] = dict(_WRAPPER_ARGUMENTS, with_layout_postprocess=self.layout_for(pointmap),
+                                      pointmap=pointmap)
         kwargs.update(options)
         dropped = sorted(k for k in kwargs if not self._any and k not in self._accepted)
         if dropped:
             LOG.warning("InferencePipelinePointMap.run does not accept %s: dropped", ", ".join(dropped))
-        return self._run(rgba, None, seed, **{k: v for k, v in kwargs.items() if k not in dropped})
+        kwargs = {k: v for k, v in kwargs.items() if k not in dropped}
+        self.last_stages_s = {}
+        self.last_call = {k: v for k, v in kwargs.items() if k != "pointmap"}
+        return self._run(rgba, None, seed, **kwargs)
 
 
-def load_factory(spec: str | None, repo: str | None = None, compile: bool = False) -> Callable[[str], Any]:
-    """The factory named by `MODULE:CALLABLE` (attribute paths allowed), or the official one when `spec` is None."""
+class OfficialPipeline(OfficialInference):
+    """Opt-in factory (`--inference sam3d_ros.sam3d.worker:OfficialPipeline`) that forwards the speed options to the
+    official pipeline's `run` (the official `Inference.__call__` accepts only seed and pointmap). Uses the
+    wrapper's private `_pipeline` attribute; options are filtered against `run`'s signature, so a renamed
+    parameter is dropped and logged rather than crashing."""
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int | None = None, pointmap: Any = None,
+                 **options: Any) -> dict:
+        return self._call(image, mask, seed, pointmap, options)
+
+
+def is_official_factory(spec: str | None) -> bool:
+    """Whether `--inference` names the official pipeline (the default, `OfficialInference` or `OfficialPipeline`)."""
     if not spec:
-        return lambda config_path: official_inference(config_path, repo, compile)
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ModelLoadError(f"--inference {spec!r} must look like MODULE:CALLABLE")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from exc
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise ModelLoadError(f"{module_name} has no attribute {attribute}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise ModelLoadError(f"{spec} is not callable")
-    return target
+        return True
+    module_name, _, attribute = spec.partition(":")
+    return module_name == "sam3d_ros.sam3d.worker" and attribute in ("OfficialInference", "OfficialPipeline")
+
+
+def select_device(device: str) -> str | None:
+    """Pin this process to one GPU (`cuda` or `cuda:N`) through CUDA_VISIBLE_DEVICES, before torch is imported;
+    N counts the GPUs already visible (CUDA_VISIBLE_DEVICES set by the caller). A problem in one line, or None."""
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        return "must be cuda or cuda:N (the official pipeline runs on CUDA only)"
+    if "torch" in sys.modules:
+        return "torch is already imported: CUDA_VISIBLE_DEVICES would not take effect"
+    if not index:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip():
+        listed = [d.strip() for d in visible.split(",") if d.strip()]
+        if int(index) >= len(listed):
+            return f"only {len(listed)} GPU(s) visible (CUDA_VISIBLE_DEVICES={visible})"
+        os.environ["CUDA_VISIBLE_DEVICES"] = listed[int(index)]
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = index
+        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # N as nvidia-smi numbers the GPUs
+    return None
+
+
+def load_factory(spec: str | None, repo: str | None = None, compile: bool = False,
+                 layout_postprocess: str = "auto") -> Callable[[str], Any]:
+    """The factory named by `MODULE:CALLABLE` (attribute paths allowed), or the official one when `spec` is None.
+    A factory that takes `repo`, `compile` or `layout_postprocess` keywords gets the worker's values."""
+    if not spec:
+        target: Any = OfficialInference
+    else:
+        module_name, sep, attribute = spec.partition(":")
+        if not sep or not module_name or not attribute:
+            raise ModelLoadError(f"--inference {spec!r} must look like MODULE:CALLABLE")
+        try:
+            target = importlib.import_module(module_name)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from exc
+        for part in attribute.split("."):
+            if not hasattr(target, part):
+                raise ModelLoadError(f"{module_name} has no attribute {attribute}")
+            target = getattr(target, part)
+        if not callable(target):
+            raise ModelLoadError(f"{spec} is not callable")
+    accepted, _ = _accepted_names(target)
+    given = {"repo": repo, "compile": compile, "layout_postprocess": layout_postprocess}
+    extra = {k: v for k, v in given.items() if k in accepted}
+    if compile and "compile" not in accepted:
+        LOG.warning("--compile ignored: %s takes no compile keyword", spec)
+    if not extra:
+        return target
+    return lambda config_path: target(config_path, **extra)
 
 
 def _accepted_names(fn: Callable) -> tuple[set[str], bool]:
@@ -267,7 +428,7 @@ class ModelHost:
         self._accepted: set[str] = set()
         self._any_kwargs = False
 
-    def load(self) -> None:
+    def load(self, quiet: bool = False) -> None:
         """Build the model now (once); a failure is kept and reported to every request."""
         if self.model is not None or self.load_error is not None:
             return
@@ -280,11 +441,13 @@ class ModelHost:
             self.model = None
             message = str(exc) if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
             self.load_error = f"model could not be loaded: {message}"
-            LOG.error("%s", self.load_error)
+            if not quiet:
+                LOG.error("%s", self.load_error)
             return
         self.load_s = time.perf_counter() - start
         self._accepted, self._any_kwargs = _accepted_names(self.model)
-        LOG.info("model ready in %.1f s", self.load_s)
+        if not quiet:
+            LOG.info("model ready in %.1f s", self.load_s)
 
     def handle(self, frames: list[Any]) -> wire.WireMessage:
         """The reply to one request's frames."""
@@ -318,25 +481,55 @@ class ModelHost:
         self.load()
         if self.model is None:
             return wire.error_message(rid, self.load_error or "model not loaded", "model_unavailable")
-        dropped = sorted(name for name in kwargs if not self._any_kwargs and name not in self._accepted)
-        if dropped:
-            LOG.warning("the model does not accept %s: dropped", ", ".join(dropped))
-            kwargs = {k: v for k, v in kwargs.items() if k not in dropped}
-        if pointmap is not None:
-            kwargs["pointmap"] = _model_pointmap(pointmap)
-        start = time.perf_counter()
         try:
-            output = self.model(image, mask, **kwargs)
+            output, call = self.call_model(image, mask, pointmap, kwargs)
         except Exception as exc:
             _release_gpu_memory()
             return wire.error_message(rid, f"inference failed: {type(exc).__name__}: {exc}", "inference_failed")
-        inference_s = time.perf_counter() - start
         try:
             arrays = result_arrays(output)
         except ValueError as exc:
             return wire.error_message(rid, f"unusable model output: {exc}", "bad_output")
-        return wire.WireMessage("result", rid, {"inference_s": inference_s, "dropped_options": dropped,
-                                                "pid": os.getpid()}, arrays)
+        meta_out: dict[str, Any] = {"inference_s": call["inference_s"], "dropped_options": call["dropped"],
+                                    "pid": os.getpid(), "stages_s": call["stages_s"],
+                                    "mesh_source": "model" if "glb_vertices" in arrays else "voxels"}
+        if "glb_vertices" not in arrays:
+            meta_out["no_mesh_reason"] = no_mesh_reason(call["options"])
+        if call.get("layout_postprocess") is not None:
+            meta_out["layout_postprocess"] = call["layout_postprocess"]
+        if call.get("gpu_peak_bytes") is not None:
+            meta_out["gpu_peak_bytes"] = call["gpu_peak_bytes"]
+        return wire.WireMessage("result", rid, meta_out, arrays)
+
+    def call_model(self, image: np.ndarray, mask: np.ndarray, pointmap: np.ndarray | None,
+                   kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """Run the loaded model once: (its raw output, what happened: options it got, dropped options, time,
+        per-stage times, peak GPU memory). Exceptions of the model propagate."""
+        dropped = sorted(name for name in kwargs if not self._any_kwargs and name not in self._accepted)
+        if dropped:
+            LOG.warning("the model does not accept %s: dropped", ", ".join(dropped))
+            kwargs = {k: v for k, v in kwargs.items() if k not in dropped}
+        options = {k: v for k, v in kwargs.items() if k != "seed"}
+        if pointmap is not None:
+            kwargs["pointmap"] = _model_pointmap(pointmap)
+        torch = sys.modules.get("torch")
+        cuda = _cuda_available(torch)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        output = self.model(image, mask, **kwargs)
+        _synchronize_gpu()
+        call: dict[str, Any] = {"inference_s": time.perf_counter() - start, "dropped": dropped, "options": options,
+                                "stages_s": {}, "layout_postprocess": None, "gpu_peak_bytes": None}
+        stages = getattr(self.model, "last_stages_s", None)
+        if isinstance(stages, dict):
+            call["stages_s"] = {str(k): float(v) for k, v in stages.items()}
+        last_call = getattr(self.model, "last_call", None)  # OfficialInference: what the pipeline's run got
+        if isinstance(last_call, dict) and "with_layout_postprocess" in last_call:
+            call["layout_postprocess"] = bool(last_call["with_layout_postprocess"])
+        if cuda:
+            call["gpu_peak_bytes"] = int(torch.cuda.max_memory_allocated())
+        return output, call
 
     def _call_arguments(self, meta: dict) -> dict[str, Any]:
         """Keyword arguments for the model: the seed and the speed options that are set (validated)."""
@@ -356,6 +549,9 @@ class ModelHost:
             seed = self.seed
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
             raise ValueError("seed must be a non-negative integer")
+        problem = option_problem(options)
+        if problem:
+            raise ValueError(problem)
         kwargs: dict[str, Any] = dict(options)
         if seed is not None:
             kwargs["seed"] = seed
@@ -396,6 +592,23 @@ def _model_pointmap(pointmap: np.ndarray) -> Any:
     except ImportError:
         return pointmap
     return torch.from_numpy(pointmap)
+
+
+def _cuda_available(torch: Any) -> bool:
+    try:
+        return torch is not None and bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def _synchronize_gpu() -> None:
+    """Wait for the GPU's queued work (so a time measured around it is the work's), when torch is in use."""
+    torch = sys.modules.get("torch")
+    if _cuda_available(torch):
+        try:
+            torch.cuda.synchronize()
+        except Exception:
+            pass
 
 
 def _release_gpu_memory() -> None:
@@ -546,7 +759,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="factory CALLABLE(config_path) -> model; default: Inference of the official "
                         "notebook/inference.py. sam3d_ros.sam3d.worker:OfficialPipeline forwards the speed options")
     parser.add_argument("--sam3d-repo", help="sam-3d-objects checkout for the default factory (default $SAM3D_REPO)")
-    parser.add_argument("--compile", action="store_true", help="Inference(..., compile=True) (default factory)")
+    parser.add_argument("--compile", action="store_true",
+                        help="Inference(..., compile=True): the official factories, and any factory taking compile=")
+    parser.add_argument("--device", metavar="cuda:N", help="serve from GPU N only (sets CUDA_VISIBLE_DEVICES before "
+                        "torch is imported; the official pipeline hard-codes 'cuda'): one worker per GPU")
+    parser.add_argument("--layout-postprocess", choices=LAYOUT_MODES, default="auto",
+                        help="official layout post-optimisation: auto (default) = only for requests without a point "
+                        "map (with one it works on a degenerate camera); on = always; off = never")
     parser.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ endpoint to bind (default {DEFAULT_BIND}; "
                         "tcp://127.0.0.1:* picks a free port)")
     parser.add_argument("--allow-remote", action="store_true",
@@ -558,6 +777,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generate-curve-keys", metavar="DIR",
                         help="write server and client certificates into DIR and exit")
     parser.add_argument("--preload", action="store_true", help="build the model before binding")
+    parser.add_argument("--preflight", action="store_true",
+                        help="before serving: check the environment, load the model, run one tiny inference and "
+                        "check its output; print what was found and the time per stage; exit 1 on any problem")
+    parser.add_argument("--preflight-only", action="store_true", help="run the preflight, then exit (0 = passed)")
     parser.add_argument("--seed", type=int, metavar="N", help="default seed of every request")
     parser.add_argument("--stage1-steps", type=int, metavar="N", dest="stage1_inference_steps",
                         help="stage-1 (pose, coarse shape) inference steps")
@@ -569,6 +792,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use the stage-2 distillation shortcut")
     parser.add_argument("--stage1-only", action="store_true", default=None,
                         help="pose and coarse voxels only (much faster; the mesh is the voxels' hull)")
+    parser.add_argument("--decode-formats", metavar="LIST", type=lambda v: [f.strip() for f in v.split(",") if f.strip()],
+                        help="decoders to run, comma-separated: gaussian,mesh (default) or gaussian (faster, no mesh: "
+                        "the voxel hull stands in and the result says so)")
+    parser.add_argument("--mesh-postprocess", dest="with_mesh_postprocess", action="store_true", default=None,
+                        help="official mesh simplification and hole filling (needs nvdiffrast, absent from the "
+                        "official environment: refused without it)")
+    parser.add_argument("--texture-baking", dest="with_texture_baking", action="store_true", default=None,
+                        help="official texture baking (needs nvdiffrast: refused without it)")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started the worker ends (tests, benchmarks)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
@@ -598,21 +829,36 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not is_loopback(args.bind) and not args.curve_secret_key:
         LOG.warning("serving %s without CurveZMQ: anyone who can reach it can use the model", args.bind)
+    if args.device:
+        problem = select_device(args.device)
+        if problem:
+            print(f"sam3d-ros worker: error: --device {args.device}: {problem}", file=sys.stderr)
+            return 2
     try:
-        factory = load_factory(args.inference, args.sam3d_repo, args.compile)
+        factory = load_factory(args.inference, args.sam3d_repo, args.compile, args.layout_postprocess)
     except ModelLoadError as exc:
         print(f"sam3d-ros worker: error: {exc}", file=sys.stderr)
         return 2
     if args.sam3d_repo:
         os.environ["SAM3D_REPO"] = str(args.sam3d_repo)
-    defaults = {name: getattr(args, name) for name in ("stage1_inference_steps", "stage2_inference_steps",
-                "use_stage1_distillation", "use_stage2_distillation", "stage1_only") if getattr(args, name) is not None}
+    defaults = {name: getattr(args, name) for name in SPEED_OPTIONS if getattr(args, name, None) is not None}
     for name, value in defaults.items():
         if not SPEED_OPTIONS[name](value):
             print(f"sam3d-ros worker: error: {name}={value} is out of range", file=sys.stderr)
             return 2
+    problem = option_problem(defaults)
+    if problem:
+        print(f"sam3d-ros worker: error: {problem}", file=sys.stderr)
+        return 2
     host = ModelHost(factory, args.sam3d_config, defaults, args.seed)
-    if args.preload:
+    if args.preflight or args.preflight_only:
+        from sam3d_ros.sam3d.preflight import run_preflight
+
+        passed = run_preflight(host, is_official_factory(args.inference), result_arrays, no_mesh_reason,
+                               repo=args.sam3d_repo)
+        if args.preflight_only or not passed:
+            return 0 if passed else 1
+    elif args.preload:
         host.load()
     try:
         worker = Worker(host, args.bind, args.curve_secret_key, args.curve_authorized_keys)
@@ -632,15 +878,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def spawn_worker(config_path: str | os.PathLike, inference: str | None = None, bind: str = "tcp://127.0.0.1:*",
                  extra_args: tuple[str, ...] = (), ready_timeout_s: float = 60.0,
-                 stderr: Any = None) -> tuple[subprocess.Popen, str]:
-    """Start `python -m sam3d_ros.sam3d.worker` with this interpreter; (process, bound endpoint) once it is ready.
-    The caller ends it (`terminate()`/`kill()`); it also stops by itself within 0.1 s of this process ending.
-    Raises RuntimeError when it exits or is not ready in time."""
-    command = [sys.executable, "-m", "sam3d_ros.sam3d.worker", "--sam3d-config", str(config_path), "--bind", bind,
-               "--exit-with-parent", *extra_args]
+                 stderr: Any = None, python: str | None = None, env: dict[str, str] | None = None,
+                 on_line: Callable[[str], None] | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `python -m sam3d_ros.sam3d.worker` (this interpreter unless `python` names another, e.g. the one of
+    the sam-3d-objects environment); (process, bound endpoint) once it is ready. Lines it prints before (the
+    preflight's) go to `on_line`. The caller ends it (`terminate()`/`kill()`); it also stops by itself within
+    0.1 s of this process ending. Raises RuntimeError when it exits or is not ready in time."""
+    command = [python or sys.executable, "-m", "sam3d_ros.sam3d.worker", "--sam3d-config", str(config_path),
+               "--bind", bind, "--exit-with-parent", *extra_args]
     if inference:
         command += ["--inference", inference]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     deadline = time.monotonic() + ready_timeout_s
     import selectors
 
@@ -654,6 +902,8 @@ def spawn_worker(config_path: str | os.PathLike, inference: str | None = None, b
             line = process.stdout.readline()
             if line.startswith("sam3d worker ready on "):
                 return process, line.split(" on ", 1)[1].strip()
+            if line and on_line is not None:
+                on_line(line.rstrip("\n"))
             if not line and process.poll() is not None:
                 break
     process.kill()
@@ -662,4 +912,7 @@ def spawn_worker(config_path: str | os.PathLike, inference: str | None = None, b
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, so that `-m` and `--inference sam3d_ros.sam3d.worker:...` share one module.
+    from sam3d_ros.sam3d.worker import main as _main
+
+    sys.exit(_main())

@@ -60,3 +60,17 @@ def test_latency_max_covers_the_whole_run_while_median_and_p95_cover_the_window(
     _, _, values = _pipeline_values(stats)
     assert values["total latency median ms"] == 20.0
     assert values["total latency max ms (since start)"] == 500.0
+
+
+def test_meshes_not_from_the_model_warn_on_the_reconstruction_status_with_the_reason():
+    stats = NodeStatistics()
+    scheduler = SimpleNamespace(running=0, waiting=0, submitted=2, replaced=0)
+    stats.count_reconstructed([SimpleNamespace(info={"mesh_source": "model"})])
+    _, _, level, message, values = stats.statuses("n", "sam3d", scheduler, [])[1]
+    assert level == "ok" and "meshes not from the model" not in values and stats.reconstructions == 1
+    stats.count_reconstructed([SimpleNamespace(info={"mesh_source": "voxel_hull", "no_mesh_reason": "stage1_only"}),
+                               SimpleNamespace(info={})])
+    _, _, level, message, values = stats.statuses("n", "sam3d", scheduler, [])[1]
+    assert level == "warn" and message.endswith("1 mesh(es) not from the model: stage1_only")
+    assert values["meshes not from the model"] == 1 and values["why no model mesh (last)"] == "stage1_only"
+    assert values["objects reconstructed"] == 3

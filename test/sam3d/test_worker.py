@@ -138,6 +138,7 @@ def test_exact_pose_and_mesh_through_the_worker(backends, exact_worker, scene):
         np.testing.assert_allclose(result.mesh_obj.vertices, v_true, atol=1e-4)
         np.testing.assert_allclose(result.size_obj, obj.size_model, atol=1e-4)
         assert result.metric_scale and result.backend == "sam3d" and result.info["pointmap_sent"]
+        assert result.info["mesh_source"] == "model" and "no_mesh_reason" not in result.info
         assert result.mesh_obj.visual.vertex_colors.shape == (len(v_true), 4)
         assert result.info["timings_ms"]["overhead_ms"] > 0
 
@@ -176,7 +177,8 @@ def test_stage1_only_gives_the_pose_and_a_voxel_hull(backends, exact_worker, sce
     result = reconstruct_all(backend, scene)[1]
     obj = scene.objects[1]
     T_true, _ = ground_truth(obj)
-    assert result.info["mesh_from_voxels"]
+    assert result.info["mesh_from_voxels"] and result.info["mesh_source"] == "voxel_hull"
+    assert result.info["no_mesh_reason"] == "stage1_only: the model gave the pose and coarse voxels only"
     assert np.linalg.norm(result.T_cam_obj[:3, 3] - T_true[:3, 3]) < 1e-4
     cell = obj.size_model.max() / 64
     np.testing.assert_allclose(result.size_obj, obj.size_model, atol=2 * cell)
@@ -507,8 +509,8 @@ def test_official_factories_import_the_checkout_by_path(tmp_path, scene, monkeyp
     reply = host.handle(request)
     assert reply.type == "result", reply.meta
     assert reply.meta["dropped_options"] == ["stage1_inference_steps", "stage2_inference_steps"]
-    assert host.model.compile and host.model.config_file == str(config)
-    assert host.model._pipeline.calls[-1]["seed"] == 5
+    assert host.model._inference.compile and host.model._inference.config_file == str(config)
+    assert host.model._inference._pipeline.calls[-1]["seed"] == 5
     # Opt-in: the pipeline's run itself, options filtered by its signature.
     monkeypatch.setenv("SAM3D_REPO", str(tmp_path))
     host = ModelHost(load_factory("sam3d_ros.sam3d.worker:OfficialPipeline"), str(config))

@@ -433,7 +433,19 @@ class Sam3dBackend(ReconstructionBackend):
         timings["convert_ms"] = (time.perf_counter() - convert) * 1e3
         info: dict[str, Any] = {"worker": endpoint, "inference_s": inference_ms / 1e3, "model_scale": pose.model_scale,
                                 "pointmap_sent": "pointmap" in arrays, "mesh_from_voxels": pose.from_voxels,
+                                "mesh_source": "voxel_hull" if pose.from_voxels else "model",
                                 "dropped_options": dropped, "refined": False}
+        if pose.from_voxels:  # never a silent substitute: say why the model gave no mesh
+            reason = reply.meta.get("no_mesh_reason")
+            info["no_mesh_reason"] = (str(reason) if isinstance(reason, str) and reason
+                                      else "the model returned no glb mesh")
+        stages = reply.meta.get("stages_s")
+        if isinstance(stages, dict):
+            info["model_stages_s"] = {str(k): float(v) for k, v in stages.items() if isinstance(v, (int, float))}
+        if isinstance(reply.meta.get("gpu_peak_bytes"), int):
+            info["gpu_peak_mib"] = reply.meta["gpu_peak_bytes"] / 2**20
+        if isinstance(reply.meta.get("layout_postprocess"), bool):
+            info["layout_postprocess"] = reply.meta["layout_postprocess"]
         if depth is not None and self.refine:
             refine_start = time.perf_counter()
             T_cam_obj, vertices_obj = self._refine(frame, mask, scene, T_cam_obj, vertices_obj, pose.faces, info)

@@ -124,10 +124,13 @@ def test_every_malformed_message_costs_only_itself(node):
         header = Header(stamp=ns_to_stamp(stamp), frame_id=FRAME_ID)
         image, info, depth, masks, detections = _bad_messages(scene, header)[kind]
         warnings_before = log_path.read_text().count("[WARN]")
-        client.publish(header, image, info, depth, masks, detections)
-        if kind not in SILENT:
-            assert client.wait_for(lambda: log_path.read_text().count("[WARN]") > warnings_before, 10.0), \
-                f"no warning for '{kind}'"
+        warned = False
+        for _ in range(3):  # best-effort input: a lost message is sent again
+            client.publish(header, image, info, depth, masks, detections)
+            warned = kind in SILENT or client.wait_for(lambda: log_path.read_text().count("[WARN]") > warnings_before, 4.0)
+            if warned:
+                break
+        assert warned, f"no warning for '{kind}'"
         out = _good(client, scene, 2)
         log = log_path.read_text()
         assert process.poll() is None, f"the node died after '{kind}':\n{log}"

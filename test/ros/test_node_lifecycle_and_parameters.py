@@ -112,6 +112,7 @@ def test_runtime_parameters_take_effect_and_the_others_are_refused_with_the_reas
         assert not ok and "lost_timeout_s" in reason
         # Collision objects off at runtime: no more MOVE/ADD.
         assert client.set_parameters({"publish_collision_objects": False, "collision_min_motion_m": 0.0}) == [(True, "")] * 2
+        time.sleep(1.0)  # what the node sent before the set may still be on its way
         before = len(client.collision_objects)
         for _ in range(3):
             assert _send(client, scene, _stamp_ns(), len(NAMES)) is not None

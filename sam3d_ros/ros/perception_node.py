@@ -33,7 +33,7 @@ from sam3d_ros.geometry.distortion import Undistorter
 from sam3d_ros.geometry.mesh_simplification import simplified_mesh
 from sam3d_ros.geometry.transforms import rotation_angle_between
 from sam3d_ros.geometry.types import InputError, ObjectReconstruction, RGBDFrame
-from sam3d_ros.reconstruction.backends.factory import create_backend
+from sam3d_ros.reconstruction.backends.factory import BACKENDS, create_backend
 from sam3d_ros.reconstruction.backends.sam3d import PARAMETERS as SAM3D_PARAMETERS
 from sam3d_ros.reconstruction.backends.sam3d import options_from_parameters
 from sam3d_ros.reconstruction.box_segmenter import METHODS as BOX_SEGMENTATION_METHODS
@@ -46,8 +46,7 @@ from sam3d_ros.ros.node_statistics import NodeStatistics
 from sam3d_ros.ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
 from sam3d_ros.ros.tf_listener import TransformLookupError, make_transform_lookup
 from sam3d_ros.ros.tf_publisher import make_transform_broadcaster
-from sam3d_ros.tracking.mesh_cache import FORMATS as MESH_FORMATS
-from sam3d_ros.tracking.mesh_cache import MeshCache
+from sam3d_ros.tracking.mesh_cache import MeshCache, check_mesh_formats
 from sam3d_ros.tracking.scheduler import Job, ReconstructionScheduler
 from sam3d_ros.tracking.tracker import ObjectTracker, ReconstructionRequest, Track, TrackerConfig
 
@@ -145,7 +144,7 @@ def tracker_config(params: dict[str, Any]) -> TrackerConfig:
 def validate_parameters(params: dict[str, Any]) -> None:
     """Raise ValueError, one line naming the parameter, for a value the node cannot work with (start-up and sets)."""
     choices = {
-        "backend": ("depth", "sam3d"), "box_segmentation": BOX_SEGMENTATION_METHODS,
+        "backend": tuple(BACKENDS), "box_segmentation": BOX_SEGMENTATION_METHODS,
         "segmentation_input": SEGMENTATION_MODES, "marker_mesh": MARKER_MESH_MODES,
         "image_transport": tuple(IMAGE_TRANSPORTS), "depth_image_transport": tuple(DEPTH_TRANSPORTS),
     }
@@ -177,9 +176,10 @@ def validate_parameters(params: dict[str, Any]) -> None:
     if params["collision_max_triangles"] != 0 and params["collision_max_triangles"] < 4:
         raise ValueError(f"collision_max_triangles must be 0 (no limit) or at least 4, got {params['collision_max_triangles']}")
     formats = mesh_formats(params)
-    unknown = sorted(set(formats) - set(MESH_FORMATS))
-    if unknown or len(set(formats)) != len(formats):
-        raise ValueError(f"mesh_formats must be distinct ones of {', '.join(MESH_FORMATS)}, got '{params['mesh_formats']}'")
+    try:
+        check_mesh_formats(formats, "mesh_formats")
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
     if params["marker_mesh"] == "mesh_resource" and not formats:
         raise ValueError("marker_mesh 'mesh_resource' needs at least one mesh_formats entry")
 
@@ -324,20 +324,15 @@ class PerceptionNode(Node):
             self.collision_pub = self.create_publisher(CollisionObject, "~/collision_objects", QoSProfile(depth=100))
         if p["apply_planning_scene"] and self.planning_scene_pub is None:
             self.planning_scene_pub = self.create_publisher(PlanningScene, p["planning_scene_topic"], QoSProfile(depth=100))
-        self._collision_on = bool(p["publish_collision_objects"])
-        self._planning_scene_on = bool(p["apply_planning_scene"])
         if p["publish_tf"] and self.tf_broadcaster is None:
             self.tf_broadcaster = make_transform_broadcaster(self)
-        self._tf_on = bool(p["publish_tf"])
         if p["target_frame"] and self.tf_lookup is None:
             self.tf_lookup = make_transform_lookup(self)
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        """Apply runtime parameters (validated together first); read-only ones never reach here (rclpy refuses them)."""
+        """Apply runtime parameters (validated together first); read-only ones never reach here: rclpy refuses them
+        from their descriptors before it calls this."""
         changed = {parameter.name: parameter.value for parameter in parameters}
-        refused = sorted(name for name in changed if name not in RUNTIME_PARAMETERS)
-        if refused:
-            return SetParametersResult(successful=False, reason=f"read-only after start-up: {', '.join(refused)}")
         candidate = {**self.params, **changed}
         try:
             validate_parameters(candidate)
@@ -637,18 +632,17 @@ class PerceptionNode(Node):
         return result, self._prepare_meshes(result.objects)
 
     def _prepare_meshes(self, objects: list[ObjectReconstruction]) -> _PreparedMeshes:
-        """The collision ADD's mesh message (decimated to collision_max_triangles; none without collision outputs) and
-        the TRIANGLE_LIST marker content of each object. An object whose mesh cannot be converted gets nothing here:
-        the output that needs it converts it then and reports the problem there."""
+        """The collision ADD's mesh message (decimated to collision_max_triangles; made also while collision outputs are
+        off, since they can be switched on at runtime) and the TRIANGLE_LIST marker content of each object. An object
+        whose mesh cannot be converted gets nothing here: the output that needs it converts it then and reports the
+        problem there."""
         prepared = _PreparedMeshes()
         max_triangles = int(self.params["collision_max_triangles"])
-        collisions = True  # also when collision outputs are off now: they can be switched on at runtime
         markers = self.params["marker_mesh"] == "triangle_list" or self.mesh_cache is None
         for obj in objects:
             try:
-                if collisions:
-                    mesh = simplified_mesh(obj.mesh_obj, max_triangles) if max_triangles else obj.mesh_obj
-                    prepared.collision_shapes[obj.object_id] = conversions.make_shape_mesh(obj.object_id, mesh)
+                mesh = simplified_mesh(obj.mesh_obj, max_triangles) if max_triangles else obj.mesh_obj
+                prepared.collision_shapes[obj.object_id] = conversions.make_shape_mesh(obj.object_id, mesh)
                 if markers and obj.mesh_obj is not None and len(obj.mesh_obj.faces):
                     prepared.triangle_lists[obj.object_id] = conversions.make_triangle_list(
                         obj.mesh_obj, int(self.params["marker_max_triangles"]))
@@ -703,7 +697,7 @@ class PerceptionNode(Node):
                         kept[track.track_id] = new[track.track_id]
             if output_frame is not None:
                 self.detections_pub.publish(conversions.make_detection3d_array(out_header, exact, T_frame_cam=T_frame_cam))
-                if self._tf_on:
+                if self.params["publish_tf"]:
                     self.tf_broadcaster.sendTransform(
                         conversions.make_transforms(out_header, exact, self.params["frame_prefix"], T_frame_cam=T_frame_cam)
                     )
@@ -735,7 +729,7 @@ class PerceptionNode(Node):
         seen_objects = [t.reconstruction for t in seen]
         self.detections_pub.publish(conversions.make_detection3d_array(header, seen_objects, T_frame_cam=T_frame_cam))
         kept_objects = [t.reconstruction for t in kept]
-        if self._tf_on and kept_objects:
+        if self.params["publish_tf"] and kept_objects:
             self.tf_broadcaster.sendTransform(conversions.make_transforms(header, kept_objects, self.params["frame_prefix"], T_frame_cam=T_frame_cam))
         self._publish_collisions(header, T_frame_cam, seen_objects, force_add=False)
         if (not self.params["publish_tf"] and kept_objects) or self._markers_stale:
@@ -767,10 +761,10 @@ class PerceptionNode(Node):
     def _send_collisions(self, messages: list) -> None:
         if not messages:
             return
-        if self._collision_on:
+        if self.params["publish_collision_objects"]:
             for message in messages:
                 self.collision_pub.publish(message)
-        if self._planning_scene_on:
+        if self.params["apply_planning_scene"]:
             self.planning_scene_pub.publish(conversions.make_planning_scene_diff(messages))
 
     def _publish_markers(self, header: Header, T_frame_cam: np.ndarray | None, deleted_marker_ids: list[int] = ()) -> None:

@@ -28,6 +28,12 @@ def safe_name(object_id: str) -> str:
     return name
 
 
+def check_mesh_formats(formats: tuple[str, ...], name: str = "mesh formats") -> None:
+    """InputError naming `name` unless every format is a distinct one of FORMATS (an empty tuple passes)."""
+    if any(f not in FORMATS for f in formats) or len(set(formats)) != len(formats):
+        raise InputError(f"{name} must be distinct ones of {', '.join(FORMATS)}, got {formats}")
+
+
 class MeshCache:
     """Mesh files of objects in one directory: write(id, version, mesh) -> {ext: path}; uri(path) for markers.
 
@@ -37,9 +43,9 @@ class MeshCache:
 
     def __init__(self, directory: str | os.PathLike, formats: Iterable[str] = ("glb",), keep_versions: int = 2) -> None:
         formats = tuple(str(f).lower().lstrip(".") for f in ([formats] if isinstance(formats, str) else formats))
-        unknown = [f for f in formats if f not in FORMATS]
-        if not formats or unknown or len(set(formats)) != len(formats):
+        if not formats:
             raise InputError(f"mesh formats must be distinct ones of {', '.join(FORMATS)}, got {formats}")
+        check_mesh_formats(formats)
         if isinstance(keep_versions, bool) or not isinstance(keep_versions, int) or keep_versions < 1:
             raise InputError(f"keep_versions must be an integer >= 1, got {keep_versions!r}")
         self.directory = Path(directory).expanduser().resolve()

@@ -254,6 +254,19 @@ class PerceptionClient:
             info.distortion_model, info.d = distortion.model, list(distortion.coefficients)
         self.publish(header, image_msg, info, depth_msg, masks_msg, detections)
 
+    def publish_rgbd_until_outputs(
+        self, stamp_ns: int, frame_id: str, rgb: np.ndarray, depth_m: np.ndarray | None, intrinsics: CameraIntrinsics,
+        n_objects: int, timeout_s: float = 10.0, attempts: int = 3, **kwargs: Any,
+    ) -> NodeOutputs | None:
+        """publish_rgbd (keyword arguments as there), again when best-effort transport lost the frame, until outputs
+        for `n_objects` arrive for its stamp (wait_for_outputs, `timeout_s` each time); None after `attempts`."""
+        for _ in range(attempts):
+            self.publish_rgbd(stamp_ns, frame_id, rgb, depth_m, intrinsics, **kwargs)
+            outputs = self.wait_for_outputs(stamp_ns, n_objects=n_objects, timeout_s=timeout_s)
+            if outputs is not None:
+                return outputs
+        return None
+
     def wait_for_outputs(self, stamp_ns: int, n_objects: int = 1, timeout_s: float = 20.0) -> NodeOutputs | None:
         """Outputs for `stamp_ns` once `n_objects` detections and TF frames of that stamp arrived, else None."""
         deadline = time.monotonic() + timeout_s

@@ -101,12 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         stamp0 = time.time_ns()
         for k, scene in enumerate(sequence):
             stamp = stamp0 + k * 100_000_000
-            out = None
-            for _ in range(3):  # best-effort: send again if the frame was lost
-                client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels)
-                out = client.wait_for_outputs(stamp, n_objects=len(names), timeout_s=20.0 if k == 0 else 3.0)
-                if out is not None:
-                    break
+            out = client.publish_rgbd_until_outputs(  # best-effort: sent again if the frame was lost
+                stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, len(names),
+                timeout_s=20.0 if k == 0 else 3.0, labels=scene.labels)
             if out is None:
                 print(f"[demo] no output for frame {k}; see {log_path}", file=sys.stderr)
                 return 1

@@ -100,13 +100,8 @@ def node(tmp_path_factory):
 
 
 def _good(client, scene, n_objects, timeout_s=10.0):
-    stamp = _stamp_ns()
-    for _ in range(3):
-        client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels)
-        out = client.wait_for_outputs(stamp, n_objects=n_objects, timeout_s=timeout_s)
-        if out is not None:
-            return out
-    return None
+    return client.publish_rgbd_until_outputs(_stamp_ns(), FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics,
+                                             n_objects, timeout_s, labels=scene.labels)
 
 
 #: Harmless oddities: processed without a word (the rest must each give a warning).

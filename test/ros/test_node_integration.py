@@ -46,12 +46,8 @@ def node_and_client(tmp_path_factory):
 def _send_and_wait(client, scene, n_objects, **kwargs):
     """Publish a frame (again, if best-effort lost it) until the node answers for its stamp."""
     stamp = _stamp_ns()
-    for _ in range(3):
-        client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels, **kwargs)
-        outputs = client.wait_for_outputs(stamp, n_objects=n_objects, timeout_s=10.0)
-        if outputs is not None:
-            return stamp, outputs
-    return stamp, None
+    return stamp, client.publish_rgbd_until_outputs(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics,
+                                                    n_objects, labels=scene.labels, **kwargs)
 
 
 @pytest.mark.parametrize("seed,depth_encoding,image_encoding", [(11, "32FC1", "rgb8"), (12, "16UC1", "bgr8")])
@@ -146,13 +142,8 @@ def test_detection_boxes_are_segmented_and_reconstructed(node_and_client):
         hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = obj.name, 0.8
         det.results.append(hypothesis)
         detections.detections.append(det)
-    stamp = _stamp_ns()
-    out = None
-    for _ in range(3):
-        client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, detections=detections)
-        out = client.wait_for_outputs(stamp, n_objects=len(scene.objects), timeout_s=15.0)
-        if out is not None:
-            break
+    out = client.publish_rgbd_until_outputs(_stamp_ns(), FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics,
+                                            len(scene.objects), timeout_s=15.0, detections=detections)
     assert out is not None, f"no output for a detections frame; node log:\n{log_path.read_text()}"
     by_id = out.detections
     for obj in scene.objects:

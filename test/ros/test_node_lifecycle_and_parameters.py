@@ -32,12 +32,8 @@ def scene():
 
 
 def _send(client, scene, stamp, n_objects, timeout_s=10.0):
-    for _ in range(3):
-        client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels)
-        out = client.wait_for_outputs(stamp, n_objects=n_objects, timeout_s=timeout_s)
-        if out is not None:
-            return out
-    return None
+    return client.publish_rgbd_until_outputs(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, n_objects,
+                                             timeout_s, labels=scene.labels)
 
 
 class _Node:

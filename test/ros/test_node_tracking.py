@@ -64,13 +64,8 @@ def _publish_static_world(client: PerceptionClient) -> None:
 
 def _send(client, scene, stamp, n_objects, labels=None, timeout_s=10.0, frame_id=FRAME_ID):
     """Publish one frame (again if best-effort lost it) until outputs for `n_objects` arrive for its stamp."""
-    labels = scene.labels if labels is None else labels
-    for _ in range(3):
-        client.publish_rgbd(stamp, frame_id, scene.rgb, scene.depth_m, scene.intrinsics, labels=labels)
-        out = client.wait_for_outputs(stamp, n_objects=n_objects, timeout_s=timeout_s)
-        if out is not None:
-            return out
-    return None
+    return client.publish_rgbd_until_outputs(stamp, frame_id, scene.rgb, scene.depth_m, scene.intrinsics, n_objects,
+                                             timeout_s, labels=scene.labels if labels is None else labels)
 
 
 @pytest.fixture(scope="module")

@@ -166,6 +166,8 @@ def test_save_scene_without_objects_fails_and_clear_removes_in_the_objects_frame
         assert not ok and "nothing written" in message
         assert not (tmp_path / "scenes").exists() or not any((tmp_path / "scenes").iterdir())
         assert _send(client, scene, _stamp_ns(), len(NAMES), timeout_s=15.0) is not None
+        # The markers follow the poses (after the mesh files are written): only markers that were sent are deleted.
+        assert client.wait_for(lambda: any(sum(m.action == m.ADD for m in a.markers) >= len(NAMES) for a in client.marker_arrays), 10.0)
         arrays_before = len(client.marker_arrays)
         assert client.call_service("clear")[0]
         assert client.wait_for(lambda: sum(c.operation == CollisionObject.REMOVE for c in client.collision_objects) == len(NAMES), 10.0)

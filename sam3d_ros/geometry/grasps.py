@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import fcl
 import numpy as np
+import open3d as o3d
 import trimesh
 from scipy.spatial import cKDTree
 
@@ -33,6 +34,9 @@ ROBUST_SHIFT_M = 0.004
 ROBUST_TILT_DEG = 5.0
 TABLE_MARGIN_M = 0.003
 MIN_SCORE = 0.05
+PREFILTER_CHUNK = 256  # candidates point-checked at once before fcl
+COLLISION_VOXEL_M = 0.006  # collision models of meshes above COLLISION_MAX_FACES: vertices clustered to this grid
+COLLISION_MAX_FACES = 1000
 WEIGHTS = {"friction": 0.3, "contact": 0.2, "centre_of_mass": 0.2, "robustness": 0.2, "approach": 0.1}
 DUPLICATE_DISTANCE_M = 0.01
 DUPLICATE_ANGLE_DEG = 20.0
@@ -57,9 +61,16 @@ class _Obstacle:
 
 
 def _bvh(mesh: trimesh.Trimesh) -> fcl.BVHModel:
-    model = fcl.BVHModel()
+    """fcl model of `mesh`; one above COLLISION_MAX_FACES is first clustered to COLLISION_VOXEL_M (building an fcl
+    model costs about 3 us per triangle; the few mm it may move the surface are within the pre-grasp clearance)."""
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
+    if len(faces) > COLLISION_MAX_FACES:
+        clustered = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                              o3d.utility.Vector3iVector(faces.astype(np.int32)))
+        clustered = clustered.simplify_vertex_clustering(COLLISION_VOXEL_M)
+        vertices, faces = np.asarray(clustered.vertices), np.asarray(clustered.triangles, dtype=np.int64)
+    model = fcl.BVHModel()
     model.beginModel(len(vertices), len(faces))
     model.addSubModel(vertices, faces)
     model.endModel()
@@ -85,6 +96,14 @@ class SceneMeshes:
             collision = fcl.CollisionObject(model, fcl.Transform(T_obj_other[:3, :3], T_obj_other[:3, 3]))
             obstacles.append(_Obstacle(collision, T_obj_other[:3, :3] @ centre + T_obj_other[:3, 3], float(radius)))
         return obstacles
+
+    def plan(self, planner: "GraspPlanner", index: int, support_plane_ref: np.ndarray | None) -> list["Grasp"]:
+        """Grasps of mesh `index` in its own object frame, checked against all meshes and the support plane (given
+        in the reference frame, unit normal pointing up, away from the table)."""
+        plane_obj = None
+        if support_plane_ref is not None:
+            plane_obj = transform_plane(invert_transform(self.T_ref_objs[index]), support_plane_ref)
+        return planner.plan(self.meshes[index], plane_obj, self.obstacles_in(index))
 
 
 def _gripper_boxes(gripper: GripperParams, opening_m: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -117,18 +136,10 @@ class GraspPlanner:
     def plan_scene(
         self, meshes: list[trimesh.Trimesh], T_ref_objs: list[np.ndarray], support_plane_ref: np.ndarray | None
     ) -> list[list[Grasp]]:
-        """Grasps of every mesh (each in its own object frame), each checked against all meshes and the plane.
-
-        `T_ref_objs` place the meshes in one reference frame (e.g. the optical frame) in which the support plane
-        (a, b, c, d; unit normal pointing up, away from the table) is given."""
+        """Grasps of every mesh (each in its own object frame), each checked against all meshes and the plane;
+        `T_ref_objs` place the meshes in the frame the support plane is given in (see SceneMeshes.plan)."""
         scene = SceneMeshes(meshes, T_ref_objs)
-        results = []
-        for index, mesh in enumerate(meshes):
-            plane_obj = None
-            if support_plane_ref is not None:
-                plane_obj = transform_plane(invert_transform(scene.T_ref_objs[index]), support_plane_ref)
-            results.append(self.plan(mesh, plane_obj, scene.obstacles_in(index)))
-        return results
+        return [scene.plan(self, index, support_plane_ref) for index in range(len(meshes))]
 
     def plan(
         self, mesh_obj: trimesh.Trimesh, support_plane_obj: np.ndarray | None = None,
@@ -198,16 +209,35 @@ class GraspPlanner:
         R, positions, widths, score = R.reshape(-1, 3, 3), positions.reshape(-1, 3), widths.ravel(), score.ravel()
 
         kept: list[Grasp] = []
-        for k in order:
-            if _duplicate(kept, positions[k], R[k]):
-                continue
-            T = make_transform(R[k], positions[k])
-            if self._collides(T, float(widths[k]), obstacles):
-                continue
-            kept.append(Grasp(T, float(widths[k]), float(np.clip(score[k], 0.0, 1.0))))
-            if len(kept) >= self.max_grasps:
-                break
+        for start in range(0, len(order), PREFILTER_CHUNK):
+            chunk = order[start:start + PREFILTER_CHUNK]
+            # Cheap first: candidates whose swept gripper holds one of the object's own surface samples collide.
+            chunk = chunk[self._clear_of_points(R[chunk], positions[chunk], widths[chunk], points[contact])]
+            for k in chunk:
+                if _duplicate(kept, positions[k], R[k]):
+                    continue
+                T = make_transform(R[k], positions[k])
+                if self._collides(T, float(widths[k]), obstacles):
+                    continue
+                kept.append(Grasp(T, float(widths[k]), float(np.clip(score[k], 0.0, 1.0))))
+                if len(kept) >= self.max_grasps:
+                    return kept
         return kept
+
+    def _clear_of_points(self, R: np.ndarray, positions: np.ndarray, widths: np.ndarray,
+                         points_obj: np.ndarray) -> np.ndarray:
+        """(C,) whether no point lies inside the swept fingers or palm at each candidate's pre-grasp opening."""
+        g = self.gripper
+        local = np.matmul(points_obj[None, :, :] - positions[:, None, :], R)  # gripper frames (R^T d per point)
+        x, y, z = local[..., 0], local[..., 1], local[..., 2]
+        half_opening = np.minimum(widths + 2 * g.clearance_m, g.max_opening_m)[:, None] / 2
+        tip = g.pad_length_m / 2
+        root = tip - g.finger_length_m
+        in_fingers = ((np.abs(x) < g.finger_width_m / 2) & (np.abs(y) > half_opening)
+                      & (np.abs(y) < half_opening + g.finger_thickness_m) & (z < tip) & (z > root - g.approach_distance_m))
+        in_palm = ((np.abs(x) < g.palm_depth_m / 2) & (np.abs(y) < g.palm_width_m / 2) & (z < root)
+                   & (z > root - g.palm_height_m - g.approach_distance_m))
+        return ~(in_fingers | in_palm).any(axis=1)
 
     def _above_table(self, R: np.ndarray, positions: np.ndarray, widths: np.ndarray, plane: np.ndarray,
                      up: np.ndarray) -> np.ndarray:
@@ -216,7 +246,7 @@ class GraspPlanner:
         ok = np.ones(widths.shape, dtype=bool)
         for centre, size in _gripper_boxes(self.gripper, self.gripper.max_opening_m):
             corners = centre + _CORNER_SIGNS * size  # (8, 3) gripper frame
-            heights = np.einsum("paij,cj,i->pac", R, corners, up) + (positions @ up)[..., None] + offset
+            heights = (up @ R) @ corners.T + (positions @ up)[..., None] + offset  # (P, A, 8)
             ok &= heights.min(axis=2) >= TABLE_MARGIN_M
         return ok
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sam3d_ros.geometry.grasps import GraspPlanner
+from sam3d_ros.geometry.gripper import GripperParams
 from sam3d_ros.geometry.depth_range import DEFAULT_DEPTH_RANGE_M, check_depth_range, depth_range
 from sam3d_ros.geometry.types import InputError, RGBDFrame
 from sam3d_ros.reconstruction import files
@@ -81,9 +83,11 @@ def reconstruct(args: argparse.Namespace) -> int:
                 options["curve_server_key"] = args.sam3d_curve_server_key
             if args.sam3d_curve_client_key:
                 options["curve_client_key"] = args.sam3d_curve_client_key
+        planner = None if args.no_grasps else GraspPlanner(
+            GripperParams.from_yaml(args.gripper) if args.gripper else GripperParams(), args.max_grasps)
         backend = create_backend(args.backend, **options)
         try:
-            result = PerceptionPipeline(backend, box_segmenter=segmenter).process(
+            result = PerceptionPipeline(backend, box_segmenter=segmenter, grasp_planner=planner).process(
                 RGBDFrame(rgb, depth_m, intrinsics, args.frame_id), prompts
             )
         finally:
@@ -224,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--frame-id", default="camera_color_optical_frame", help="optical frame the poses are in")
     rec.add_argument("--out", type=Path, default=Path("sam3d_out"), help="output folder (default ./sam3d_out)")
     rec.add_argument("--no-glb", action="store_true", help="write PLY meshes only")
+    rec.add_argument("--no-grasps", action="store_true", help="do not plan grasps (objects.json without \"grasps\")")
+    rec.add_argument("--max-grasps", type=int, default=10, help="grasps per object, best first (default 10)")
+    rec.add_argument("--gripper", type=Path, help="gripper YAML (keys: README \"Grasps\"; default Franka Hand)")
     rec.set_defaults(func=reconstruct)
     ev = sub.add_parser("eval", help="accuracy on seeded rendered YCB scenes against ground truth and a baseline")
     ev.add_argument("--scenes", type=int, default=40, help="number of scenes (default 40)")

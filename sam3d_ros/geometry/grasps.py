@@ -26,15 +26,15 @@ from scipy.spatial import cKDTree
 from sam3d_ros.geometry.gripper import GripperParams
 from sam3d_ros.geometry.transforms import invert_transform, make_transform
 
-N_SURFACE_SAMPLES = 2000  # dense samples: contact flatness and robustness look-ups
-N_CONTACT_SAMPLES = 320  # of those, the candidate contacts (pairs among them)
+N_SURFACE_SAMPLES = 1500  # dense samples: contact flatness and robustness look-ups
+N_CONTACT_SAMPLES = 256  # of those, the candidate contacts (pairs among them)
 N_APPROACH_ANGLES = 8  # approach directions per contact pair (about the closing axis, 0 .. 180 deg)
-MAX_PAIRS = 300  # best contact pairs kept before the approach directions are tried
+MAX_PAIRS = 200  # best contact pairs kept before the approach directions are tried
 ROBUST_SHIFT_M = 0.004
 ROBUST_TILT_DEG = 5.0
 TABLE_MARGIN_M = 0.003
 MIN_SCORE = 0.05
-PREFILTER_CHUNK = 256  # candidates point-checked at once before fcl
+PREFILTER_CHUNK = 128  # candidates point-checked at once before fcl
 COLLISION_VOXEL_M = 0.006  # collision models of meshes above COLLISION_MAX_FACES: vertices clustered to this grid
 COLLISION_MAX_FACES = 1000
 WEIGHTS = {"friction": 0.3, "contact": 0.2, "centre_of_mass": 0.2, "robustness": 0.2, "approach": 0.1}

@@ -12,9 +12,9 @@ Set-up, the same for every object and grasp (README "Grasps"):
   APPROACH_S, close for CLOSE_S, lift 10 cm in LIFT_S, shake (SHAKE_AMPLITUDE_M along world x and y at SHAKE_HZ for
   SHAKE_S), hold HOLD_S.
 - outcome: `success` when the object is still between the fingers and at least 8 cm above where it started after
-  the hold; else `collision` (the hand hit the table or another object, or pushed the target by more than 1 cm,
-  before closing), `miss` (after closing the fingers do not both touch the object) or `slip` (held after closing,
-  lost during lift, shake or hold).
+  the hold; else `collision` (the hand hit the table or another object on the way in, which ends the trial, or it
+  pushed the target by more than PUSH_LIMIT_M on the way in and the grasp then failed), `miss` (after closing the
+  fingers do not both touch the object) or `slip` (held after closing, lost during lift, shake or hold).
 """
 from __future__ import annotations
 
@@ -276,16 +276,17 @@ class GraspSimulation:
                 hit.append("table")
             elif any(self._touching(self._hand_geoms, body=b) for b in others):
                 hit.append("another object")
-            elif np.linalg.norm(self._body_pos(body) - start) > PUSH_LIMIT_M:
-                hit.append("pushed the object")
             return not hit
 
         if not approach_clear() or not self._move(T_pre, T_world_grasp, APPROACH_S, open_ctrl, watch=approach_clear):
             return TrialResult("collision", float(self._body_pos(body)[2] - start[2]), hit[0])
+        # Nudging the target on the way in is no failure by itself; a grasp that then fails counts as a collision.
+        pushed = np.linalg.norm(self._body_pos(body) - start) > PUSH_LIMIT_M
         self._move(T_world_grasp, T_world_grasp, CLOSE_S, stroke)
         held = all(self._touching({self._finger_geoms[s]}, body=body) for s in "LR")
         if not held:
-            return TrialResult("miss", float(self._body_pos(body)[2] - start[2]))
+            return TrialResult("collision" if pushed else "miss", float(self._body_pos(body)[2] - start[2]),
+                               "pushed the object" if pushed else "")
         T_lift = T_world_grasp.copy()
         T_lift[2, 3] += LIFT_M
         self._move(T_world_grasp, T_lift, LIFT_S, stroke)
@@ -293,4 +294,6 @@ class GraspSimulation:
         self._move(T_lift, T_lift, HOLD_S, stroke)
         rise = float(self._body_pos(body)[2] - start[2])
         held = all(self._touching({self._finger_geoms[s]}, body=body) for s in "LR")
-        return TrialResult("success" if held and rise >= SUCCESS_HEIGHT_M else "slip", rise)
+        if held and rise >= SUCCESS_HEIGHT_M:
+            return TrialResult("success", rise)
+        return TrialResult("collision" if pushed else "slip", rise, "pushed the object" if pushed else "")

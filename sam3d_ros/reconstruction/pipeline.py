@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import trimesh
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.geometry.grasps import GraspPlanner, SceneMeshes
@@ -108,14 +109,17 @@ class PerceptionPipeline:
 
 
 def plan_grasps(
-    planner: GraspPlanner, objects: list[ObjectReconstruction], support_plane_cam: np.ndarray | None
+    planner: GraspPlanner, objects: list[ObjectReconstruction], support_plane_cam: np.ndarray | None,
+    obstacles: list[tuple[trimesh.Trimesh, np.ndarray]] = (),
 ) -> list[str]:
     """Set `grasps_obj` (object frame, best first) and info["grasps_ms"] of every object, each planned against the
-    support plane and all the objects' meshes; return one line per object whose planning failed (it gets none)."""
+    support plane, all the objects' meshes and `obstacles` ((mesh_obj, T_cam_obj) of other known objects, e.g. the
+    node's tracked ones); return one line per object whose planning failed (it gets none)."""
     errors = []
     start = time.perf_counter()
     try:
-        scene = SceneMeshes([o.mesh_obj for o in objects], [o.T_cam_obj for o in objects])
+        scene = SceneMeshes([o.mesh_obj for o in objects] + [m for m, _ in obstacles],
+                            [o.T_cam_obj for o in objects] + [T for _, T in obstacles])
     except Exception as exc:  # noqa: BLE001 - a mesh fcl cannot take costs the grasps, never the objects
         for obj in objects:
             obj.grasps_obj = []

@@ -6,7 +6,8 @@ approach directions about the closing axis. Every candidate gets four scores in 
 - contact: how flat the surface is under each pad (mean agreement of the surface normals within the pad's radius);
 - centre of mass: 1 at the centre of mass, 0 at half the object's largest extent from it;
 - robustness: the friction score left when the contacts slide by `ROBUST_SHIFT_M` across the surface and the
-  closing line tilts by `ROBUST_TILT_DEG` (the pose error a grasp must survive);
+  closing line tilts by `ROBUST_TILT_DEG` (the pose error a grasp must survive), and no more than the pre-grasp
+  clearance per side allows (1 at `clearance_m`, 0 where the opening leaves none);
 plus a small preference for approaching from above. The weighted mean (WEIGHTS) is the grasp's `score`.
 Kept candidates are free of collisions at the pre-grasp opening along the whole approach (fingers and palm swept
 `approach_distance_m` back along -z) with the support plane (table, below `TABLE_MARGIN_M`), the other objects and
@@ -37,6 +38,7 @@ MIN_SCORE = 0.05
 PREFILTER_CHUNK = 128  # candidates point-checked at once before fcl
 COLLISION_VOXEL_M = 0.006  # collision models of meshes above COLLISION_MAX_FACES: vertices clustered to this grid
 COLLISION_MAX_FACES = 1000
+COLLISION_MARGIN_M = 0.004  # the gripper's boxes grow by this on every side for the fcl checks (mesh error)
 WEIGHTS = {"friction": 0.3, "contact": 0.2, "centre_of_mass": 0.2, "robustness": 0.2, "approach": 0.1}
 DUPLICATE_DISTANCE_M = 0.01
 DUPLICATE_ANGLE_DEG = 20.0
@@ -182,8 +184,11 @@ class GraspPlanner:
                       + WEIGHTS["centre_of_mass"] * com_score)
         # Robustness (the costliest score) only for the pairs that can still make the cut.
         best = np.argsort(-pair_score)[:2 * MAX_PAIRS]
-        pair_score = pair_score[best] + WEIGHTS["robustness"] * _robustness(
-            tree, normals, points[i[best]], points[j[best]], u[best], cone)
+        # A pose error larger than the pre-grasp clearance per side puts a finger onto the object on the way in.
+        side_clearance = (np.minimum(width[best] + 2 * g.clearance_m, g.max_opening_m) - width[best]) / 2
+        robust = np.minimum(_robustness(tree, normals, points[i[best]], points[j[best]], u[best], cone),
+                            np.clip(side_clearance / g.clearance_m, 0.0, 1.0))
+        pair_score = pair_score[best] + WEIGHTS["robustness"] * robust
         keep = np.argsort(-pair_score)[:MAX_PAIRS]
         best = best[keep]
         u, width, centres, pair_score = u[best], width[best], centres[best], pair_score[keep]
@@ -255,6 +260,7 @@ class GraspPlanner:
         opening = self.gripper.pre_grasp_opening(width_m)
         request = fcl.CollisionRequest()
         for centre, size in _gripper_boxes(self.gripper, opening):
+            size = size + 2 * COLLISION_MARGIN_M
             centre_obj = T_obj_grasp[:3, :3] @ centre + T_obj_grasp[:3, 3]
             radius = float(np.linalg.norm(size)) / 2
             box = None

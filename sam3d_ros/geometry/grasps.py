@@ -38,7 +38,7 @@ MIN_SCORE = 0.05
 PREFILTER_CHUNK = 128  # candidates point-checked at once before fcl
 COLLISION_VOXEL_M = 0.006  # collision models of meshes above COLLISION_MAX_FACES: vertices clustered to this grid
 COLLISION_MAX_FACES = 1000
-COLLISION_MARGIN_M = 0.004  # the gripper's boxes grow by this on every side for the fcl checks (mesh error)
+COLLISION_MARGIN_M = 0.004  # the gripper's boxes grow by this on every side against other objects (mesh error)
 WEIGHTS = {"friction": 0.3, "contact": 0.2, "centre_of_mass": 0.2, "robustness": 0.2, "approach": 0.1}
 DUPLICATE_DISTANCE_M = 0.01
 DUPLICATE_ANGLE_DEG = 20.0
@@ -60,6 +60,7 @@ class _Obstacle:
     collision: fcl.CollisionObject
     centre_obj: np.ndarray
     radius_m: float
+    itself: bool = False  # the planned object's own mesh (its errors are covered by the pre-grasp clearance)
 
 
 def _bvh(mesh: trimesh.Trimesh) -> fcl.BVHModel:
@@ -93,10 +94,11 @@ class SceneMeshes:
         """All meshes (the object `index` itself included) in the frame of object `index`."""
         T_obj_ref = invert_transform(self.T_ref_objs[index])
         obstacles = []
-        for model, T_ref_other, (centre, radius) in zip(self._models, self.T_ref_objs, self._spheres):
+        for other, (model, T_ref_other, (centre, radius)) in enumerate(zip(self._models, self.T_ref_objs, self._spheres)):
             T_obj_other = T_obj_ref @ T_ref_other
             collision = fcl.CollisionObject(model, fcl.Transform(T_obj_other[:3, :3], T_obj_other[:3, 3]))
-            obstacles.append(_Obstacle(collision, T_obj_other[:3, :3] @ centre + T_obj_other[:3, 3], float(radius)))
+            obstacles.append(_Obstacle(collision, T_obj_other[:3, :3] @ centre + T_obj_other[:3, 3], float(radius),
+                                       other == index))
         return obstacles
 
     def plan(self, planner: "GraspPlanner", index: int, support_plane_ref: np.ndarray | None) -> list["Grasp"]:
@@ -260,16 +262,17 @@ class GraspPlanner:
         opening = self.gripper.pre_grasp_opening(width_m)
         request = fcl.CollisionRequest()
         for centre, size in _gripper_boxes(self.gripper, opening):
-            size = size + 2 * COLLISION_MARGIN_M
             centre_obj = T_obj_grasp[:3, :3] @ centre + T_obj_grasp[:3, 3]
-            radius = float(np.linalg.norm(size)) / 2
-            box = None
+            transform = fcl.Transform(T_obj_grasp[:3, :3], centre_obj)
+            boxes: dict[bool, fcl.CollisionObject] = {}
             for obstacle in obstacles:
+                margin = 0.0 if obstacle.itself else COLLISION_MARGIN_M
+                radius = float(np.linalg.norm(size + 2 * margin)) / 2
                 if np.linalg.norm(centre_obj - obstacle.centre_obj) > radius + obstacle.radius_m:
                     continue
-                if box is None:
-                    box = fcl.CollisionObject(fcl.Box(*size), fcl.Transform(T_obj_grasp[:3, :3], centre_obj))
-                if fcl.collide(box, obstacle.collision, request, fcl.CollisionResult()):
+                if obstacle.itself not in boxes:
+                    boxes[obstacle.itself] = fcl.CollisionObject(fcl.Box(*(size + 2 * margin)), transform)
+                if fcl.collide(boxes[obstacle.itself], obstacle.collision, request, fcl.CollisionResult()):
                     return True
         return False
 

@@ -70,6 +70,11 @@ class ObjectReconstruction:
     metric_scale: bool = True
     backend: str = ""
     info: dict = field(default_factory=dict)
+    grasps_obj: list | None = None  # geometry.grasps.Grasp best first, object frame; None when not planned
+
+    def grasps_in(self, T_frame_obj: np.ndarray) -> list[tuple[np.ndarray, float, float]]:
+        """(T_frame_grasp, width_m, score) of every grasp, best first, moved by the object's pose T_frame_obj."""
+        return [(T_frame_obj @ g.T_obj_grasp, g.width_m, g.score) for g in self.grasps_obj or ()]
 
     @property
     def position_cam(self) -> np.ndarray:

@@ -131,6 +131,13 @@ def read_detections(path: Path) -> list[ObjectPrompt]:
     return prompts
 
 
+def grasp_entry(T_frame_grasp: np.ndarray, width_m: float, score: float) -> dict:
+    """One grasp of objects.json: gripper frame pose (README "Grasps"), jaw opening at contact (m), score [0, 1]."""
+    position, q_xyzw = pose_from_transform(T_frame_grasp)
+    return {"position": position.round(5).tolist(), "orientation_xyzw": q_xyzw.round(6).tolist(),
+            "width": round(float(width_m), 5), "score": round(float(score), 4)}
+
+
 def write_results(out_dir: Path, frame_id: str, objects: list[ObjectReconstruction], glb: bool = True) -> Path:
     """DIR/objects.json plus one PLY (and GLB) mesh per object, in metres in the object frame."""
     out_dir = Path(out_dir)
@@ -147,6 +154,8 @@ def write_results(out_dir: Path, frame_id: str, objects: list[ObjectReconstructi
             "position": position.tolist(), "orientation_xyzw": q_xyzw.tolist(), "size": obj.size_obj.tolist(),
             "mesh": f"{stem}.ply", "metric_scale": obj.metric_scale, "backend": obj.backend,
         })
+        if obj.grasps_obj is not None:  # best first, in frame_id like the object's pose
+            entries[-1]["grasps"] = [grasp_entry(T, width, score) for T, width, score in obj.grasps_in(obj.T_cam_obj)]
         info = obj.info or {}
         if info.get("mesh_source"):  # where the mesh came from, and why not from the model when it did not
             entries[-1]["mesh_source"] = str(info["mesh_source"])

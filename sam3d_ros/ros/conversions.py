@@ -981,3 +981,95 @@ def make_diagnostic_array(stamp: Any, statuses: Iterable[DiagnosticEntry | tuple
         status.values = [KeyValue(key=str(key), value=_diagnostic_value(value)) for key, value in values.items()]
         array.status.append(status)
     return array
+
+
+# ---------------------------------------------------------------------------------------------- grasps
+
+
+@dataclass
+class GraspMessages:
+    """The grasp outputs of one stamp: best first over all objects (see make_grasp_messages)."""
+
+    poses: Any  # geometry_msgs/PoseArray
+    markers: MarkerArray
+    grasps: Any = None  # sam3d_ros_msgs/ObjectGraspArray, None where that package is not built
+
+
+def _score_colour(score: float) -> ColorRGBA:
+    """Red (0) through yellow to green (1)."""
+    s = float(np.clip(score, 0.0, 1.0))
+    return ColorRGBA(r=float(min(1.0, 2.0 - 2.0 * s)), g=float(min(1.0, 2.0 * s)), b=0.0, a=1.0)
+
+
+def _gripper_lines(T_frame_grasp: np.ndarray, opening_m: float, finger_length_m: float, stem_m: float) -> np.ndarray:
+    """(8, 3) end points of 4 segments drawing a parallel-jaw gripper: two fingers, the palm bar between their roots
+    and a stem back along -z (the way the hand comes from)."""
+    half = opening_m / 2
+    root = -finger_length_m
+    local = np.array([[0, -half, 0], [0, -half, root], [0, half, 0], [0, half, root],
+                      [0, -half, root], [0, half, root], [0, 0, root], [0, 0, root - stem_m]], dtype=np.float64)
+    return transform_points(T_frame_grasp, local)
+
+
+def make_grasp_messages(
+    header: Header, objects: Iterable[ObjectReconstruction], gripper: Any, joint_names: Iterable[str] = (),
+    T_frame_cam: np.ndarray | None = None, marker_namespace: str = "sam3d_grasps",
+) -> GraspMessages:
+    """Every object's grasps (`grasps_obj`, object frame) moved to header.frame_id by T_frame_cam @ T_cam_obj, sorted
+    best first over all objects: a PoseArray (gripper frames), a MarkerArray (one LINE_LIST of gripper outlines at
+    the pre-grasp opening, coloured by score red -> green; DELETEALL when there is no grasp) and, where sam3d_ros_msgs
+    is built, an ObjectGraspArray whose moveit_msgs/Grasp carries the approach along the gripper's +z, the retreat
+    back along -z, and the jaw postures (each joint of `joint_names` at half the opening, e.g. panda_finger_joint1/2)."""
+    from geometry_msgs.msg import PoseArray
+
+    T_frame_cam = _frame_transform(T_frame_cam)
+    ranked = []
+    for obj in objects:
+        T_frame_obj = _object_transform(obj, T_frame_cam)
+        ranked += [(score, obj.object_id, T, width) for T, width, score in obj.grasps_in(T_frame_obj)]
+    ranked.sort(key=lambda item: -item[0])
+    poses = PoseArray(header=_copy_header(header), poses=[_pose(T) for _, _, T, _ in ranked])
+    marker = _new_marker(header, marker_namespace, 0, Marker.LINE_LIST, Marker.ADD if ranked else Marker.DELETEALL)
+    if ranked:
+        marker.scale.x = 0.003
+        marker.pose.orientation.w = 1.0
+        xyz, colours = [], []
+        for score, _, T, width in ranked:
+            xyz += _gripper_lines(T, gripper.pre_grasp_opening(width), gripper.finger_length_m, 0.03).tolist()
+            colours += [_score_colour(score)] * 8
+        marker.points = _points(xyz)
+        marker.colors = colours
+    messages = GraspMessages(poses, MarkerArray(markers=[marker]))
+    try:
+        from sam3d_ros_msgs.msg import ObjectGrasp, ObjectGraspArray
+    except ImportError:  # a robot that did not build interfaces/sam3d_ros_msgs: poses and markers only
+        return messages
+    from moveit_msgs.msg import Grasp
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    names = [str(n) for n in joint_names]
+
+    def posture(opening_m: float, effort: float | None) -> JointTrajectory:
+        point = JointTrajectoryPoint(positions=[float(opening_m) / 2] * len(names))
+        if effort is not None:
+            point.effort = [float(effort)] * len(names)
+        point.time_from_start.sec = 1
+        return JointTrajectory(header=_copy_header(header), joint_names=names, points=[point])
+
+    array = ObjectGraspArray(header=_copy_header(header))
+    for rank, (score, object_id, T, width) in enumerate(ranked):
+        grasp = Grasp(id=f"{object_id}_{rank}", grasp_quality=float(score), max_contact_force=float(gripper.max_force_n),
+                      allowed_touch_objects=[object_id])
+        grasp.grasp_pose.header = _copy_header(header)
+        grasp.grasp_pose.pose = _pose(T)
+        grasp.pre_grasp_posture = posture(gripper.pre_grasp_opening(width), None)
+        grasp.grasp_posture = posture(max(width - 2 * gripper.clearance_m, 0.0), gripper.max_force_n)
+        for translation, sign in ((grasp.pre_grasp_approach, 1.0), (grasp.post_grasp_retreat, -1.0)):
+            translation.direction.header = _copy_header(header)
+            translation.direction.vector.x, translation.direction.vector.y, translation.direction.vector.z = (
+                float(v) for v in sign * T[:3, 2])
+            translation.desired_distance = float(gripper.approach_distance_m)
+            translation.min_distance = float(gripper.approach_distance_m) / 2
+        array.grasps.append(ObjectGrasp(object_id=object_id, width=float(width), score=float(score), grasp=grasp))
+    messages.grasps = array
+    return messages

@@ -16,6 +16,7 @@ import rclpy
 import rclpy.executors
 import rclpy.subscription
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray
 from moveit_msgs.msg import CollisionObject, PlanningScene
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -30,6 +31,8 @@ from visualization_msgs.msg import MarkerArray
 
 from sam3d_ros.geometry.depth_range import DEFAULT_DEPTH_RANGE_M, check_depth_range, depth_range
 from sam3d_ros.geometry.distortion import Undistorter
+from sam3d_ros.geometry.grasps import GraspPlanner
+from sam3d_ros.geometry.gripper import GRIPPER_KEYS, GripperParams
 from sam3d_ros.geometry.mesh_simplification import simplified_mesh
 from sam3d_ros.geometry.transforms import rotation_angle_between
 from sam3d_ros.geometry.types import InputError, ObjectReconstruction, RGBDFrame
@@ -39,7 +42,7 @@ from sam3d_ros.reconstruction.backends.sam3d import options_from_parameters
 from sam3d_ros.reconstruction.box_segmenter import METHODS as BOX_SEGMENTATION_METHODS
 from sam3d_ros.reconstruction.box_segmenter import DepthBoxSegmenter, create_box_segmenter
 from sam3d_ros.reconstruction.files import write_results
-from sam3d_ros.reconstruction.pipeline import PerceptionPipeline, PipelineResult, support_plane_around
+from sam3d_ros.reconstruction.pipeline import PerceptionPipeline, PipelineResult, plan_grasps, support_plane_around
 from sam3d_ros.reconstruction.segmentation import best_scored_prompts, boxes_in_image, largest_label_prompts
 from sam3d_ros.ros import conversions
 from sam3d_ros.ros.node_statistics import NodeStatistics
@@ -114,6 +117,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "mesh_cache_dir": ("", "Folder of the mesh files (<id>_v<version>.<ext>); '' = <temp dir>/sam3d_ros_meshes/<node name>."),
     "mesh_formats": ("glb,ply", "Mesh file formats written on each reconstruction, comma-separated: glb, ply, stl, obj ('' = none)."),
     "scene_dir": ("", "Folder where ~/save_scene writes scene_<stamp>/ (objects.json + meshes); '' = ~/.ros/sam3d_ros/scenes."),
+    "publish_grasps": (True, "Plan parallel-jaw grasps for each new mesh (reconstruction thread) and publish them every tracked frame on ~/grasps (sam3d_ros_msgs/ObjectGraspArray), ~/grasp_poses (PoseArray) and ~/grasp_markers, best first."),
+    "max_grasps": (5, "Grasps kept per object, best first."),
+    "gripper_joint_names": (["panda_finger_joint1", "panda_finger_joint2"], "Finger joints of the moveit_msgs/Grasp postures (each at half the jaw opening)."),
+    **{f"gripper_{key}": (float(getattr(GripperParams(), key)), f"Gripper: {text} (default: Franka Hand).")
+       for key, text in GRIPPER_KEYS.items()},
     "diagnostics_period_s": (1.0, "Period (s) of the status on /diagnostics."),
     "warning_period_s": (5.0, "The same warning is logged at most once per this period."),
     **SAM3D_PARAMETERS,
@@ -180,8 +188,19 @@ def validate_parameters(params: dict[str, Any]) -> None:
         check_mesh_formats(formats, "mesh_formats")
     except InputError as exc:
         raise ValueError(str(exc)) from None
+    try:
+        gripper_params(params)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    if params["max_grasps"] < 1:
+        raise ValueError(f"max_grasps must be >= 1, got {params['max_grasps']}")
     if params["marker_mesh"] == "mesh_resource" and not formats:
         raise ValueError("marker_mesh 'mesh_resource' needs at least one mesh_formats entry")
+
+
+def gripper_params(params: dict[str, Any]) -> GripperParams:
+    """The gripper_* parameters as a GripperParams (InputError naming the first bad value)."""
+    return GripperParams.from_dict({key: params[f"gripper_{key}"] for key in GRIPPER_KEYS}, "gripper_* parameters")
 
 
 def mesh_formats(params: dict[str, Any]) -> tuple[str, ...]:
@@ -248,6 +267,8 @@ class PerceptionNode(Node):
             create_backend(p["backend"], **backend_options), min_mask_pixels=int(p["min_mask_pixels"]),
             box_segmenter=box_segmenter, fallback=fallback,
         )
+        self.gripper = gripper_params(p)
+        self.grasp_planner = GraspPlanner(self.gripper, int(p["max_grasps"])) if p["publish_grasps"] else None
         self.tracking_segmenter = DepthBoxSegmenter()  # per-frame masks from boxes for tracking (fast)
         self.tracker = ObjectTracker(tracker_config(p))
         formats = mesh_formats(p)
@@ -287,6 +308,11 @@ class PerceptionNode(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.detections_pub = self.create_publisher(Detection3DArray, "~/detections", 10)
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", latched)
+        self.grasp_pubs = None
+        if p["publish_grasps"]:
+            self.grasp_pubs = (self.create_publisher(PoseArray, "~/grasp_poses", 10),
+                               self.create_publisher(MarkerArray, "~/grasp_markers", 10),
+                               _create_grasp_array_publisher(self))
         self.collision_pub = None
         self.planning_scene_pub = None
         self.tf_broadcaster = None
@@ -643,6 +669,12 @@ class PerceptionNode(Node):
         mesh converted for the outputs (see _prepare_meshes)."""
         request, frame = payload
         result = self.pipeline.process(frame, request.prompts)
+        if self.grasp_planner is not None and result.objects:
+            new_ids = {obj.object_id for obj in result.objects}
+            with self._lock:  # the other tracked objects, where they are now, as obstacles
+                others = [(t.reconstruction.mesh_obj, t.reconstruction.T_cam_obj) for t in self.tracker.tracks.values()
+                          if t.reconstruction is not None and t.track_id not in new_ids]
+            result.errors += plan_grasps(self.grasp_planner, result.objects, result.support_plane_cam, others)
         return result, self._prepare_meshes(result.objects)
 
     def _prepare_meshes(self, objects: list[ObjectReconstruction]) -> _PreparedMeshes:
@@ -746,9 +778,22 @@ class PerceptionNode(Node):
         if self.params["publish_tf"] and kept_objects:
             self.tf_broadcaster.sendTransform(conversions.make_transforms(header, kept_objects, self.params["frame_prefix"], T_frame_cam=T_frame_cam))
         self._publish_collisions(header, T_frame_cam, seen_objects, force_add=False)
+        self._publish_grasps(header, T_frame_cam, kept_objects)
         if (not self.params["publish_tf"] and kept_objects) or self._markers_stale:
             self._markers_stale = False  # markers carry the pose when there is no object TF frame
             self._publish_markers(header, T_frame_cam)
+
+    def _publish_grasps(self, header: Header, T_frame_cam: np.ndarray | None, objects: list) -> None:
+        """The grasps of `objects` (object frame, planned with each mesh) at their current poses, best first."""
+        if self.grasp_pubs is None:
+            return
+        messages = conversions.make_grasp_messages(header, objects, self.gripper, self.params["gripper_joint_names"],
+                                                   T_frame_cam=T_frame_cam)
+        poses_pub, markers_pub, grasps_pub = self.grasp_pubs
+        poses_pub.publish(messages.poses)
+        markers_pub.publish(messages.markers)
+        if grasps_pub is not None and messages.grasps is not None:
+            grasps_pub.publish(messages.grasps)
 
     def _publish_collisions(self, header: Header, T_frame_cam: np.ndarray | None, objects: list, force_add: bool) -> None:
         messages = []
@@ -885,6 +930,17 @@ class PerceptionNode(Node):
         if scheduler is not None:
             scheduler.close()
         super().destroy_node()
+
+def _create_grasp_array_publisher(node: Node) -> Any:
+    """~/grasps (sam3d_ros_msgs/ObjectGraspArray), or None with a warning where that package is not built."""
+    try:
+        from sam3d_ros_msgs.msg import ObjectGraspArray
+    except ImportError:
+        node.get_logger().warning("sam3d_ros_msgs is not built (README \"On a robot\"): ~/grasps is off; "
+                                  "~/grasp_poses and ~/grasp_markers are published")
+        return None
+    return node.create_publisher(ObjectGraspArray, "~/grasps", 10)
+
 
 def _moved(T_a: np.ndarray, T_b: np.ndarray, min_motion_m: float, min_rotation_rad: float = np.radians(2.0)) -> bool:
     return bool(

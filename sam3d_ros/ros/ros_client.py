@@ -24,6 +24,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray
 from moveit_msgs.msg import CollisionObject
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
@@ -141,6 +142,15 @@ class PerceptionClient:
         self.node.create_subscription(MarkerArray, f"{ns}/{NODE_NAME}/markers", self._on_markers, latched)
         self.node.create_subscription(CollisionObject, f"{ns}/{NODE_NAME}/collision_objects", self._on_collision, reliable)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
+        self.grasp_arrays: dict[int, Any] = {}  # stamp ns -> sam3d_ros_msgs/ObjectGraspArray
+        self.grasp_poses: dict[int, PoseArray] = {}  # stamp ns -> PoseArray
+        self.node.create_subscription(PoseArray, f"{ns}/{NODE_NAME}/grasp_poses", self._on_grasp_poses, reliable)
+        try:
+            from sam3d_ros_msgs.msg import ObjectGraspArray
+        except ImportError:  # not built: poses only
+            pass
+        else:
+            self.node.create_subscription(ObjectGraspArray, f"{ns}/{NODE_NAME}/grasps", self._on_grasps, reliable)
         self.node.create_subscription(TFMessage, "/tf", self._on_tf, reliable)
         self._services = {
             name: self.node.create_client(Trigger, f"{ns}/{NODE_NAME}/{name}") for name in ("reconstruct", "clear", "save_scene")
@@ -179,6 +189,14 @@ class PerceptionClient:
                     self.markers.pop((marker.ns, marker.id), None)
                 else:
                     self.markers[(marker.ns, marker.id)] = marker
+
+    def _on_grasps(self, msg: Any) -> None:
+        with self._lock:
+            self.grasp_arrays[conversions.stamp_to_ns(msg.header.stamp)] = msg
+
+    def _on_grasp_poses(self, msg: PoseArray) -> None:
+        with self._lock:
+            self.grasp_poses[conversions.stamp_to_ns(msg.header.stamp)] = msg
 
     def _on_collision(self, msg: CollisionObject) -> None:
         with self._lock:

@@ -1,5 +1,5 @@
 """`sam3d-ros`: the command line. `reconstruct` runs the node's pipeline on files, `replay` the node on a rosbag2;
-`eval`, `eval-tracking`, `bench` and `bench-node` measure it."""
+`eval`, `eval-tracking`, `eval-grasps`, `bench` and `bench-node` measure it."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sam3d_ros.geometry.grasps import GraspPlanner
+from sam3d_ros.geometry.gripper import GripperParams
 from sam3d_ros.geometry.depth_range import DEFAULT_DEPTH_RANGE_M, check_depth_range, depth_range
 from sam3d_ros.geometry.types import InputError, RGBDFrame
 from sam3d_ros.reconstruction import files
@@ -81,9 +83,11 @@ def reconstruct(args: argparse.Namespace) -> int:
                 options["curve_server_key"] = args.sam3d_curve_server_key
             if args.sam3d_curve_client_key:
                 options["curve_client_key"] = args.sam3d_curve_client_key
+        planner = None if args.no_grasps else GraspPlanner(
+            GripperParams.from_yaml(args.gripper) if args.gripper else GripperParams(), args.max_grasps)
         backend = create_backend(args.backend, **options)
         try:
-            result = PerceptionPipeline(backend, box_segmenter=segmenter).process(
+            result = PerceptionPipeline(backend, box_segmenter=segmenter, grasp_planner=planner).process(
                 RGBDFrame(rgb, depth_m, intrinsics, args.frame_id), prompts
             )
         finally:
@@ -167,6 +171,28 @@ def eval_tracking(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_grasps(args: argparse.Namespace) -> int:
+    """Grasps planned on reconstructed meshes, executed in MuJoCo on the true YCB meshes; per part and category."""
+    import time
+
+    from sam3d_ros.tools.grasp_evaluation import format_grasp_report, run_grasp_evaluation
+
+    try:
+        gripper = GripperParams.from_yaml(args.gripper) if args.gripper else GripperParams()
+    except InputError as exc:
+        return _fail(str(exc))
+    start = time.perf_counter()
+    say = (lambda line: print(line, file=sys.stderr)) if args.verbose else None
+    rows = []
+    for part in args.parts:
+        rows += run_grasp_evaluation(part, args.scenes, args.seed, args.objects, args.top, gripper, args.backend, say)
+    print(f"grasp success in MuJoCo, {args.backend} backend meshes, true YCB meshes in the simulation, "
+          f"{args.scenes} scenes per part from seed {args.seed}, {args.objects} objects per scene")
+    print(format_grasp_report(rows))
+    print(f"({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
 def bench_node(args: argparse.Namespace) -> int:
     """Latency image -> TF of the running node at a camera rate with tracked objects, drops and memory."""
     from sam3d_ros.tools.node_bench import format_node_bench, run_node_benchmark
@@ -231,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--frame-id", default="camera_color_optical_frame", help="optical frame the poses are in")
     rec.add_argument("--out", type=Path, default=Path("sam3d_out"), help="output folder (default ./sam3d_out)")
     rec.add_argument("--no-glb", action="store_true", help="write PLY meshes only")
+    rec.add_argument("--no-grasps", action="store_true", help="do not plan grasps (objects.json without \"grasps\")")
+    rec.add_argument("--max-grasps", type=int, default=10, help="grasps per object, best first (default 10)")
+    rec.add_argument("--gripper", type=Path, help="gripper YAML (keys: README \"Grasps\"; default Franka Hand)")
     rec.set_defaults(func=reconstruct)
     rp = sub.add_parser("replay", help="run the node on a recorded rosbag2 (sqlite3 or MCAP), every frame, into an MCAP bag")
     rp.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 folder (or its .db3 / .mcap file)")
@@ -264,6 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--backend", default="depth", help="backend for --meshes backend (default depth)")
     et.add_argument("--verbose", action="store_true", help="one line per sequence on stderr")
     et.set_defaults(func=eval_tracking)
+    eg = sub.add_parser("eval-grasps", help="grasp success in MuJoCo on the true YCB meshes, planned on reconstructed ones")
+    eg.add_argument("--scenes", type=int, default=12, help="scenes per part (default 12; fewer for a quick look)")
+    eg.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
+    eg.add_argument("--objects", type=int, default=3, help="objects per scene (default 3)")
+    eg.add_argument("--top", type=int, default=5, help="grasps simulated per object, best first (default 5)")
+    eg.add_argument("--parts", nargs="+", default=["held-out", "tuning"], choices=["held-out", "tuning"],
+                    help="parts of the object split (default both; targets are on held-out)")
+    eg.add_argument("--backend", default="depth", help="backend whose meshes the grasps are planned on (default depth)")
+    eg.add_argument("--gripper", type=Path, help="gripper YAML (default Franka Hand)")
+    eg.add_argument("--verbose", action="store_true", help="one line per scene on stderr")
+    eg.set_defaults(func=eval_grasps)
     be = sub.add_parser("bench", help="time and peak memory of the first reconstruction (640x480)")
     be.add_argument("--objects", type=int, nargs="+", default=[1, 5, 10], help="objects per frame (default 1 5 10)")
     be.add_argument("--repeats", type=int, default=9, help="frames per size (default 9)")

@@ -301,10 +301,23 @@ class OutputBag:
                 register_types(self.typestore, [msgtype])
                 connection = self._connections[key] = self.writer.add_connection(
                     output.topic, msgtype, typestore=self.typestore, offered_qos_profiles=[_bag_qos(output.qos)])
-            self.writer.write(connection, output.time_ns, serialize_message(output.msg))
+            self.writer.write(connection, output.time_ns, self._exact(serialize_message(output.msg), msgtype))
             self.counts[output.topic] += 1
             if msgtype == "vision_msgs/msg/Detection3DArray":
                 self.object_ids.update(str(d.id) for d in output.msg.detections)
+
+    def _exact(self, raw: bytes, msgtype: str) -> bytes:
+        """`raw` cut to the message's own CDR length (padded to 4 bytes). rclpy's serializer on these wheels can
+        return a buffer longer than the message (16 bytes of stale memory per trajectory_msgs/JointTrajectoryPoint,
+        e.g. in moveit_msgs/Grasp): DDS readers ignore the tail, but rosbags refuses such a record and the tail would
+        leak process memory into the file."""
+        msgdef = self.typestore.get_msgdef(msgtype)
+        parse = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
+        _, pos = parse(memoryview(raw)[4:], 0, msgdef.cls, self.typestore)
+        end = 4 + pos
+        if len(raw) <= end + 3:
+            return raw
+        return bytes(raw[:end]) + bytes(-end % 4)
 
     def close(self) -> None:
         self.writer.close()

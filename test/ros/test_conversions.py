@@ -14,6 +14,7 @@ from visualization_msgs.msg import Marker
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.ros.conversions import (
+    make_grasp_messages,
     DiagnosticEntry,
     array_to_image_msg,
     camera_info_to_intrinsics,
@@ -658,3 +659,42 @@ def test_transform_stamped_round_trips_through_its_matrix():
     parent, child, stamp_ns, T = transform_stamped_to_matrix(msg)
     assert (parent, child, stamp_ns) == ("world", "camera", 1_750_000_000_123_456_789)
     np.testing.assert_allclose(T, T_world_cam, atol=1e-12)
+
+
+def test_grasp_messages_are_best_first_over_all_objects_in_the_output_frame():
+    from visualization_msgs.msg import Marker
+
+    from sam3d_ros.geometry.grasps import Grasp
+    from sam3d_ros.geometry.gripper import GripperParams
+    from sam3d_ros.geometry.transforms import make_transform
+    from sam3d_ros.geometry.types import ObjectReconstruction
+
+    def obj(object_id, x, scores):
+        mesh = trimesh.creation.box([0.05, 0.05, 0.05])
+        grasps = [Grasp(make_transform(np.eye(3), [0.0, 0.0, 0.01 * k]), 0.05, s) for k, s in enumerate(scores)]
+        return ObjectReconstruction(object_id, "box", 1.0, make_transform(np.eye(3), [x, 0.0, 1.0]), np.full(3, 0.05),
+                                    mesh, np.zeros((2, 2), bool), grasps_obj=grasps)
+
+    header = Header(frame_id="world")
+    header.stamp.sec = 7
+    T_world_cam = make_transform(np.eye(3), [0.0, 0.0, 0.5])
+    gripper = GripperParams()
+    messages = make_grasp_messages(header, [obj("a", 0.1, [0.9, 0.5]), obj("b", -0.1, [0.7])], gripper,
+                                               ["j1", "j2"], T_frame_cam=T_world_cam)
+    assert messages.poses.header.frame_id == "world" and messages.poses.header.stamp.sec == 7
+    xs = [p.position.x for p in messages.poses.poses]
+    assert xs == pytest.approx([0.1, -0.1, 0.1])  # scores 0.9 (a), 0.7 (b), 0.5 (a)
+    assert messages.poses.poses[0].position.z == pytest.approx(1.5)
+    marker = messages.markers.markers[0]
+    assert marker.type == Marker.LINE_LIST and len(marker.points) == 8 * 3 and len(marker.colors) == 8 * 3
+    assert marker.colors[0].r < marker.colors[-1].r  # the worse, the redder
+    if messages.grasps is not None:  # sam3d_ros_msgs built
+        assert [g.object_id for g in messages.grasps.grasps] == ["a", "b", "a"]
+        grasp = messages.grasps.grasps[0].grasp
+        assert grasp.grasp_pose.header.frame_id == "world" and grasp.grasp_quality == pytest.approx(0.9)
+        assert list(grasp.pre_grasp_posture.joint_names) == ["j1", "j2"]
+        assert grasp.pre_grasp_posture.points[0].positions[0] == pytest.approx(gripper.pre_grasp_opening(0.05) / 2)
+        assert grasp.grasp_posture.points[0].effort[0] == pytest.approx(gripper.max_force_n)
+        assert grasp.allowed_touch_objects == ["a"]
+    empty = make_grasp_messages(header, [obj("c", 0.0, [])], gripper)
+    assert empty.poses.poses == [] and empty.markers.markers[0].action == Marker.DELETEALL

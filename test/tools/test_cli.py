@@ -229,3 +229,40 @@ def test_a_box_off_the_image_names_the_box_and_the_image_size_and_the_others_are
     assert line == "sam3d-ros: error: object off: box [700, 20, 760, 90] (x_min, y_min, x_max, y_max) lies outside the 640x480 image"
     data = json.loads((tmp_path / "out" / "objects.json").read_text())
     assert sorted(o["id"] for o in data["objects"]) == sorted(f"obj{o.object_id}" for o in scene.objects)
+
+
+def test_grasps_in_objects_json_are_in_the_file_frame_best_first_and_can_be_turned_off(frame_files, tmp_path):
+    scene, d = frame_files
+    result = run_cli(*base_args(d, tmp_path / "on"), "--masks", d / "labels.png", "--max-grasps", "5")
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "on" / "objects.json").read_text())
+    plane = scene.support_plane_cam
+    up = plane[:3] / np.linalg.norm(plane[:3])
+    truth_by_id = {str(o.object_id): o for o in scene.objects}
+    for entry in data["objects"]:
+        grasps = entry["grasps"]
+        assert len(grasps) <= 5
+        if min(entry["size"]) < 0.07:  # narrower than the 8 cm opening one way (the 10 cm chef can is not)
+            assert grasps, entry["label"]
+        assert [g["score"] for g in grasps] == sorted((g["score"] for g in grasps), reverse=True)
+        truth = truth_by_id[entry["id"]]
+        for g in grasps:
+            assert set(g) == {"position", "orientation_xyzw", "width", "score"}
+            assert 0 < g["width"] <= 0.08 and 0 <= g["score"] <= 1
+            # In the optical frame: near the true object, above the table, approaching from above or the side.
+            position = np.array(g["position"])
+            assert np.linalg.norm(position - truth.center_cam) < max(truth.size_model) / 2 + 0.01
+            assert position @ plane[:3] + plane[3] > 0
+            R = trimesh.transformations.quaternion_matrix(np.roll(g["orientation_xyzw"], 1))[:3, :3]
+            assert R[:, 2] @ up <= 1e-3
+    result = run_cli(*base_args(d, tmp_path / "off"), "--masks", d / "labels.png", "--no-grasps")
+    assert result.returncode == 0, result.stderr
+    assert all("grasps" not in e for e in json.loads((tmp_path / "off" / "objects.json").read_text())["objects"])
+
+
+def test_a_bad_gripper_file_is_one_line(frame_files, tmp_path):
+    _, d = frame_files
+    (tmp_path / "g.yaml").write_text("max_opening: 0.1\n")
+    result = run_cli(*base_args(d, tmp_path / "out"), "--masks", d / "labels.png", "--gripper", tmp_path / "g.yaml")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "unknown key(s) max_opening" in result.stderr

@@ -16,7 +16,8 @@ from sam3d_ros.reconstruction.box_segmenter import create_box_segmenter
 from sam3d_ros.reconstruction.pipeline import PerceptionPipeline
 from sam3d_ros.reconstruction.segmentation import labels_to_prompts
 
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = 2  # no object written: the frame or the command line is unusable, or every object failed
+EXIT_PARTIAL = 3  # objects.json holds every object that succeeded; each one that did not is named on stderr
 DEFAULT_TRACKING_OBJECTS = ("003_cracker_box", "004_sugar_box", "005_tomato_soup_can", "006_mustard_bottle",
                             "010_potted_meat_can", "021_bleach_cleanser", "025_mug")
 
@@ -82,7 +83,7 @@ def reconstruct(args: argparse.Namespace) -> int:
             if args.sam3d_curve_client_key:
                 options["curve_client_key"] = args.sam3d_curve_client_key
         backend = create_backend(args.backend, **options)
-        try:
+        try:  # a failure of one object costs that object only (the pipeline's rule); anything else is one line
             result = PerceptionPipeline(backend, box_segmenter=segmenter).process(
                 RGBDFrame(rgb, depth_m, intrinsics, args.frame_id), prompts
             )
@@ -94,6 +95,8 @@ def reconstruct(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except ValueError as exc:  # unknown backend or box segmentation method, unusable checkpoint
         return _fail(str(exc))
+    except Exception as exc:  # a library giving up on the whole frame (no traceback: one line, like bad input)
+        return _fail(f"unexpected {type(exc).__name__}: {exc}")
     try:
         path = files.write_results(args.out, args.frame_id, result.objects, glb=not args.no_glb)
     except OSError as exc:
@@ -102,7 +105,9 @@ def reconstruct(args: argparse.Namespace) -> int:
     problems += result.errors
     for problem in problems:
         print(f"sam3d-ros: error: {problem}", file=sys.stderr)
-    return EXIT_BAD_INPUT if problems else 0
+    if not problems:
+        return 0
+    return EXIT_PARTIAL if result.objects else EXIT_BAD_INPUT
 
 
 def evaluate(args: argparse.Namespace) -> int:

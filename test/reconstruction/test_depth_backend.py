@@ -159,9 +159,10 @@ def test_occluded_silhouette_edges_and_the_lost_rim():
     backend = DepthBackend()
     pixels = np.argwhere(mask)
     points, _ = intrinsics.backproject(depth, mask)
-    occluded = backend._occluded_edge(frame, farther | nearer, pixels, points)
+    scale = backend._scale(points)
+    occluded = backend._occluded_edge(frame, farther | nearer, pixels, points, scale)
     assert occluded[pixels[:, 1] == 99].all() and not occluded[pixels[:, 1] <= 95].any()
-    assert not backend._occluded_edge(frame, None, pixels, points).any()
+    assert not backend._occluded_edge(frame, None, pixels, points, scale).any()
     # Drop the outer two pixels of depth: the filled rim reaches the mask's edge again, on the object's plane.
     inner = pixels[(pixels[:, 0] >= 42) & (pixels[:, 0] < 78) & (pixels[:, 1] >= 62) & (pixels[:, 1] < 98)]
     inner_points = points[np.isin(pixels[:, 0] * 1000 + pixels[:, 1], inner[:, 0] * 1000 + inner[:, 1])]

@@ -16,6 +16,11 @@ one: the simpler primitive wins), else
   extent), lofted slice by slice into a closed mesh (bottles, mugs, anything else).
 Every mesh is watertight, in metres in the object frame, with vertex colours of the nearest observed pixel.
 
+Sizes: every metre tolerance below (clearances, cluster radius, fit tolerances, slice and edge lengths, the largest
+cylinder) is the value for a tabletop object up to `REFERENCE_SIZE_M`; a larger object scales them all by its size
+(the robust diagonal of its observed points over `REFERENCE_SIZE_M`), so a 2 m motorcycle is treated as a 20 cm
+box is. Smaller objects keep them: below that size the sensor's noise, not the object, sets them.
+
 Object frame convention (the same object gets the same frame from frame to frame):
 - origin at the centre of the object's oriented bounding box;
 - z up: the support plane's normal when the object rests on a plane, else the camera's image-up direction;
@@ -24,6 +29,8 @@ Object frame convention (the same object gets the same frame from frame to frame
 - sign rule: x points into the camera's right half (x . image-right >= 0), which fixes y.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -43,6 +50,20 @@ from sam3d_ros.reconstruction.backends.base import ReconstructionBackend, Recons
 # Exponents (vertical, horizontal) that make a superquadric a cylinder or a box, for comparable residuals.
 _CYLINDER = np.array([MIN_EXPONENT, 1.0])
 _BOX = np.array([MIN_EXPONENT, MIN_EXPONENT])
+REFERENCE_SIZE_M = 0.3  # the tolerances are tuned for objects up to this size (all of YCB); larger ones scale them
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """The size factor of one object (>= 1) and the tolerances it scales."""
+
+    factor: float
+    table_clearance_m: float
+    rest_on_plane_tolerance_m: float
+    box_tolerance_m: float
+    superquadric_tolerance_m: float
+    occluder_margin_m: float
+    cluster_eps_m: float
 
 
 class DepthBackend(ReconstructionBackend):
@@ -91,30 +112,31 @@ class DepthBackend(ReconstructionBackend):
         if frame.depth_m is None:
             raise ReconstructionError("the depth backend needs a registered depth image")
         points_cam, colors, pixels = self._observed_points(frame, mask)
+        scale = self._scale(points_cam)
         plane = scene.support_plane_cam
         if plane is not None:
             heights = plane_heights(plane, points_cam)
-            keep = heights > self.table_clearance_m  # mask spill onto the table
+            keep = heights > scale.table_clearance_m  # mask spill onto the table
             if keep.sum() >= self.min_points:
                 points_cam, colors, pixels = points_cam[keep], colors[keep], pixels[keep]
-        kept = self._remove_outliers(points_cam)
+        kept = self._remove_outliers(points_cam, scale, frame.intrinsics.fx)
         points_cam, colors, pixels = points_cam[kept], colors[kept], pixels[kept]
         points_cam = self._smooth(points_cam)
         normals_cam = self._normals(points_cam)
         points_cam, colors, normals_cam, pixels = self._fill_silhouette(frame, mask, pixels, points_cam, colors, normals_cam)
-        occluded = self._occluded_edge(frame, scene.others_mask, pixels, points_cam)
-        up_cam, plane_d = self._vertical(plane, points_cam)
+        occluded = self._occluded_edge(frame, scene.others_mask, pixels, points_cam, scale)
+        up_cam, plane_d = self._vertical(plane, points_cam, scale)
         basis = _PlaneBasis.facing(points_cam, up_cam, plane_d)
         points_ab = basis.to_ab(points_cam)
         side = np.abs(normals_cam @ up_cam) < 0.6
-        fit = fit_footprint(points_ab, points_ab[side])
+        fit = fit_footprint(points_ab, points_ab[side], scale=scale.factor)
         heights = points_cam @ up_cam + plane_d
         height = float(np.percentile(heights, 99.5))
         points_abh = np.column_stack([points_ab, heights])
         # The visible part reaches only as far back as the camera saw: the centre is never before the mirror rule's.
         back_centre_ab = fit.centre_ab.copy()
         back_centre_ab[0] = max(back_centre_ab[0], mirror_centre(points_ab)[0])
-        model, primitive_sq = self._pick_primitive(fit, back_centre_ab, points_ab, points_abh, height, occluded)
+        model, primitive_sq = self._pick_primitive(fit, back_centre_ab, points_ab, points_abh, height, occluded, scale)
         if primitive_sq is not None:
             long_first = primitive_sq.semi_axes[0] >= primitive_sq.semi_axes[1]
             yaw = primitive_sq.yaw + (0.0 if long_first else np.pi / 2)
@@ -129,14 +151,14 @@ class DepthBackend(ReconstructionBackend):
             else:
                 primitive = superquadric_mesh(size_obj / 2, primitive_sq.exponents)
             if model != "superquadric":  # its parametric rings are already dense enough to carry colours
-                primitive = _subdivided(primitive)
+                primitive = _subdivided(primitive, max_edge_m=0.015 * scale.factor)
             mesh_obj = self._coloured(primitive, transform_points(invert_transform(T_cam_obj), points_cam), colors)
         else:
             completed_cam, completed_colors = self._complete(points_cam, colors, basis, back_centre_ab, heights)
             T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
             completed_obj = transform_points(invert_transform(T_cam_obj), completed_cam)
             try:
-                lofted = sliced_solid(completed_obj, (-size_obj[2] / 2, size_obj[2] / 2))
+                lofted = sliced_solid(completed_obj, (-size_obj[2] / 2, size_obj[2] / 2), slice_m=0.01 * scale.factor)
             except ValueError as exc:
                 raise ReconstructionError(f"object points give no cross-section: {exc}") from exc
             mesh_obj = self._coloured(lofted, completed_obj, completed_colors)
@@ -155,7 +177,7 @@ class DepthBackend(ReconstructionBackend):
 
     def _pick_primitive(
         self, fit: FootprintFit, back_centre_ab: np.ndarray, points_ab: np.ndarray, points_abh: np.ndarray,
-        height: float, occluded: np.ndarray,
+        height: float, occluded: np.ndarray, scale: _Scale,
     ) -> tuple[str, Superquadric | None]:
         """The primitive with the smallest residual (mean radial distance of the visible points, plane coordinates
         and height) between the footprint's cylinder or box and a superquadric fitted from `back_centre_ab`, each only
@@ -166,7 +188,7 @@ class DepthBackend(ReconstructionBackend):
         if fit.model == "circle":
             centre = np.r_[fit.centre_ab, z_semi]
             footprint = ("cylinder", Superquadric(centre, 0.0, np.r_[fit.radius_m, fit.radius_m, z_semi], _CYLINDER))
-        elif fit.model == "rectangle" and fit.residual_m <= max(self.box_tolerance_m, 0.08 * fit.extents_m[1]):
+        elif fit.model == "rectangle" and fit.residual_m <= max(scale.box_tolerance_m, 0.08 * fit.extents_m[1]):
             yaw = float(np.arctan2(fit.axis_ab[1], fit.axis_ab[0]))
             semi = np.r_[fit.extents_m / 2, z_semi]
             footprint = ("box", Superquadric(np.r_[fit.centre_ab, z_semi], yaw, semi, _BOX))
@@ -174,7 +196,7 @@ class DepthBackend(ReconstructionBackend):
         if footprint is not None:
             footprint_residual = float(np.mean(np.abs(surface_distance(footprint[1], sample))))
             # A cylinder or box within the superquadric's own tolerance wins: the simpler primitive.
-            if footprint_residual <= self.superquadric_tolerance_m:
+            if footprint_residual <= scale.superquadric_tolerance_m:
                 return footprint
         if fit.axis_ab is not None:
             yaw = float(np.arctan2(fit.axis_ab[1], fit.axis_ab[0]))
@@ -189,13 +211,14 @@ class DepthBackend(ReconstructionBackend):
             # across hull edges that end at an occluded silhouette (the object goes on behind the occluder).
             corners = cv2.convexHull(points_ab.astype(np.float32), returnPoints=False).reshape(-1)
             open_edges = occluded[corners] | occluded[np.roll(corners, -1)]
-            bounds = {"z_range": (0.0, height), "within_xy": points_ab[corners], "open_edges": open_edges}
+            bounds = {"z_range": (0.0, height), "within_xy": points_ab[corners], "open_edges": open_edges,
+                      "robust_scale_m": 0.002 * scale.factor}
             # A few steps first: a shape no convex superquadric follows (a bottle's neck, a handle) is still far
             # off after them, and the rest of the fit is spent only on shapes that can pass.
             sq, residual = fit_superquadric(sample, start, max_evaluations=8, **bounds)
-            if residual <= 2.0 * self.superquadric_tolerance_m:
+            if residual <= 2.0 * scale.superquadric_tolerance_m:
                 sq, residual = fit_superquadric(sample, sq, **bounds)  # residual: the same measure on `sample`
-                if residual <= self.superquadric_tolerance_m and residual < footprint_residual:
+                if residual <= scale.superquadric_tolerance_m and residual < footprint_residual:
                     return "superquadric", sq
         except ValueError:
             pass
@@ -222,7 +245,17 @@ class DepthBackend(ReconstructionBackend):
         colors = frame.rgb[pixels[:, 0], pixels[:, 1]]
         return points_cam, colors, pixels
 
-    def _remove_outliers(self, points_cam: np.ndarray) -> np.ndarray:
+    def _scale(self, points_cam: np.ndarray) -> _Scale:
+        """The object's size factor: the diagonal of its observed points' 2-98 % box over REFERENCE_SIZE_M, at least 1."""
+        low, high = np.percentile(points_cam, [2, 98], axis=0)
+        factor = max(1.0, float(np.linalg.norm(high - low)) / REFERENCE_SIZE_M)
+        return _Scale(
+            factor, self.table_clearance_m * factor, self.rest_on_plane_tolerance_m * factor,
+            self.box_tolerance_m * factor, self.superquadric_tolerance_m * factor, self.occluder_margin_m * factor,
+            self.cluster_eps_m * factor,
+        )
+
+    def _remove_outliers(self, points_cam: np.ndarray, scale: _Scale, focal_px: float) -> np.ndarray:
         """Indices of the points kept: statistical outliers out, then all but the largest Euclidean cluster (drops
         background pixels inside the mask)."""
         index = np.arange(len(points_cam))
@@ -231,9 +264,10 @@ class DepthBackend(ReconstructionBackend):
         kept = np.asarray(kept, dtype=int)
         if len(kept) >= self.min_points:
             points_cam, index = points_cam[kept], index[kept]
-        # Cluster radius grows with distance: neighbouring pixels are z / f apart. DBSCAN runs on an even subset
-        # (its cost grows fast with density); every point within eps of the largest cluster is kept.
-        eps = max(self.cluster_eps_m, 4.0 * float(np.median(points_cam[:, 2])) / 600.0)
+        # Cluster radius grows with distance (neighbouring pixels are z / f apart) and with the object's size.
+        # DBSCAN runs on an even subset (its cost grows fast with density); every point within eps of the largest
+        # cluster is kept.
+        eps = max(scale.cluster_eps_m, 4.0 * float(np.median(points_cam[:, 2])) / focal_px)
         subset = points_cam[:: max(1, len(points_cam) // self.cluster_points)]
         labels = np.asarray(o3d.geometry.PointCloud(o3d.utility.Vector3dVector(subset)).cluster_dbscan(eps, 4))
         if labels.max() >= 0:
@@ -246,12 +280,12 @@ class DepthBackend(ReconstructionBackend):
             raise ReconstructionError(f"only {len(points_cam)} consistent depth points left in the mask")
         return index
 
-    def _vertical(self, plane: np.ndarray | None, points_cam: np.ndarray) -> tuple[np.ndarray, float]:
+    def _vertical(self, plane: np.ndarray | None, points_cam: np.ndarray, scale: _Scale) -> tuple[np.ndarray, float]:
         """Unit up vector and the offset d of the plane the object stands on (n.p + d = height above it)."""
         if plane is not None:
             up_cam, plane_d = plane[:3], float(plane[3])
             lowest = float(np.percentile(points_cam @ up_cam + plane_d, 1))
-            if lowest <= self.rest_on_plane_tolerance_m:
+            if lowest <= scale.rest_on_plane_tolerance_m:
                 return up_cam, plane_d
         else:
             up_cam = np.array([0.0, -1.0, 0.0])  # no plane: the camera's image-up
@@ -340,7 +374,8 @@ class DepthBackend(ReconstructionBackend):
         )
 
     def _occluded_edge(
-        self, frame: RGBDFrame, others_mask: np.ndarray | None, pixels: np.ndarray, points_cam: np.ndarray
+        self, frame: RGBDFrame, others_mask: np.ndarray | None, pixels: np.ndarray, points_cam: np.ndarray,
+        scale: _Scale,
     ) -> np.ndarray:
         """Which points lie at a silhouette edge that another, nearer object covers: there the mask ends because
         the object is hidden, not because its surface does."""
@@ -350,7 +385,7 @@ class DepthBackend(ReconstructionBackend):
         occluder_depth = np.where(others_mask & np.isfinite(frame.depth_m), frame.depth_m, np.inf).astype(np.float32)
         size = 2 * self.rim_px + 3
         nearby = cv2.erode(occluder_depth, np.ones((size, size), np.uint8))[pixels[:, 0], pixels[:, 1]]
-        return nearby < points_cam[:, 2] - self.occluder_margin_m
+        return nearby < points_cam[:, 2] - scale.occluder_margin_m
 
     def _object_frame(self, completed_cam: np.ndarray, up_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """T_cam_obj and the sizes along the object's x, y, z (see the module docstring)."""

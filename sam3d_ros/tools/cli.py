@@ -111,12 +111,15 @@ def reconstruct(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """Score a backend and the baseline on seeded rendered YCB scenes; print the report (and write JSON)."""
+    """Score a backend and the baseline on seeded rendered YCB scenes of the tuning objects, the held-out objects and
+    the earlier releases' scenes; print the report (and write JSON)."""
     import dataclasses
     import json
     import time
 
-    from sam3d_ros.tools.evaluation import evaluate_box_masks, format_box_mask_report, format_report, run_evaluation
+    from sam3d_ros.tools.evaluation import (
+        REGRESSION, evaluate_box_masks, format_box_mask_report, format_report, format_split_report, run_split_evaluation,
+    )
 
     start = time.perf_counter()
     if args.box_masks:
@@ -124,12 +127,16 @@ def evaluate(args: argparse.Namespace) -> int:
         print(format_box_mask_report(evaluate_box_masks(args.box_masks, args.scenes, args.seed, not args.no_noise)))
         print(f"({time.perf_counter() - start:.0f} s)")
         return 0
-    scores = run_evaluation(
-        n_scenes=args.scenes, seed=args.seed, noise=not args.no_noise, backend=args.backend,
-        baseline_remove_outliers=not args.raw_baseline,
-        progress=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
-    )
-    print(format_report(scores))
+    parts = list(dict.fromkeys(args.split))
+    try:
+        scores = run_split_evaluation(
+            n_scenes=10 if args.quick else args.scenes, seed=args.seed, noise=not args.no_noise, backend=args.backend,
+            parts=parts, baseline_remove_outliers=not args.raw_baseline,
+            progress=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
+    print(format_report(scores) if parts == [REGRESSION] else format_split_report(scores))
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps([dataclasses.asdict(s) for s in scores], indent=1, default=float))
@@ -230,8 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", type=Path, default=Path("sam3d_out"), help="output folder (default ./sam3d_out)")
     rec.add_argument("--no-glb", action="store_true", help="write PLY meshes only")
     rec.set_defaults(func=reconstruct)
-    ev = sub.add_parser("eval", help="accuracy on seeded rendered YCB scenes against ground truth and a baseline")
-    ev.add_argument("--scenes", type=int, default=40, help="number of scenes (default 40)")
+    ev = sub.add_parser("eval", help="accuracy on seeded rendered YCB scenes against ground truth and a baseline: "
+                                     "tuning objects, held-out objects, and the earlier releases' scenes")
+    ev.add_argument("--split", nargs="+", choices=["tuning", "held-out", "regression"],
+                    default=["tuning", "held-out", "regression"],
+                    help="which parts to run (default all three; develop with 'tuning' only, report with all)")
+    ev.add_argument("--scenes", type=int, default=40, help="scenes per part (default 40)")
+    ev.add_argument("--quick", action="store_true", help="10 scenes per part (development)")
     ev.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
     ev.add_argument("--backend", default="depth", help="backend to evaluate (default depth)")
     ev.add_argument("--no-noise", action="store_true", help="noise-free depth")

@@ -147,6 +147,8 @@ def write_results(out_dir: Path, frame_id: str, objects: list[ObjectReconstructi
             "position": position.tolist(), "orientation_xyzw": q_xyzw.tolist(), "size": obj.size_obj.tolist(),
             "mesh": f"{stem}.ply", "metric_scale": obj.metric_scale, "backend": obj.backend,
         })
+        if obj.confidence is not None:
+            entries[-1]["confidence"] = round(float(obj.confidence), 4)
         info = obj.info or {}
         if info.get("mesh_source"):  # where the mesh came from, and why not from the model when it did not
             entries[-1]["mesh_source"] = str(info["mesh_source"])

@@ -38,6 +38,8 @@ import open3d as o3d
 import trimesh
 from scipy.spatial import cKDTree
 
+from sam3d_ros.geometry.depth_explanation import explain_depth
+from sam3d_ros.geometry.heightmap_solid import heightmap_solid
 from sam3d_ros.geometry.footprint import FootprintFit, fit_footprint, mirror_centre
 from sam3d_ros.geometry.sliced_solid import sliced_solid
 from sam3d_ros.geometry.superquadric import MIN_EXPONENT, Superquadric, fit_superquadric, superquadric_mesh, surface_distance
@@ -153,15 +155,24 @@ class DepthBackend(ReconstructionBackend):
             if model != "superquadric":  # its parametric rings are already dense enough to carry colours
                 primitive = _subdivided(primitive, max_edge_m=0.015 * scale.factor)
             mesh_obj = self._coloured(primitive, transform_points(invert_transform(T_cam_obj), points_cam), colors)
-        else:
-            completed_cam, completed_colors = self._complete(points_cam, colors, basis, back_centre_ab, heights)
-            T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
-            completed_obj = transform_points(invert_transform(T_cam_obj), completed_cam)
-            try:
-                lofted = sliced_solid(completed_obj, (-size_obj[2] / 2, size_obj[2] / 2), slice_m=0.01 * scale.factor)
-            except ValueError as exc:
-                raise ReconstructionError(f"object points give no cross-section: {exc}") from exc
-            mesh_obj = self._coloured(lofted, completed_obj, completed_colors)
+        explanation = None
+        if primitive_sq is None:
+            # Two completions of the unseen side, kept by how well each explains the depth image: the visible
+            # surface mirrored through a vertical axis (bottles, mugs) or extruded down to the bottom (what lies
+            # flat or is seen from above: tools, lids, plates); the mirror is refused where the camera saw the
+            # table through the mirrored half.
+            candidates = []
+            cell_m = max(2.0 * float(np.median(points_cam[:, 2])) / frame.intrinsics.fx, 0.002 * scale.factor)
+            for mirrored in (True, False):
+                hull = self._hull(points_cam, colors, basis, back_centre_ab, heights, up_cam, scale, mirrored, cell_m)
+                score = explain_depth(hull[2], hull[0], frame.intrinsics, frame.depth_m, mask, scene.others_mask,
+                                      margin_m=scale.occluder_margin_m)
+                candidates.append((score.score, mirrored, hull, score))
+            _, mirrored, (T_cam_obj, size_obj, mesh_obj), explanation = max(candidates, key=lambda c: c[0])
+            model = "mirrored hull" if mirrored else "extruded hull"
+        if explanation is None:
+            explanation = explain_depth(mesh_obj, T_cam_obj, frame.intrinsics, frame.depth_m, mask, scene.others_mask,
+                                        margin_m=scale.occluder_margin_m)
         return ObjectReconstruction(
             object_id=object_id,
             label=label,
@@ -172,8 +183,28 @@ class DepthBackend(ReconstructionBackend):
             mask=mask,
             metric_scale=True,
             backend=self.name,
-            info={"observed_points": int(len(points_cam)), "on_support_plane": plane is not None, "shape": model},
+            info={"observed_points": int(len(points_cam)), "on_support_plane": plane is not None, "shape": model,
+                  "silhouette_iou": explanation.silhouette_iou, "free_space_violation": explanation.free_space_violation},
+            confidence=explanation.score,
         )
+
+    def _hull(
+        self, points_cam: np.ndarray, colors: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray,
+        heights: np.ndarray, up_cam: np.ndarray, scale: _Scale, mirrored: bool, cell_m: float,
+    ) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
+        """(T_cam_obj, size_obj, mesh_obj) of the visible points and their projections to the bottom: mirrored
+        and lofted slice by slice, or (not `mirrored`) their height map extruded down to the bottom."""
+        completed_cam, completed_colors = self._complete(points_cam, colors, basis, centre_ab, heights, mirrored)
+        T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
+        completed_obj = transform_points(invert_transform(T_cam_obj), completed_cam)
+        try:
+            if mirrored:
+                solid = sliced_solid(completed_obj, (-size_obj[2] / 2, size_obj[2] / 2), slice_m=0.01 * scale.factor)
+            else:
+                solid = heightmap_solid(completed_obj, -size_obj[2] / 2, cell_m)
+        except ValueError as exc:
+            raise ReconstructionError(f"object points give no cross-section: {exc}") from exc
+        return T_cam_obj, size_obj, self._coloured(solid, completed_obj, completed_colors)
 
     def _pick_primitive(
         self, fit: FootprintFit, back_centre_ab: np.ndarray, points_ab: np.ndarray, points_abh: np.ndarray,
@@ -293,14 +324,19 @@ class DepthBackend(ReconstructionBackend):
         return up_cam, -float(np.percentile(points_cam @ up_cam, 1))
 
     def _complete(
-        self, points_cam: np.ndarray, colors: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray
+        self, points_cam: np.ndarray, colors: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray,
+        mirrored: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Visible points plus their mirror through the vertical axis at `centre_ab`, plus both projected to the bottom."""
-        mirrored_cam = basis.from_ab(2 * centre_ab - basis.to_ab(points_cam), heights)
-        sides_cam = np.vstack([points_cam, mirrored_cam])
-        sides_heights = np.concatenate([heights, heights])
+        """Visible points plus (`mirrored`) their mirror through the vertical axis at `centre_ab`, plus all of them
+        projected to the bottom."""
+        sides_cam, sides_heights, sides_colors = points_cam, heights, colors
+        if mirrored:
+            mirrored_cam = basis.from_ab(2 * centre_ab - basis.to_ab(points_cam), heights)
+            sides_cam = np.vstack([points_cam, mirrored_cam])
+            sides_heights = np.concatenate([heights, heights])
+            sides_colors = np.vstack([colors, colors])
         bottom_cam = sides_cam - np.outer(sides_heights, basis.up_cam)
-        return np.vstack([sides_cam, bottom_cam]), np.vstack([colors, colors, colors, colors])
+        return np.vstack([sides_cam, bottom_cam]), np.vstack([sides_colors, sides_colors])
 
     def _primitive_frame(
         self, basis: "_PlaneBasis", centre_ab: np.ndarray, axis_ab: np.ndarray, height: float

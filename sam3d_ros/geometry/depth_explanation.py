@@ -1,0 +1,62 @@
+"""How well a reconstructed mesh explains the depth image it came from (hypothesis scoring and confidence).
+
+The mesh is ray-cast from the camera over the mask's bounding box (grown by a quarter of its size, on a pixel grid
+of at most `max_rays` rays). Two facts of a single view must hold for any right shape:
+- the silhouette: the mesh covers the mask's pixels and no others (intersection over union of the two);
+- free space: where the camera saw a surface (valid depth) outside the mask, nothing of the object lies in front of
+  it (the camera looked through that space). Pixels of other objects nearer than the mesh are not counted (the
+  mesh may go on behind them).
+The score is silhouette IoU x (1 - the fraction of the rendered pixels that violate free space).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+import trimesh
+
+from sam3d_ros.geometry.camera import CameraIntrinsics
+
+
+@dataclass(frozen=True)
+class DepthExplanation:
+    silhouette_iou: float  # rendered silhouette vs mask, over the grid
+    free_space_violation: float  # fraction of the rendered pixels that lie outside the mask and hide a seen surface
+    score: float  # silhouette_iou * (1 - free_space_violation), in [0, 1]
+
+
+def explain_depth(
+    mesh_obj: trimesh.Trimesh, T_cam_obj: np.ndarray, intrinsics: CameraIntrinsics, depth_m: np.ndarray,
+    mask: np.ndarray, others_mask: np.ndarray | None = None, margin_m: float = 0.01, max_rays: int = 6000,
+) -> DepthExplanation:
+    """Score `mesh_obj` (object frame, placed by `T_cam_obj`) against the depth image and the mask (see module doc).
+    `margin_m`: how far in front of a seen surface the mesh must be to violate it (the depth noise and more)."""
+    rows, cols = np.nonzero(mask)
+    if len(rows) == 0:
+        return DepthExplanation(0.0, 1.0, 0.0)
+    height, width = mask.shape
+    grow_r, grow_c = max(2, (rows.max() - rows.min()) // 4), max(2, (cols.max() - cols.min()) // 4)
+    r0, r1 = max(0, rows.min() - grow_r), min(height, rows.max() + grow_r + 1)
+    c0, c1 = max(0, cols.min() - grow_c), min(width, cols.max() + grow_c + 1)
+    step = max(1, int(np.ceil(np.sqrt((r1 - r0) * (c1 - c0) / max_rays))))
+    grid_r, grid_c = np.mgrid[r0:r1:step, c0:c1:step]
+    grid_r, grid_c = grid_r.ravel(), grid_c.ravel()
+    directions = np.column_stack([(grid_c - intrinsics.cx) / intrinsics.fx, (grid_r - intrinsics.cy) / intrinsics.fy,
+                                  np.ones(len(grid_r))])
+    vertices_cam = mesh_obj.vertices @ T_cam_obj[:3, :3].T + T_cam_obj[:3, 3]
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices_cam.astype(np.float32)),
+                        o3d.core.Tensor(np.asarray(mesh_obj.faces, dtype=np.uint32)))
+    rays = np.hstack([np.zeros_like(directions), directions]).astype(np.float32)
+    t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()  # along unnormalised rays: t = depth z
+    rendered = np.isfinite(t_hit)
+    inside = mask[grid_r, grid_c]
+    union = np.count_nonzero(rendered | inside)
+    iou = np.count_nonzero(rendered & inside) / union if union else 0.0
+    observed = depth_m[grid_r, grid_c]
+    others = others_mask[grid_r, grid_c] if others_mask is not None else np.zeros(len(grid_r), bool)
+    outside = rendered & ~inside
+    seen_behind = np.isfinite(observed) & (t_hit < observed - margin_m) & ~others
+    violation = np.count_nonzero(outside & seen_behind) / max(np.count_nonzero(rendered), 1)
+    return DepthExplanation(float(iou), float(violation), float(iou * (1.0 - violation)))

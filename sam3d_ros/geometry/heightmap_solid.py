@@ -1,0 +1,51 @@
+"""A closed mesh of what lies under a visible surface: the surface's height map over the support plane, extruded
+down to the plane (marching cubes over the columns, so the mesh is watertight by construction).
+
+The completion that assumes nothing unseen behind the object: right for what lies flat or is seen from above
+(tools, lids, plates, toys), and for the top surface of bowls. Footprint cells without a point (gaps between
+oblique samples) are closed over `close_cells` cells and take their neighbours' height.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import trimesh
+from skimage.measure import marching_cubes
+
+
+def heightmap_solid(
+    points_obj: np.ndarray, z_bottom: float, cell_m: float, close_cells: int = 1, max_cells: int = 160,
+    max_layers: int = 32,
+) -> trimesh.Trimesh:
+    """Watertight mesh of the columns from `z_bottom` up to the highest point in each `cell_m` cell of the x-y grid
+    (object frame, z up). The cell grows when the footprint would need more than `max_cells` cells a side."""
+    points_obj = np.asarray(points_obj, dtype=np.float64)
+    heights = points_obj[:, 2] - z_bottom
+    keep = heights > 0
+    if keep.sum() < 3:
+        raise ValueError("no point above the bottom")
+    xy, heights = points_obj[keep, :2], heights[keep]
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    cell_m = max(cell_m, float((high - low).max()) / (max_cells - 2 * close_cells - 2))
+    origin = low - (close_cells + 1) * cell_m
+    shape = np.ceil((high - origin) / cell_m).astype(int) + close_cells + 2
+    index = np.floor((xy - origin) / cell_m).astype(int)
+    top = np.zeros(shape, np.float32)
+    np.maximum.at(top, (index[:, 0], index[:, 1]), heights.astype(np.float32))
+    if close_cells > 0:
+        kernel = np.ones((2 * close_cells + 1,) * 2, np.uint8)
+        footprint = cv2.morphologyEx((top > 0).astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool)
+        top = np.where(top > 0, top, np.where(footprint, cv2.dilate(top, kernel), 0.0))
+    height = float(top.max())
+    layers = int(np.clip(round(height / cell_m), 2, max_layers))
+    dz = height / layers
+    centres = (np.arange(layers) + 0.5) * dz
+    volume = np.zeros((shape[0] + 2, shape[1] + 2, layers + 2), np.float32)
+    volume[1:-1, 1:-1, 1:-1] = top[:, :, None] > centres[None, None, :]
+    vertices, faces, _, _ = marching_cubes(volume, 0.5, spacing=(cell_m, cell_m, dz))
+    vertices[:, :2] += origin - 0.5 * cell_m
+    vertices[:, 2] += z_bottom - 0.5 * dz
+    mesh = trimesh.Trimesh(vertices, faces, process=True)
+    if mesh.volume < 0:
+        mesh.invert()
+    return mesh

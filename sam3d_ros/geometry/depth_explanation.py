@@ -28,7 +28,7 @@ class DepthExplanation:
 
 def explain_depth(
     mesh_obj: trimesh.Trimesh, T_cam_obj: np.ndarray, intrinsics: CameraIntrinsics, depth_m: np.ndarray,
-    mask: np.ndarray, others_mask: np.ndarray | None = None, margin_m: float = 0.01, max_rays: int = 6000,
+    mask: np.ndarray, others_mask: np.ndarray | None = None, margin_m: float = 0.01, max_rays: int = 3000,
 ) -> DepthExplanation:
     """Score `mesh_obj` (object frame, placed by `T_cam_obj`) against the depth image and the mask (see module doc).
     `margin_m`: how far in front of a seen surface the mesh must be to violate it (the depth noise and more)."""

@@ -14,8 +14,8 @@ from skimage.measure import marching_cubes
 
 
 def heightmap_solid(
-    points_obj: np.ndarray, z_bottom: float, cell_m: float, close_cells: int = 1, max_cells: int = 160,
-    max_layers: int = 32,
+    points_obj: np.ndarray, z_bottom: float, cell_m: float, close_cells: int = 1, max_cells: int = 96,
+    max_layers: int = 16,
 ) -> trimesh.Trimesh:
     """Watertight mesh of the columns from `z_bottom` up to the highest point in each `cell_m` cell of the x-y grid
     (object frame, z up). The cell grows when the footprint would need more than `max_cells` cells a side."""
@@ -42,10 +42,8 @@ def heightmap_solid(
     centres = (np.arange(layers) + 0.5) * dz
     volume = np.zeros((shape[0] + 2, shape[1] + 2, layers + 2), np.float32)
     volume[1:-1, 1:-1, 1:-1] = top[:, :, None] > centres[None, None, :]
-    vertices, faces, _, _ = marching_cubes(volume, 0.5, spacing=(cell_m, cell_m, dz))
+    # Normals toward falling values (outward from the columns); skimage winds those faces clockwise, so flip them.
+    vertices, faces, _, _ = marching_cubes(volume, 0.5, spacing=(cell_m, cell_m, dz), gradient_direction="descent")
     vertices[:, :2] += origin - 0.5 * cell_m
     vertices[:, 2] += z_bottom - 0.5 * dz
-    mesh = trimesh.Trimesh(vertices, faces, process=True)
-    if mesh.volume < 0:
-        mesh.invert()
-    return mesh
+    return trimesh.Trimesh(vertices, faces[:, ::-1], process=False)

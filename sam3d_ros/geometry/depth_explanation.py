@@ -3,9 +3,9 @@
 The mesh is ray-cast from the camera over the mask's bounding box (grown by a quarter of its size, on a pixel grid
 of at most `max_rays` rays). Two facts of a single view must hold for any right shape:
 - the silhouette: the mesh covers the mask's pixels and no others (intersection over union of the two);
-- free space: where the camera saw a surface (valid depth) outside the mask, nothing of the object lies in front of
-  it (the camera looked through that space). Pixels of other objects nearer than the mesh are not counted (the
-  mesh may go on behind them).
+- free space: where the camera saw a surface (valid depth), nothing of the object lies in front of it (the camera
+  looked through that space): not outside the mask (a mirrored half over the table seen behind), nor inside it (a
+  cap over a bowl's inside). Pixels of other objects are not counted (the mesh may go on behind them).
 The score is silhouette IoU x (1 - the fraction of the rendered pixels that violate free space).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sam3d_ros.geometry.camera import CameraIntrinsics
 @dataclass(frozen=True)
 class DepthExplanation:
     silhouette_iou: float  # rendered silhouette vs mask, over the grid
-    free_space_violation: float  # fraction of the rendered pixels that lie outside the mask and hide a seen surface
+    free_space_violation: float  # fraction of the rendered pixels that hide a surface the camera saw behind
     score: float  # silhouette_iou * (1 - free_space_violation), in [0, 1]
 
 
@@ -56,7 +56,6 @@ def explain_depth(
     iou = np.count_nonzero(rendered & inside) / union if union else 0.0
     observed = depth_m[grid_r, grid_c]
     others = others_mask[grid_r, grid_c] if others_mask is not None else np.zeros(len(grid_r), bool)
-    outside = rendered & ~inside
     seen_behind = np.isfinite(observed) & (t_hit < observed - margin_m) & ~others
-    violation = np.count_nonzero(outside & seen_behind) / max(np.count_nonzero(rendered), 1)
+    violation = np.count_nonzero(rendered & seen_behind) / max(np.count_nonzero(rendered), 1)
     return DepthExplanation(float(iou), float(violation), float(iou * (1.0 - violation)))

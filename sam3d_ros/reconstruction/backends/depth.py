@@ -91,6 +91,7 @@ class DepthBackend(ReconstructionBackend):
         superquadric_points: int = 100,
         superquadric_tolerance_m: float = 0.0025,
         occluder_margin_m: float = 0.01,
+        explanation_margin: float = 0.05,
     ) -> None:
         self.min_points = min_points
         self.erode_px = erode_px
@@ -107,6 +108,7 @@ class DepthBackend(ReconstructionBackend):
         self.superquadric_points = superquadric_points
         self.superquadric_tolerance_m = superquadric_tolerance_m
         self.occluder_margin_m = occluder_margin_m
+        self.explanation_margin = explanation_margin
 
     def reconstruct(
         self, frame: RGBDFrame, mask: np.ndarray, scene: SceneContext, object_id: str = "", label: str = "", score: float = 1.0
@@ -139,40 +141,25 @@ class DepthBackend(ReconstructionBackend):
         back_centre_ab = fit.centre_ab.copy()
         back_centre_ab[0] = max(back_centre_ab[0], mirror_centre(points_ab)[0])
         model, primitive_sq = self._pick_primitive(fit, back_centre_ab, points_ab, points_abh, height, occluded, scale)
+        # Candidate shapes, simplest first: the primitive (when one passed its fit), the visible surface mirrored
+        # through a vertical axis and lofted (bottles, mugs), and the visible height map extruded down to the bottom
+        # (what lies flat or is seen from above: tools, plates, toys). Each is scored by how well it explains the
+        # depth image (silhouette, and free space the camera saw through); the simplest within
+        # `explanation_margin` of the best is kept.
+        candidates: list[tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh]] = []
         if primitive_sq is not None:
-            long_first = primitive_sq.semi_axes[0] >= primitive_sq.semi_axes[1]
-            yaw = primitive_sq.yaw + (0.0 if long_first else np.pi / 2)
-            T_cam_obj, size_obj = self._primitive_frame(
-                basis, primitive_sq.centre[:2], np.array([np.cos(yaw), np.sin(yaw)]), height
-            )
-            size_obj[:2] = 2 * np.sort(primitive_sq.semi_axes[:2])[::-1]
-            if model == "cylinder":
-                primitive = trimesh.creation.cylinder(radius=size_obj[0] / 2, height=height, sections=48)
-            elif model == "box":
-                primitive = trimesh.creation.box(extents=size_obj)
-            else:
-                primitive = superquadric_mesh(size_obj / 2, primitive_sq.exponents)
-            if model != "superquadric":  # its parametric rings are already dense enough to carry colours
-                primitive = _subdivided(primitive, max_edge_m=0.015 * scale.factor)
-            mesh_obj = self._coloured(primitive, transform_points(invert_transform(T_cam_obj), points_cam), colors)
-        explanation = None
-        if primitive_sq is None:
-            # Two completions of the unseen side, kept by how well each explains the depth image: the visible
-            # surface mirrored through a vertical axis (bottles, mugs) or extruded down to the bottom (what lies
-            # flat or is seen from above: tools, lids, plates); the mirror is refused where the camera saw the
-            # table through the mirrored half.
-            candidates = []
-            cell_m = max(2.0 * float(np.median(points_cam[:, 2])) / frame.intrinsics.fx, 0.002 * scale.factor)
-            for mirrored in (True, False):
-                hull = self._hull(points_cam, colors, basis, back_centre_ab, heights, up_cam, scale, mirrored, cell_m)
-                score = explain_depth(hull[2], hull[0], frame.intrinsics, frame.depth_m, mask, scene.others_mask,
-                                      margin_m=scale.occluder_margin_m)
-                candidates.append((score.score, mirrored, hull, score))
-            _, mirrored, (T_cam_obj, size_obj, mesh_obj), explanation = max(candidates, key=lambda c: c[0])
-            model = "mirrored hull" if mirrored else "extruded hull"
-        if explanation is None:
-            explanation = explain_depth(mesh_obj, T_cam_obj, frame.intrinsics, frame.depth_m, mask, scene.others_mask,
-                                        margin_m=scale.occluder_margin_m)
+            candidates.append((model, *self._primitive(model, primitive_sq, basis, height, points_cam, colors, scale)))
+        cell_m = max(2.0 * float(np.median(points_cam[:, 2])) / frame.intrinsics.fx, 0.002 * scale.factor)
+        for mirrored in (True, False):
+            hull = self._hull(points_cam, colors, basis, back_centre_ab, heights, up_cam, scale, mirrored, cell_m)
+            candidates.append(("mirrored hull" if mirrored else "extruded hull", *hull))
+        explanations = [
+            explain_depth(mesh, T, frame.intrinsics, frame.depth_m, mask, scene.others_mask, scale.occluder_margin_m)
+            for _, T, _, mesh in candidates
+        ]
+        best = max(e.score for e in explanations)
+        pick = next(i for i, e in enumerate(explanations) if e.score >= best - self.explanation_margin)
+        (model, T_cam_obj, size_obj, mesh_obj), explanation = candidates[pick], explanations[pick]
         return ObjectReconstruction(
             object_id=object_id,
             label=label,
@@ -187,6 +174,25 @@ class DepthBackend(ReconstructionBackend):
                   "silhouette_iou": explanation.silhouette_iou, "free_space_violation": explanation.free_space_violation},
             confidence=explanation.score,
         )
+
+    def _primitive(
+        self, model: str, sq: Superquadric, basis: "_PlaneBasis", height: float, points_cam: np.ndarray,
+        colors: np.ndarray, scale: _Scale,
+    ) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
+        """(T_cam_obj, size_obj, mesh_obj) of the picked cylinder, box or superquadric standing on the bottom."""
+        long_first = sq.semi_axes[0] >= sq.semi_axes[1]
+        yaw = sq.yaw + (0.0 if long_first else np.pi / 2)
+        T_cam_obj, size_obj = self._primitive_frame(basis, sq.centre[:2], np.array([np.cos(yaw), np.sin(yaw)]), height)
+        size_obj[:2] = 2 * np.sort(sq.semi_axes[:2])[::-1]
+        if model == "cylinder":
+            primitive = trimesh.creation.cylinder(radius=size_obj[0] / 2, height=height, sections=48)
+        elif model == "box":
+            primitive = trimesh.creation.box(extents=size_obj)
+        else:
+            primitive = superquadric_mesh(size_obj / 2, sq.exponents)
+        if model != "superquadric":  # its parametric rings are already dense enough to carry colours
+            primitive = _subdivided(primitive, max_edge_m=0.015 * scale.factor)
+        return T_cam_obj, size_obj, self._coloured(primitive, transform_points(invert_transform(T_cam_obj), points_cam), colors)
 
     def _hull(
         self, points_cam: np.ndarray, colors: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray,

@@ -44,6 +44,9 @@ def heightmap_solid(
     volume[1:-1, 1:-1, 1:-1] = top[:, :, None] > centres[None, None, :]
     # Normals toward falling values (outward from the columns); skimage winds those faces clockwise, so flip them.
     vertices, faces, _, _ = marching_cubes(volume, 0.5, spacing=(cell_m, cell_m, dz), gradient_direction="descent")
-    vertices[:, :2] += origin - 0.5 * cell_m
-    vertices[:, 2] += z_bottom - 0.5 * dz
+    # The cells reach up to half a cell beyond the points: stretch the mesh onto the points' own box.
+    target_low = np.r_[low, z_bottom]
+    target_high = np.r_[high, z_bottom + float(heights.max())]
+    mesh_low, mesh_high = vertices.min(axis=0), vertices.max(axis=0)
+    vertices = target_low + (vertices - mesh_low) * (target_high - target_low) / np.maximum(mesh_high - mesh_low, 1e-12)
     return trimesh.Trimesh(vertices, faces[:, ::-1], process=False)

@@ -1,7 +1,7 @@
 """How well a reconstructed mesh explains the depth image it came from (hypothesis scoring and confidence).
 
-The mesh is ray-cast from the camera over the mask's bounding box (grown by a quarter of its size, on a pixel grid
-of at most `max_rays` rays). Two facts of a single view must hold for any right shape:
+The mesh is ray-cast from the camera over the bounding box of the mask and of the mesh's projection (on a pixel
+grid of at most `max_rays` rays). Two facts of a single view must hold for any right shape:
 - the silhouette: the mesh covers the mask's pixels and no others (intersection over union of the two);
 - free space: where the camera saw a surface (valid depth), nothing of the object lies in front of it (the camera
   looked through that space): not outside the mask (a mirrored half over the table seen behind), nor inside it (a
@@ -36,15 +36,20 @@ def explain_depth(
     if len(rows) == 0:
         return DepthExplanation(0.0, 1.0, 0.0)
     height, width = mask.shape
-    grow_r, grow_c = max(2, (rows.max() - rows.min()) // 4), max(2, (cols.max() - cols.min()) // 4)
-    r0, r1 = max(0, rows.min() - grow_r), min(height, rows.max() + grow_r + 1)
-    c0, c1 = max(0, cols.min() - grow_c), min(width, cols.max() + grow_c + 1)
+    vertices_cam = mesh_obj.vertices @ T_cam_obj[:3, :3].T + T_cam_obj[:3, 3]
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    front = vertices_cam[:, 2] > 1e-6
+    if front.any():  # the grid covers the mesh's own projection too
+        u = vertices_cam[front, 0] / vertices_cam[front, 2] * intrinsics.fx + intrinsics.cx
+        v = vertices_cam[front, 1] / vertices_cam[front, 2] * intrinsics.fy + intrinsics.cy
+        r0, r1 = min(r0, int(np.floor(v.min()))), max(r1, int(np.ceil(v.max())) + 1)
+        c0, c1 = min(c0, int(np.floor(u.min()))), max(c1, int(np.ceil(u.max())) + 1)
+    r0, r1, c0, c1 = max(0, r0 - 2), min(height, r1 + 2), max(0, c0 - 2), min(width, c1 + 2)
     step = max(1, int(np.ceil(np.sqrt((r1 - r0) * (c1 - c0) / max_rays))))
     grid_r, grid_c = np.mgrid[r0:r1:step, c0:c1:step]
     grid_r, grid_c = grid_r.ravel(), grid_c.ravel()
     directions = np.column_stack([(grid_c - intrinsics.cx) / intrinsics.fx, (grid_r - intrinsics.cy) / intrinsics.fy,
                                   np.ones(len(grid_r))])
-    vertices_cam = mesh_obj.vertices @ T_cam_obj[:3, :3].T + T_cam_obj[:3, 3]
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(vertices_cam.astype(np.float32)),
                         o3d.core.Tensor(np.asarray(mesh_obj.faces, dtype=np.uint32)))

@@ -40,6 +40,7 @@ from scipy.spatial import cKDTree
 
 from sam3d_ros.geometry.depth_explanation import explain_depth
 from sam3d_ros.geometry.heightmap_solid import heightmap_solid
+from sam3d_ros.geometry.revolution import fit_revolution
 from sam3d_ros.geometry.footprint import FootprintFit, fit_footprint, mirror_centre
 from sam3d_ros.geometry.sliced_solid import sliced_solid
 from sam3d_ros.geometry.superquadric import MIN_EXPONENT, Superquadric, fit_superquadric, superquadric_mesh, surface_distance
@@ -149,6 +150,9 @@ class DepthBackend(ReconstructionBackend):
         candidates: list[tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh]] = []
         if primitive_sq is not None:
             candidates.append((model, *self._primitive(model, primitive_sq, basis, height, points_cam, colors, scale)))
+        revolved = self._revolution(basis, points_ab, heights, height, points_cam, colors, scale)
+        if revolved is not None:
+            candidates.append(("revolution", *revolved))
         cell_m = max(2.0 * float(np.median(points_cam[:, 2])) / frame.intrinsics.fx, 0.002 * scale.factor)
         for mirrored in (True, False):
             hull = self._hull(points_cam, colors, basis, back_centre_ab, heights, up_cam, scale, mirrored, cell_m)
@@ -193,6 +197,26 @@ class DepthBackend(ReconstructionBackend):
         if model != "superquadric":  # its parametric rings are already dense enough to carry colours
             primitive = _subdivided(primitive, max_edge_m=0.015 * scale.factor)
         return T_cam_obj, size_obj, self._coloured(primitive, transform_points(invert_transform(T_cam_obj), points_cam), colors)
+
+    def _revolution(
+        self, basis: "_PlaneBasis", points_ab: np.ndarray, heights: np.ndarray, height: float, points_cam: np.ndarray,
+        colors: np.ndarray, scale: _Scale,
+    ) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh] | None:
+        """(T_cam_obj, size_obj, mesh_obj) of the solid of revolution about the plane's normal fitted to the visible
+        points, or None where no axis lies behind them (seen from outside, a surface of revolution curves away)."""
+        try:
+            rev = fit_revolution(np.column_stack([points_ab, heights]), (0.0, height), 0.01 * scale.factor)
+        except ValueError:
+            return None
+        radius = float(rev.ring_r.max())
+        lateral = float(np.ptp(points_ab[:, 1]))
+        if not (rev.centre_xy[0] > np.median(points_ab[:, 0]) and 0 < radius <= lateral):
+            return None
+        T_cam_obj, size_obj = self._primitive_frame(basis, rev.centre_xy, np.array([0.0, 1.0]), height)
+        size_obj[:2] = 2 * radius
+        mesh = rev.mesh()
+        mesh.vertices[:, 2] -= height / 2  # the object frame's origin is the box centre
+        return T_cam_obj, size_obj, self._coloured(mesh, transform_points(invert_transform(T_cam_obj), points_cam), colors)
 
     def _hull(
         self, points_cam: np.ndarray, colors: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray,

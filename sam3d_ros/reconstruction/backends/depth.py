@@ -130,35 +130,11 @@ class DepthBackend(ReconstructionBackend):
         normals_cam = self._normals(points_cam)
         points_cam, colors, normals_cam, pixels = self._fill_silhouette(frame, mask, pixels, points_cam, colors, normals_cam)
         occluded = self._occluded_edge(frame, scene.others_mask, pixels, points_cam, scale)
-        up_cam, plane_d = self._vertical(plane, points_cam, scale)
-        basis = _PlaneBasis.facing(points_cam, up_cam, plane_d)
-        points_ab = basis.to_ab(points_cam)
-        side = np.abs(normals_cam @ up_cam) < 0.6
-        fit = fit_footprint(points_ab, points_ab[side], scale=scale.factor)
-        heights = points_cam @ up_cam + plane_d
-        height = float(np.percentile(heights, 99.5))
-        points_abh = np.column_stack([points_ab, heights])
-        # The visible part reaches only as far back as the camera saw: the centre is never before the mirror rule's.
-        back_centre_ab = fit.centre_ab.copy()
-        back_centre_ab[0] = max(back_centre_ab[0], mirror_centre(points_ab)[0])
-        model, primitive_sq = self._pick_primitive(fit, back_centre_ab, points_ab, points_abh, height, occluded, scale)
-        # Candidate shapes, simplest first: the primitive (when one passed its fit), the visible surface mirrored
-        # through a vertical axis and lofted (bottles, mugs), and the visible height map extruded down to the bottom
-        # (what lies flat or is seen from above: tools, plates, toys). Each is scored by how well it explains the
-        # depth image (silhouette, and free space the camera saw through); the simplest within
-        # `explanation_margin` of the best is kept.
         candidates: list[tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh]] = []
-        if primitive_sq is not None:
-            candidates.append((model, *self._primitive(model, primitive_sq, basis, height, points_cam, colors, scale)))
-        revolved = self._revolution(basis, points_ab, heights, height, points_cam, colors, scale)
-        if revolved is not None:
-            candidates.append(("revolution", *revolved))
-        cell_m = max(2.0 * float(np.median(points_cam[:, 2])) / frame.intrinsics.fx, 0.002 * scale.factor)
-        for mirrored in (True, False):
-            hull = self._hull(points_cam, colors, basis, back_centre_ab, heights, up_cam, scale, mirrored, cell_m)
-            candidates.append(("mirrored hull" if mirrored else "extruded hull", *hull))
+        for up_cam, plane_d in self._verticals(plane, points_cam, scale):
+            candidates += self._candidates(frame, points_cam, colors, normals_cam, occluded, up_cam, plane_d, scale)
         explanations = [
-            explain_depth(mesh, T, frame.intrinsics, frame.depth_m, mask, scene.others_mask, scale.occluder_margin_m)
+            explain_depth(mesh, T, frame.intrinsics, frame.depth_m, mask, scale.occluder_margin_m)
             for _, T, _, mesh in candidates
         ]
         best = max(e.score for e in explanations)
@@ -178,6 +154,42 @@ class DepthBackend(ReconstructionBackend):
                   "silhouette_iou": explanation.silhouette_iou, "free_space_violation": explanation.free_space_violation},
             confidence=explanation.score,
         )
+
+    def _candidates(
+        self, frame: RGBDFrame, points_cam: np.ndarray, colors: np.ndarray, normals_cam: np.ndarray,
+        occluded: np.ndarray, up_cam: np.ndarray, plane_d: float, scale: _Scale,
+    ) -> list[tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh]]:
+        """(shape, T_cam_obj, size_obj, mesh_obj) of every candidate standing on the plane (up_cam, plane_d)."""
+        basis = _PlaneBasis.facing(points_cam, up_cam, plane_d)
+        points_ab = basis.to_ab(points_cam)
+        side = np.abs(normals_cam @ up_cam) < 0.6
+        fit = fit_footprint(points_ab, points_ab[side], scale=scale.factor)
+        heights = points_cam @ up_cam + plane_d
+        height = float(np.percentile(heights, 99.5))
+        points_abh = np.column_stack([points_ab, heights])
+        # The visible part reaches only as far back as the camera saw: the centre is never before the mirror rule's.
+        back_centre_ab = fit.centre_ab.copy()
+        back_centre_ab[0] = max(back_centre_ab[0], mirror_centre(points_ab)[0])
+        model, primitive_sq = self._pick_primitive(fit, back_centre_ab, points_ab, points_abh, height, occluded, scale)
+        # Candidate shapes, simplest first: the cylinder or box (when one passed its fit), the solid of revolution
+        # about the plane's normal, the superquadric (when it passed its fit), the visible surface mirrored
+        # through a vertical axis and lofted (bottles, mugs), and the visible height map extruded down to the bottom
+        # (what lies flat or is seen from above: tools, plates, toys). Each is scored by how well it explains the
+        # depth image (silhouette, and free space the camera saw through); the simplest within
+        # `explanation_margin` of the best is kept.
+        candidates: list[tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh]] = []
+        if primitive_sq is not None and model != "superquadric":
+            candidates.append((model, *self._primitive(model, primitive_sq, basis, height, points_cam, colors, scale)))
+        revolved = self._revolution(basis, points_ab, heights, height, points_cam, colors, scale)
+        if revolved is not None:
+            candidates.append(("revolution", *revolved))
+        if primitive_sq is not None and model == "superquadric":
+            candidates.append((model, *self._primitive(model, primitive_sq, basis, height, points_cam, colors, scale)))
+        cell_m = max(2.0 * float(np.median(points_cam[:, 2])) / frame.intrinsics.fx, 0.002 * scale.factor)
+        for mirrored in (True, False):
+            hull = self._hull(points_cam, colors, basis, back_centre_ab, heights, up_cam, scale, mirrored, cell_m)
+            candidates.append(("mirrored hull" if mirrored else "extruded hull", *hull))
+        return candidates
 
     def _primitive(
         self, model: str, sq: Superquadric, basis: "_PlaneBasis", height: float, points_cam: np.ndarray,
@@ -341,17 +353,19 @@ class DepthBackend(ReconstructionBackend):
             raise ReconstructionError(f"only {len(points_cam)} consistent depth points left in the mask")
         return index
 
-    def _vertical(self, plane: np.ndarray | None, points_cam: np.ndarray, scale: _Scale) -> tuple[np.ndarray, float]:
-        """Unit up vector and the offset d of the plane the object stands on (n.p + d = height above it)."""
-        if plane is not None:
-            up_cam, plane_d = plane[:3], float(plane[3])
-            lowest = float(np.percentile(points_cam @ up_cam + plane_d, 1))
-            if lowest <= scale.rest_on_plane_tolerance_m:
-                return up_cam, plane_d
-        else:
-            up_cam = np.array([0.0, -1.0, 0.0])  # no plane: the camera's image-up
-        # Not resting on a plane: the object's own lowest point is its bottom.
-        return up_cam, -float(np.percentile(points_cam @ up_cam, 1))
+    def _verticals(self, plane: np.ndarray | None, points_cam: np.ndarray, scale: _Scale) -> list[tuple[np.ndarray, float]]:
+        """(up vector, offset d with n.p + d = height above the bottom) of each bottom the object may stand on: the
+        support plane when it rests on it; when its lowest seen point is higher, the plane first (its lower part
+        hidden, e.g. a tall box seen from above) and its own lowest point second (stacked, held); without a plane,
+        its own lowest point below the camera's image-up."""
+        if plane is None:
+            up_cam = np.array([0.0, -1.0, 0.0])
+            return [(up_cam, -float(np.percentile(points_cam @ up_cam, 1)))]
+        up_cam, plane_d = plane[:3], float(plane[3])
+        lowest = float(np.percentile(points_cam @ up_cam + plane_d, 1))
+        if lowest <= scale.rest_on_plane_tolerance_m:
+            return [(up_cam, plane_d)]
+        return [(up_cam, plane_d), (up_cam, -float(np.percentile(points_cam @ up_cam, 1)))]
 
     def _complete(
         self, points_cam: np.ndarray, colors: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray,

@@ -5,7 +5,8 @@ grid of at most `max_rays` rays). Two facts of a single view must hold for any r
 - the silhouette: the mesh covers the mask's pixels and no others (intersection over union of the two);
 - free space: where the camera saw a surface (valid depth), nothing of the object lies in front of it (the camera
   looked through that space): not outside the mask (a mirrored half over the table seen behind), nor inside it (a
-  cap over a bowl's inside). Pixels of other objects are not counted (the mesh may go on behind them).
+  cap over a bowl's inside), nor over another object. Where another object is nearer than the mesh, the mesh may
+  go on behind it: no violation.
 The score is silhouette IoU x (1 - the fraction of the rendered pixels that violate free space).
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ class DepthExplanation:
 
 def explain_depth(
     mesh_obj: trimesh.Trimesh, T_cam_obj: np.ndarray, intrinsics: CameraIntrinsics, depth_m: np.ndarray,
-    mask: np.ndarray, others_mask: np.ndarray | None = None, margin_m: float = 0.01, max_rays: int = 3000,
+    mask: np.ndarray, margin_m: float = 0.01, max_rays: int = 3000,
 ) -> DepthExplanation:
     """Score `mesh_obj` (object frame, placed by `T_cam_obj`) against the depth image and the mask (see module doc).
     `margin_m`: how far in front of a seen surface the mesh must be to violate it (the depth noise and more)."""
@@ -60,7 +61,6 @@ def explain_depth(
     union = np.count_nonzero(rendered | inside)
     iou = np.count_nonzero(rendered & inside) / union if union else 0.0
     observed = depth_m[grid_r, grid_c]
-    others = others_mask[grid_r, grid_c] if others_mask is not None else np.zeros(len(grid_r), bool)
-    seen_behind = np.isfinite(observed) & (t_hit < observed - margin_m) & ~others
+    seen_behind = np.isfinite(observed) & (t_hit < observed - margin_m)
     violation = np.count_nonzero(rendered & seen_behind) / max(np.count_nonzero(rendered), 1)
     return DepthExplanation(float(iou), float(violation), float(iou * (1.0 - violation)))

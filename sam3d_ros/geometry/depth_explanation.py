@@ -33,12 +33,12 @@ def explain_depth(
 ) -> DepthExplanation:
     """Score `mesh_obj` (object frame, placed by `T_cam_obj`) against the depth image and the mask (see module doc).
     `margin_m`: how far in front of a seen surface the mesh must be to violate it (the depth noise and more)."""
-    rows, cols = np.nonzero(mask)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if len(rows) == 0:
         return DepthExplanation(0.0, 1.0, 0.0)
     height, width = mask.shape
     vertices_cam = mesh_obj.vertices @ T_cam_obj[:3, :3].T + T_cam_obj[:3, 3]
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     front = vertices_cam[:, 2] > 1e-6
     if front.any():  # the grid covers the mesh's own projection too
         u = vertices_cam[front, 0] / vertices_cam[front, 2] * intrinsics.fx + intrinsics.cx

@@ -14,8 +14,8 @@ from skimage.measure import marching_cubes
 
 
 def heightmap_solid(
-    points_obj: np.ndarray, z_bottom: float, cell_m: float, close_cells: int = 1, max_cells: int = 96,
-    max_layers: int = 16,
+    points_obj: np.ndarray, z_bottom: float, cell_m: float, close_cells: int = 1, max_cells: int = 64,
+    max_layers: int = 12,
 ) -> trimesh.Trimesh:
     """Watertight mesh of the columns from `z_bottom` up to the highest point in each `cell_m` cell of the x-y grid
     (object frame, z up). The cell grows when the footprint would need more than `max_cells` cells a side."""

@@ -2,7 +2,7 @@
 bowls, bottles, cans, cups, fruit and balls, a mug's body.
 
 All height slices share one axis: the points of slice k satisfy x^2 + y^2 = 2 a x + 2 b y + c_k (concentric circles,
-one linear least-squares problem for the axis (a, b) and every slice's c_k); each slice's radius is then the median
+one linear least-squares problem for the axis (a, b), each c_k eliminated by centring its slice); each slice's radius is then the median
 distance of its points to the axis (a handle or a spout moves a median little). The mesh is one ring per slice,
 joined and capped (`sliced_solid.closed_ring_mesh`), watertight by construction.
 """
@@ -44,13 +44,16 @@ def fit_revolution(points: np.ndarray, z_range: tuple[float, float], slice_m: fl
         raise ValueError("fewer than two height slices with three points")
     keep = np.isin(slice_of, used)
     xy, column = points[keep, :2], np.searchsorted(used, slice_of[keep])
-    A = np.zeros((len(xy), 2 + len(used)))
-    A[:, :2] = 2 * xy
-    A[np.arange(len(xy)), 2 + column] = 1.0
-    solution, *_ = np.linalg.lstsq(A, (xy**2).sum(axis=1), rcond=None)
-    centre = solution[:2]
-    if not np.isfinite(centre).all():
+    # Each c_k is eliminated by centring the slice: |p|^2 - mean_k |p|^2 = 2 (p - mean_k p) . (a, b).
+    n_k = np.bincount(column).astype(float)
+    squared = (xy**2).sum(axis=1)
+    mean_xy = np.column_stack([np.bincount(column, xy[:, i]) / n_k for i in (0, 1)])
+    A = 2 * (xy - mean_xy[column])
+    rhs = squared - (np.bincount(column, squared) / n_k)[column]
+    normal = A.T @ A
+    if abs(np.linalg.det(normal)) < 1e-18:
         raise ValueError("no axis")
+    centre = np.linalg.solve(normal, A.T @ rhs)
     distance = np.linalg.norm(xy - centre, axis=1)
     radii_used = np.array([np.median(distance[column == j]) for j in range(len(used))])
     rms = float(np.sqrt(np.mean((distance - radii_used[column]) ** 2)))

@@ -30,6 +30,7 @@ Object frame convention (the same object gets the same frame from frame to frame
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -130,16 +131,21 @@ class DepthBackend(ReconstructionBackend):
         normals_cam = self._normals(points_cam)
         points_cam, colors, normals_cam, pixels = self._fill_silhouette(frame, mask, pixels, points_cam, colors, normals_cam)
         occluded = self._occluded_edge(frame, scene.others_mask, pixels, points_cam, scale)
-        candidates: list[tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh]] = []
+        candidates, explanations = [], []
         for up_cam, plane_d in self._verticals(plane, points_cam, scale):
-            candidates += self._candidates(frame, points_cam, colors, normals_cam, occluded, up_cam, plane_d, scale)
-        explanations = [
-            explain_depth(mesh, T, frame.intrinsics, frame.depth_m, mask, scale.occluder_margin_m)
-            for _, T, _, mesh in candidates
-        ]
+            for candidate in self._candidates(frame, points_cam, normals_cam, occluded, up_cam, plane_d, scale):
+                candidates.append(candidate)
+                explanations.append(explain_depth(candidate[3], candidate[1], frame.intrinsics, frame.depth_m, mask,
+                                                  scale.occluder_margin_m))
+                if explanations[-1].score >= 1.0 - self.explanation_margin:
+                    break  # no later (less simple) candidate can beat it by more than the margin
+            else:
+                continue
+            break
         best = max(e.score for e in explanations)
         pick = next(i for i, e in enumerate(explanations) if e.score >= best - self.explanation_margin)
         (model, T_cam_obj, size_obj, mesh_obj), explanation = candidates[pick], explanations[pick]
+        mesh_obj = self._coloured(mesh_obj, transform_points(invert_transform(T_cam_obj), points_cam), colors)
         return ObjectReconstruction(
             object_id=object_id,
             label=label,
@@ -156,10 +162,11 @@ class DepthBackend(ReconstructionBackend):
         )
 
     def _candidates(
-        self, frame: RGBDFrame, points_cam: np.ndarray, colors: np.ndarray, normals_cam: np.ndarray,
-        occluded: np.ndarray, up_cam: np.ndarray, plane_d: float, scale: _Scale,
-    ) -> list[tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh]]:
-        """(shape, T_cam_obj, size_obj, mesh_obj) of every candidate standing on the plane (up_cam, plane_d)."""
+        self, frame: RGBDFrame, points_cam: np.ndarray, normals_cam: np.ndarray, occluded: np.ndarray,
+        up_cam: np.ndarray, plane_d: float, scale: _Scale,
+    ) -> Iterator[tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh]]:
+        """(shape, T_cam_obj, size_obj, mesh_obj) of each candidate standing on the plane (up_cam, plane_d), simplest
+        first, built only when asked for."""
         basis = _PlaneBasis.facing(points_cam, up_cam, plane_d)
         points_ab = basis.to_ab(points_cam)
         side = np.abs(normals_cam @ up_cam) < 0.6
@@ -177,23 +184,20 @@ class DepthBackend(ReconstructionBackend):
         # (what lies flat or is seen from above: tools, plates, toys). Each is scored by how well it explains the
         # depth image (silhouette, and free space the camera saw through); the simplest within
         # `explanation_margin` of the best is kept.
-        candidates: list[tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh]] = []
         if primitive_sq is not None and model != "superquadric":
-            candidates.append((model, *self._primitive(model, primitive_sq, basis, height, points_cam, colors, scale)))
-        revolved = self._revolution(basis, points_ab, heights, height, points_cam, colors, scale)
+            yield (model, *self._primitive(model, primitive_sq, basis, height, scale))
+        revolved = self._revolution(basis, points_ab, heights, height, scale)
         if revolved is not None:
-            candidates.append(("revolution", *revolved))
+            yield ("revolution", *revolved)
         if primitive_sq is not None and model == "superquadric":
-            candidates.append((model, *self._primitive(model, primitive_sq, basis, height, points_cam, colors, scale)))
+            yield (model, *self._primitive(model, primitive_sq, basis, height, scale))
         cell_m = max(2.0 * float(np.median(points_cam[:, 2])) / frame.intrinsics.fx, 0.002 * scale.factor)
         for mirrored in (True, False):
-            hull = self._hull(points_cam, colors, basis, back_centre_ab, heights, up_cam, scale, mirrored, cell_m)
-            candidates.append(("mirrored hull" if mirrored else "extruded hull", *hull))
-        return candidates
+            hull = self._hull(points_cam, basis, back_centre_ab, heights, up_cam, scale, mirrored, cell_m)
+            yield ("mirrored hull" if mirrored else "extruded hull", *hull)
 
     def _primitive(
-        self, model: str, sq: Superquadric, basis: "_PlaneBasis", height: float, points_cam: np.ndarray,
-        colors: np.ndarray, scale: _Scale,
+        self, model: str, sq: Superquadric, basis: "_PlaneBasis", height: float, scale: _Scale,
     ) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
         """(T_cam_obj, size_obj, mesh_obj) of the picked cylinder, box or superquadric standing on the bottom."""
         long_first = sq.semi_axes[0] >= sq.semi_axes[1]
@@ -208,11 +212,10 @@ class DepthBackend(ReconstructionBackend):
             primitive = superquadric_mesh(size_obj / 2, sq.exponents)
         if model != "superquadric":  # its parametric rings are already dense enough to carry colours
             primitive = _subdivided(primitive, max_edge_m=0.015 * scale.factor)
-        return T_cam_obj, size_obj, self._coloured(primitive, transform_points(invert_transform(T_cam_obj), points_cam), colors)
+        return T_cam_obj, size_obj, primitive
 
     def _revolution(
-        self, basis: "_PlaneBasis", points_ab: np.ndarray, heights: np.ndarray, height: float, points_cam: np.ndarray,
-        colors: np.ndarray, scale: _Scale,
+        self, basis: "_PlaneBasis", points_ab: np.ndarray, heights: np.ndarray, height: float, scale: _Scale,
     ) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh] | None:
         """(T_cam_obj, size_obj, mesh_obj) of the solid of revolution about the plane's normal fitted to the visible
         points, or None where no axis lies behind them (seen from outside, a surface of revolution curves away)."""
@@ -228,15 +231,15 @@ class DepthBackend(ReconstructionBackend):
         size_obj[:2] = 2 * radius
         mesh = rev.mesh()
         mesh.vertices[:, 2] -= height / 2  # the object frame's origin is the box centre
-        return T_cam_obj, size_obj, self._coloured(mesh, transform_points(invert_transform(T_cam_obj), points_cam), colors)
+        return T_cam_obj, size_obj, mesh
 
     def _hull(
-        self, points_cam: np.ndarray, colors: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray,
-        heights: np.ndarray, up_cam: np.ndarray, scale: _Scale, mirrored: bool, cell_m: float,
+        self, points_cam: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray,
+        up_cam: np.ndarray, scale: _Scale, mirrored: bool, cell_m: float,
     ) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
         """(T_cam_obj, size_obj, mesh_obj) of the visible points and their projections to the bottom: mirrored
         and lofted slice by slice, or (not `mirrored`) their height map extruded down to the bottom."""
-        completed_cam, completed_colors = self._complete(points_cam, colors, basis, centre_ab, heights, mirrored)
+        completed_cam = self._complete(points_cam, basis, centre_ab, heights, mirrored)
         T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
         completed_obj = transform_points(invert_transform(T_cam_obj), completed_cam)
         try:
@@ -246,7 +249,7 @@ class DepthBackend(ReconstructionBackend):
                 solid = heightmap_solid(completed_obj, -size_obj[2] / 2, cell_m)
         except ValueError as exc:
             raise ReconstructionError(f"object points give no cross-section: {exc}") from exc
-        return T_cam_obj, size_obj, self._coloured(solid, completed_obj, completed_colors)
+        return T_cam_obj, size_obj, solid
 
     def _pick_primitive(
         self, fit: FootprintFit, back_centre_ab: np.ndarray, points_ab: np.ndarray, points_abh: np.ndarray,
@@ -368,19 +371,17 @@ class DepthBackend(ReconstructionBackend):
         return [(up_cam, plane_d), (up_cam, -float(np.percentile(points_cam @ up_cam, 1)))]
 
     def _complete(
-        self, points_cam: np.ndarray, colors: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray,
+        self, points_cam: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray,
         mirrored: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> np.ndarray:
         """Visible points plus (`mirrored`) their mirror through the vertical axis at `centre_ab`, plus all of them
         projected to the bottom."""
-        sides_cam, sides_heights, sides_colors = points_cam, heights, colors
+        sides_cam, sides_heights = points_cam, heights
         if mirrored:
             mirrored_cam = basis.from_ab(2 * centre_ab - basis.to_ab(points_cam), heights)
             sides_cam = np.vstack([points_cam, mirrored_cam])
             sides_heights = np.concatenate([heights, heights])
-            sides_colors = np.vstack([colors, colors])
-        bottom_cam = sides_cam - np.outer(sides_heights, basis.up_cam)
-        return np.vstack([sides_cam, bottom_cam]), np.vstack([sides_colors, sides_colors])
+        return np.vstack([sides_cam, sides_cam - np.outer(sides_heights, basis.up_cam)])
 
     def _primitive_frame(
         self, basis: "_PlaneBasis", centre_ab: np.ndarray, axis_ab: np.ndarray, height: float

@@ -4,7 +4,7 @@ only a box.
 Data: `skimage.data.stereo_motorcycle()` (scikit-image ships the frame 4x down-sampled, 741x500, with the
 ground-truth disparity and the calibration valid at that size, from its docstring): f = 994.978 px,
 cx = 311.193, cy = 254.877, doffs = 31.086 px, baseline = 193.001 mm; Z = f * B / (d + doffs). The mask
-(test/data/motorcycle_mask.png) was made by hand, see test/data/make_motorcycle_mask.py: a polygon drawn around
+(test/tools/data/motorcycle_mask.png) was made by hand, see test/tools/data/make_motorcycle_mask.py: a polygon drawn around
 the motorcycle AND depth 1.8-3.1 m AND more than 3 cm above the fitted floor plane.
 
 The motorcycle is a Yamaha Maxim (badge on the side cover; 4-cylinder, shaft drive, 19" front and 16" rear cast
@@ -36,7 +36,7 @@ from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.reconstruction.files import write_camera_yaml
 from test_cli import run_cli  # noqa: E402 - the same installed console script (test/tools is on sys.path)
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parent / "data"
 sys.path.insert(0, str(DATA))
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (requirements.txt) is not installed")
 from make_motorcycle_mask import BASELINE_M, CX, CY, DOFFS_PX, F_PX, floor_plane, metric_depth  # noqa: E402

@@ -1,4 +1,4 @@
-"""How test/data/motorcycle_mask.png was made (run once by hand; the test reads the PNG).
+"""How test/tools/data/motorcycle_mask.png was made (run once by hand; the test reads the PNG).
 
 The Middlebury 2014 "Motorcycle" frame as scikit-image ships it (`skimage.data.stereo_motorcycle()`, 741x500, the
 calibration in its docstring valid at that size). The mask is

@@ -64,7 +64,8 @@ def test_masks_give_objects_json_and_coloured_meshes(frame_files, tmp_path):
     assert sorted(by_id) == sorted(str(o.object_id) for o in scene.objects)
     for truth in scene.objects:
         entry = by_id[str(truth.object_id)]
-        assert set(entry) >= {"id", "label", "score", "position", "orientation_xyzw", "size", "mesh"}
+        assert set(entry) >= {"id", "label", "score", "position", "orientation_xyzw", "size", "mesh", "confidence"}
+        assert 0.0 <= entry["confidence"] <= 1.0
         assert np.linalg.norm(np.array(entry["position"]) - truth.center_cam) < 0.025
         assert np.linalg.norm(entry["orientation_xyzw"]) == pytest.approx(1.0)
         assert entry["size"][2] == pytest.approx(truth.size_model[2], abs=0.01)

@@ -93,7 +93,7 @@ class DepthBackend(ReconstructionBackend):
         superquadric_points: int = 100,
         superquadric_tolerance_m: float = 0.0025,
         occluder_margin_m: float = 0.01,
-        explanation_margin: float = 0.05,
+        explanation_margin: float = 0.15,
     ) -> None:
         self.min_points = min_points
         self.erode_px = erode_px

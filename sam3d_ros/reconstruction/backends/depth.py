@@ -4,16 +4,19 @@ Steps: back-project the mask's valid depth; drop points on the support plane (ma
 everything but the largest Euclidean cluster (background and flying pixels); average each point with its nearest
 neighbours (depth noise); give the mask's outer rim pixels that lost their depth (edge dropout, removed flying
 pixels) a point on the nearest kept point's tangent plane, so extents reach the silhouette; flag points at edges that
-a nearer object covers (`SceneContext.others_mask`). Then complete the unseen side, choosing by fit residual (mean
-radial distance of the visible points, the same measure for every primitive) between
-- a cylinder: circle fitted to the side-surface points (cans, jars),
-- a box: rectangle aligned with the visible faces (boxes seen from above or at an angle),
-- a superquadric (`superquadric.py`), upright on the plane, kept inside the visible footprint except across
-  occluded edges (rounded boxes, tins, cans and boxes the footprint tests miss),
-each only where its own test passes (a cylinder or box within the superquadric's tolerance is kept without fitting
-one: the simpler primitive wins), else
-- a mirrored solid: the visible points mirrored through a vertical axis (silhouette tangent points and visible depth
-  extent), lofted slice by slice into a closed mesh (bottles, mugs, anything else).
+a nearer object covers (`SceneContext.others_mask`). Then complete the unseen side: candidate shapes, simplest first,
+- the cylinder or box of the footprint fit (circle fitted to the side-surface points; rectangle aligned with the
+  visible faces), where its own test passes (`_pick_primitive`),
+- a solid of revolution about the plane's normal (`revolution.py`: bowls, cans, cups, fruit, balls, a mug's body),
+- the upright superquadric (`superquadric.py`), where its fit passes (rounded boxes, tins),
+- the visible points mirrored through a vertical axis (silhouette tangent points and visible depth extent), lofted
+  slice by slice (bottles),
+- the visible height map extruded down to the bottom (`heightmap_solid.py`: tools, plates, toys, what is seen from
+  above),
+each ray-cast into the camera and scored by how well it explains the depth image (`depth_explanation.py`: silhouette
+IoU with the mask, free space the camera saw through); the simplest within `explanation_margin` of the best is kept
+and its score is the object's confidence. An object whose lowest seen point is above the plane gets candidates
+standing on the plane and on its own lowest point.
 Every mesh is watertight, in metres in the object frame, with vertex colours of the nearest observed pixel.
 
 Sizes: every metre tolerance below (clearances, cluster radius, fit tolerances, slice and edge lengths, the largest

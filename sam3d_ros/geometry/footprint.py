@@ -104,12 +104,13 @@ def mirror_centre(points_ab: np.ndarray) -> np.ndarray:
 
 def fit_footprint(
     points_ab: np.ndarray, side_ab: np.ndarray, min_arc_rad: float = np.deg2rad(100), max_radius_m: float = 0.2,
-    thin_ratio: float = 0.3,
+    thin_ratio: float = 0.3, scale: float = 1.0,
 ) -> FootprintFit:
     """Footprint centre of an object seen from a camera at the plane origin.
 
     `points_ab`: footprint of all visible points; `side_ab`: footprint of the side-surface points only (normals
-    roughly horizontal), which lie on the footprint's outline.
+    roughly horizontal), which lie on the footprint's outline. `scale` multiplies every metre tolerance (and
+    `max_radius_m`): 1 for tabletop objects, their size over the reference size for larger ones.
     """
     candidates: list[FootprintFit] = []
     if len(side_ab) >= 20:
@@ -117,9 +118,10 @@ def fit_footprint(
         behind = centre[0] > np.median(side_ab[:, 0])
         # A cylinder's silhouette is its diameter wide (a rounded corner of a box fits a small circle too well).
         lateral_width = float(np.ptp(points_ab[:, 1]))
-        diameter_fits = abs(2 * radius - lateral_width) < max(0.005, 0.15 * lateral_width)
-        if behind and diameter_fits and 0.005 < radius < max_radius_m and arc_span_rad(side_ab, centre) >= min_arc_rad:
-            if rms < max(0.0015, 0.04 * radius):
+        diameter_fits = abs(2 * radius - lateral_width) < max(0.005 * scale, 0.15 * lateral_width)
+        plausible = 0.005 * scale < radius < max_radius_m * scale
+        if behind and diameter_fits and plausible and arc_span_rad(side_ab, centre) >= min_arc_rad:
+            if rms < max(0.0015 * scale, 0.04 * radius):
                 # Mean absolute distance to the outline, the same statistic as the rectangle's residual.
                 residual = float(np.mean(np.abs(np.linalg.norm(side_ab - centre, axis=1) - radius)))
                 candidates.append(FootprintFit(centre, "circle", residual, radius_m=radius))

@@ -70,6 +70,9 @@ class ObjectReconstruction:
     metric_scale: bool = True
     backend: str = ""
     info: dict = field(default_factory=dict)
+    # How far the reconstruction can be trusted, in [0, 1] (the depth backend: how well its mesh explains the depth
+    # image, `geometry/depth_explanation.py`); None when the backend gives none.
+    confidence: float | None = None
     grasps_obj: list | None = None  # geometry.grasps.Grasp best first, object frame; None when not planned
 
     def grasps_in(self, T_frame_obj: np.ndarray) -> list[tuple[np.ndarray, float, float]]:

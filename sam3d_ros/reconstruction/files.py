@@ -154,6 +154,8 @@ def write_results(out_dir: Path, frame_id: str, objects: list[ObjectReconstructi
             "position": position.tolist(), "orientation_xyzw": q_xyzw.tolist(), "size": obj.size_obj.tolist(),
             "mesh": f"{stem}.ply", "metric_scale": obj.metric_scale, "backend": obj.backend,
         })
+        if obj.confidence is not None:
+            entries[-1]["confidence"] = round(float(obj.confidence), 4)
         if obj.grasps_obj is not None:  # best first, in frame_id like the object's pose
             entries[-1]["grasps"] = [grasp_entry(T, width, score) for T, width, score in obj.grasps_in(obj.T_cam_obj)]
         info = obj.info or {}

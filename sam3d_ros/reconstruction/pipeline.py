@@ -70,10 +70,7 @@ class PerceptionPipeline:
             result.support_plane_cam = support_plane_around(frame.depth_m, frame.intrinsics, prompts)
         # Boxes without a mask are segmented together (SAM embeds the image once per frame).
         boxed = [p for p in prompts if p.mask is None and p.bbox_xyxy is not None]
-        box_masks = self.box_segmenter.segment(
-            frame.rgb, frame.depth_m, frame.intrinsics, [p.bbox_xyxy for p in boxed], result.support_plane_cam
-        ) if boxed else []
-        mask_of_box = {id(p): m for p, m in zip(boxed, box_masks)}
+        mask_of_box = self._segment_boxes(frame, boxed, result)
         masks = [p.mask.astype(bool) if p.mask is not None else mask_of_box.get(id(p)) for p in prompts]
         # How many masks cover each pixel: an object's "others" are the pixels covered by more masks than its own
         # (one pass over the masks for all objects instead of a union of the others per object).
@@ -81,7 +78,10 @@ class PerceptionPipeline:
         for mask in masks:
             if mask is not None:
                 coverage += mask
+        failed_boxes = {id(p) for p in boxed} - set(mask_of_box)
         for prompt, mask in zip(prompts, masks):
+            if id(prompt) in failed_boxes:
+                continue  # already reported
             if mask is None or mask.sum() < self.min_mask_pixels:
                 pixels = 0 if mask is None else int(mask.sum())
                 result.errors.append(f"object {prompt.object_id}: mask has {pixels} pixels (< {self.min_mask_pixels})")
@@ -106,6 +106,27 @@ class PerceptionPipeline:
         if self.grasp_planner is not None:
             result.errors += plan_grasps(self.grasp_planner, result.objects, result.support_plane_cam)
         return result
+
+    def _segment_boxes(self, frame: RGBDFrame, boxed: list[ObjectPrompt], result: PipelineResult) -> dict[int, np.ndarray]:
+        """Masks of the boxed prompts (by id()), all boxes in one call; when that call fails, box by box, so a box
+        the segmenter cannot handle costs that object only (its reason goes to `result.errors`)."""
+        if not boxed:
+            return {}
+
+        def segment(some: list[ObjectPrompt]) -> list[np.ndarray]:
+            boxes = [p.bbox_xyxy for p in some]
+            return self.box_segmenter.segment(frame.rgb, frame.depth_m, frame.intrinsics, boxes, result.support_plane_cam)
+
+        try:
+            return {id(p): m for p, m in zip(boxed, segment(boxed))}
+        except Exception:  # find which boxes fail
+            masks = {}
+            for prompt in boxed:
+                try:
+                    masks[id(prompt)] = segment([prompt])[0]
+                except Exception as exc:
+                    result.errors.append(f"object {prompt.object_id}: box segmentation: {_reason(exc)}")
+            return masks
 
 
 def plan_grasps(

@@ -550,7 +550,8 @@ def _object_size(obj: ObjectReconstruction) -> np.ndarray:
 def make_detection3d_array(
     header: Header, objects: Iterable[ObjectReconstruction], T_frame_cam: np.ndarray | None = None
 ) -> Detection3DArray:
-    """Detection3DArray with one Detection3D per object: bbox = object pose and size_obj, one hypothesis.
+    """Detection3DArray with one Detection3D per object: bbox = object pose and size_obj, one hypothesis (score: the
+    detection's score x the reconstruction's confidence when it has one).
 
     The pose is T_frame_cam @ T_cam_obj in header.frame_id (just T_cam_obj, header in the optical frame, without
     T_frame_cam). An object whose scale is not metric (no depth) is flagged by `results[0].pose.covariance[0] = -1`
@@ -568,7 +569,8 @@ def make_detection3d_array(
         detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z = (float(v) for v in size)
         result = ObjectHypothesisWithPose()
         result.hypothesis.class_id = str(obj.label)
-        result.hypothesis.score = float(obj.score)
+        # The detection's score, times the reconstruction's confidence where the backend gives one.
+        result.hypothesis.score = float(obj.score) * (1.0 if obj.confidence is None else float(obj.confidence))
         result.pose.pose = _pose(T_frame_obj)
         if not obj.metric_scale:
             covariance = list(result.pose.covariance)

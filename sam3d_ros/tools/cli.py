@@ -18,7 +18,8 @@ from sam3d_ros.reconstruction.box_segmenter import create_box_segmenter
 from sam3d_ros.reconstruction.pipeline import PerceptionPipeline
 from sam3d_ros.reconstruction.segmentation import labels_to_prompts
 
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = 2  # no object written: the frame or the command line is unusable, or every object failed
+EXIT_PARTIAL = 3  # objects.json holds every object that succeeded; each one that did not is named on stderr
 DEFAULT_TRACKING_OBJECTS = ("003_cracker_box", "004_sugar_box", "005_tomato_soup_can", "006_mustard_bottle",
                             "010_potted_meat_can", "021_bleach_cleanser", "025_mug")
 
@@ -86,7 +87,7 @@ def reconstruct(args: argparse.Namespace) -> int:
         planner = None if args.no_grasps else GraspPlanner(
             GripperParams.from_yaml(args.gripper) if args.gripper else GripperParams(), args.max_grasps)
         backend = create_backend(args.backend, **options)
-        try:
+        try:  # a failure of one object costs that object only (the pipeline's rule); anything else is one line
             result = PerceptionPipeline(backend, box_segmenter=segmenter, grasp_planner=planner).process(
                 RGBDFrame(rgb, depth_m, intrinsics, args.frame_id), prompts
             )
@@ -98,6 +99,8 @@ def reconstruct(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except ValueError as exc:  # unknown backend or box segmentation method, unusable checkpoint
         return _fail(str(exc))
+    except Exception as exc:  # a library giving up on the whole frame (no traceback: one line, like bad input)
+        return _fail(f"unexpected {type(exc).__name__}: {exc}")
     try:
         path = files.write_results(args.out, args.frame_id, result.objects, glb=not args.no_glb)
     except OSError as exc:
@@ -106,16 +109,21 @@ def reconstruct(args: argparse.Namespace) -> int:
     problems += result.errors
     for problem in problems:
         print(f"sam3d-ros: error: {problem}", file=sys.stderr)
-    return EXIT_BAD_INPUT if problems else 0
+    if not problems:
+        return 0
+    return EXIT_PARTIAL if result.objects else EXIT_BAD_INPUT
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """Score a backend and the baseline on seeded rendered YCB scenes; print the report (and write JSON)."""
+    """Score a backend and the baseline on seeded rendered YCB scenes of the tuning objects, the held-out objects and
+    the earlier releases' scenes; print the report (and write JSON)."""
     import dataclasses
     import json
     import time
 
-    from sam3d_ros.tools.evaluation import evaluate_box_masks, format_box_mask_report, format_report, run_evaluation
+    from sam3d_ros.tools.evaluation import (
+        REGRESSION, evaluate_box_masks, format_box_mask_report, format_report, format_split_report, run_split_evaluation,
+    )
 
     start = time.perf_counter()
     if args.box_masks:
@@ -123,12 +131,16 @@ def evaluate(args: argparse.Namespace) -> int:
         print(format_box_mask_report(evaluate_box_masks(args.box_masks, args.scenes, args.seed, not args.no_noise)))
         print(f"({time.perf_counter() - start:.0f} s)")
         return 0
-    scores = run_evaluation(
-        n_scenes=args.scenes, seed=args.seed, noise=not args.no_noise, backend=args.backend,
-        baseline_remove_outliers=not args.raw_baseline,
-        progress=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
-    )
-    print(format_report(scores))
+    parts = list(dict.fromkeys(args.split))
+    try:
+        scores = run_split_evaluation(
+            n_scenes=10 if args.quick else args.scenes, seed=args.seed, noise=not args.no_noise, backend=args.backend,
+            parts=parts, baseline_remove_outliers=not args.raw_baseline,
+            progress=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
+    print(format_report(scores) if parts == [REGRESSION] else format_split_report(scores))
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps([dataclasses.asdict(s) for s in scores], indent=1, default=float))
@@ -273,8 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="a node parameter, after --params-file (repeatable)")
     rp.set_defaults(func=replay)
-    ev = sub.add_parser("eval", help="accuracy on seeded rendered YCB scenes against ground truth and a baseline")
-    ev.add_argument("--scenes", type=int, default=40, help="number of scenes (default 40)")
+    ev = sub.add_parser("eval", help="accuracy on seeded rendered YCB scenes against ground truth and a baseline: "
+                                     "tuning objects, held-out objects, and the earlier releases' scenes")
+    ev.add_argument("--split", nargs="+", choices=["tuning", "held-out", "regression"],
+                    default=["tuning", "held-out", "regression"],
+                    help="which parts to run (default all three; develop with 'tuning' only, report with all)")
+    ev.add_argument("--scenes", type=int, default=40, help="scenes per part (default 40)")
+    ev.add_argument("--quick", action="store_true", help="10 scenes per part (development)")
     ev.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
     ev.add_argument("--backend", default="depth", help="backend to evaluate (default depth)")
     ev.add_argument("--no-noise", action="store_true", help="noise-free depth")

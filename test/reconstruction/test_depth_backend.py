@@ -159,9 +159,10 @@ def test_occluded_silhouette_edges_and_the_lost_rim():
     backend = DepthBackend()
     pixels = np.argwhere(mask)
     points, _ = intrinsics.backproject(depth, mask)
-    occluded = backend._occluded_edge(frame, farther | nearer, pixels, points)
+    scale = backend._scale(points)
+    occluded = backend._occluded_edge(frame, farther | nearer, pixels, points, scale)
     assert occluded[pixels[:, 1] == 99].all() and not occluded[pixels[:, 1] <= 95].any()
-    assert not backend._occluded_edge(frame, None, pixels, points).any()
+    assert not backend._occluded_edge(frame, None, pixels, points, scale).any()
     # Drop the outer two pixels of depth: the filled rim reaches the mask's edge again, on the object's plane.
     inner = pixels[(pixels[:, 0] >= 42) & (pixels[:, 0] < 78) & (pixels[:, 1] >= 62) & (pixels[:, 1] < 98)]
     inner_points = points[np.isin(pixels[:, 0] * 1000 + pixels[:, 1], inner[:, 0] * 1000 + inner[:, 1])]
@@ -177,12 +178,12 @@ def test_occluded_silhouette_edges_and_the_lost_rim():
 
 def test_objects_over_a_metre_get_a_mesh_not_a_subdivision_error():
     """Depth 5x too large (a 16-bit PNG at 5000 units per metre read as millimetres, undetectable when the scene
-    stays inside the working range) makes a cracker box a metre tall; it still gets its (scaled) box mesh."""
+    stays inside the working range) makes a cracker box a metre tall; it still gets its (scaled) mesh."""
     scene = random_tabletop_scene(31, n_objects=3, distance_range=(0.5, 0.9),
                                   names=["002_master_chef_can", "003_cracker_box", "004_sugar_box", "005_tomato_soup_can",
                                          "010_potted_meat_can"])
     frame = RGBDFrame(scene.rgb, scene.depth_m * 5, scene.intrinsics)
     result = PerceptionPipeline(create_backend("depth")).process(frame, labels_to_prompts(scene.labels))
     assert result.errors == [] and len(result.objects) == 3
-    assert max(o.size_obj.max() for o in result.objects if o.info["shape"] == "box") > 1.0
+    assert max(o.size_obj.max() for o in result.objects) > 1.0
     assert all(o.mesh_obj.is_watertight for o in result.objects)

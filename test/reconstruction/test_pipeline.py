@@ -108,13 +108,42 @@ def test_an_unexpected_error_of_one_object_costs_only_that_object():
     assert result.errors == [f"object {bad}: unexpected ValueError: max_iter exceeded!"]
 
 
-def test_boxes_outside_the_image_cost_only_their_object_and_say_where_they_are():
-    scene = random_tabletop_scene(44, n_objects=2)
+def _box_prompts(scene):
+    """One box prompt per object of `scene`: its true mask's box, 3 pixels wider on each side."""
     prompts = []
     for obj in scene.objects:
         rows, cols = np.nonzero(scene.labels == obj.object_id)
         prompts.append(ObjectPrompt(str(obj.object_id), bbox_xyxy=(cols.min() - 3, rows.min() - 3, cols.max() + 4, rows.max() + 4)))
+    return prompts
+
+
+def test_boxes_outside_the_image_cost_only_their_object_and_say_where_they_are():
+    scene = random_tabletop_scene(44, n_objects=2)
+    prompts = _box_prompts(scene)
     prompts.insert(1, ObjectPrompt("off", bbox_xyxy=(-80.5, 100, -2, 200)))
     result = PerceptionPipeline(create_backend("depth")).process(RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics), prompts)
     assert sorted(o.object_id for o in result.objects) == sorted(str(o.object_id) for o in scene.objects)
     assert result.errors == ["object off: box [-80.5, 100, -2, 200] (x_min, y_min, x_max, y_max) lies outside the 640x480 image"]
+
+
+class _PickySegmenter:
+    """Segments boxes with the depth segmenter but raises (as a model would) when a box starts left of x = 5."""
+
+    def __init__(self):
+        from sam3d_ros.reconstruction.box_segmenter import DepthBoxSegmenter
+
+        self.inner = DepthBoxSegmenter()
+
+    def segment(self, rgb, depth_m, intrinsics, boxes, plane):
+        if any(box[0] < 5 for box in boxes):
+            raise RuntimeError("box too close to the border")
+        return self.inner.segment(rgb, depth_m, intrinsics, boxes, plane)
+
+
+def test_a_box_the_segmenter_fails_on_costs_only_that_object():
+    scene = random_tabletop_scene(44, n_objects=2)
+    prompts = _box_prompts(scene) + [ObjectPrompt("edge", bbox_xyxy=(0, 100, 40, 200))]
+    frame = RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics)
+    result = PerceptionPipeline(create_backend("depth"), box_segmenter=_PickySegmenter()).process(frame, prompts)
+    assert sorted(o.object_id for o in result.objects) == sorted(str(o.object_id) for o in scene.objects)
+    assert result.errors == ["object edge: box segmentation: unexpected RuntimeError: box too close to the border"]

@@ -329,6 +329,9 @@ def test_detection3d_array_pose_size_header() -> None:
         np.testing.assert_allclose([det.bbox.size.x, det.bbox.size.y, det.bbox.size.z], obj.size_obj)
         assert len(det.results) == 1
         assert det.results[0].hypothesis.class_id == obj.label and det.results[0].hypothesis.score == 0.75
+    # With a reconstruction confidence, the hypothesis score is the detection's score times it.
+    objects[0].confidence = 0.5
+    assert make_detection3d_array(hdr, objects).detections[0].results[0].hypothesis.score == pytest.approx(0.375)
 
 
 def test_transforms_frames_and_parent() -> None:

@@ -4,7 +4,7 @@
 frame through the node's own tracker and finished through the node's own `_reconstruct` / `_on_reconstructed`, the
 calls its scheduler makes. Mesh files are written, and collision meshes and marker triangle lists are converted,
 while the node lock is free, so the tracking thread is never held up by them; an object removed while its files
-were being written leaves no files behind.
+were being written leaves no files behind; one object the backend fails on costs that object only.
 """
 import threading
 
@@ -132,3 +132,35 @@ def test_a_reconstruction_requested_before_time_jumped_back_is_published_at_the_
     assert conversions.stamp_to_ns(detections[0].header.stamp) == 40 * s
     stamps = {conversions.stamp_to_ns(tf.header.stamp) for message in transforms for tf in message}
     assert stamps == {40 * s}
+
+
+def test_a_backend_failure_of_one_object_keeps_the_others_outputs(node, monkeypatch):
+    """The depth backend raises a plain library error (trimesh's "max_iter exceeded!") for one object of three: the
+    other two are published (markers) and written (mesh files), and only they get a reconstruction."""
+    scene = random_tabletop_scene(seed=5, n_objects=3)
+    frame = RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics, "camera", stamp_ns=1)
+    prompts = labels_to_prompts(scene.labels)
+    observations = node.tracker.observe(frame.depth_m, frame.intrinsics, prompts, [p.mask for p in prompts])
+    with node._lock:
+        request = node.tracker.make_request(1, node.tracker.update(1, observations).to_reconstruct)
+    assert len(request.prompts) == 3
+    bad = request.prompts[1].object_id
+    backend = node.pipeline.backend
+    original = backend.reconstruct
+
+    def fragile(frame, mask, scene, object_id="", label="", score=1.0):
+        if object_id == bad:
+            raise ValueError("max_iter exceeded!")
+        return original(frame, mask, scene, object_id, label, score)
+
+    monkeypatch.setattr(backend, "reconstruct", fragile)
+    published = []
+    monkeypatch.setattr(node.markers_pub, "publish", published.append)
+    result = node._reconstruct((request, frame))
+    node._on_reconstructed(Job((request, frame)), result, None, 0.1)
+    good = {p.object_id for p in request.prompts} - {bad}
+    assert set(node._mesh_files) == good
+    assert all(path.is_file() for files in node._mesh_files.values() for path in files.values())
+    assert len([m for m in published[-1].markers if m.ns == "sam3d"]) == 2
+    reconstructed = {track_id for track_id, track in node.tracker.tracks.items() if track.reconstruction is not None}
+    assert reconstructed == good

@@ -1,4 +1,5 @@
-"""`sam3d-ros reconstruct`: the file contract (inputs, objects.json, meshes) and exit status 2 on bad input."""
+"""`sam3d-ros reconstruct`: the file contract (inputs, objects.json, meshes), exit status 2 on bad input and 3 when
+some objects were written and others failed."""
 import json
 import os
 import shutil
@@ -63,7 +64,8 @@ def test_masks_give_objects_json_and_coloured_meshes(frame_files, tmp_path):
     assert sorted(by_id) == sorted(str(o.object_id) for o in scene.objects)
     for truth in scene.objects:
         entry = by_id[str(truth.object_id)]
-        assert set(entry) >= {"id", "label", "score", "position", "orientation_xyzw", "size", "mesh"}
+        assert set(entry) >= {"id", "label", "score", "position", "orientation_xyzw", "size", "mesh", "confidence"}
+        assert 0.0 <= entry["confidence"] <= 1.0
         assert np.linalg.norm(np.array(entry["position"]) - truth.center_cam) < 0.025
         assert np.linalg.norm(entry["orientation_xyzw"]) == pytest.approx(1.0)
         assert entry["size"][2] == pytest.approx(truth.size_model[2], abs=0.01)
@@ -109,11 +111,11 @@ def test_size_mismatch_empty_mask_and_invalid_depth_exit_2(frame_files, tmp_path
     assert result.returncode == 2 and "no valid pixel" in result.stderr
 
 
-def test_unknown_id_exits_2_but_writes_the_others(frame_files, tmp_path):
+def test_unknown_id_exits_3_partial_and_writes_the_others(frame_files, tmp_path):
     scene, d = frame_files
     first = str(scene.objects[0].object_id)
     result = run_cli(*base_args(d, tmp_path), "--masks", d / "labels.png", "--ids", first, "99")
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert result.stderr.strip().splitlines() == [
         f"sam3d-ros: error: object 99: unknown id (present: {', '.join(sorted(str(o.object_id) for o in scene.objects))})"
     ]
@@ -140,10 +142,11 @@ def test_sam3d_backend_without_a_worker_exits_2_per_object(frame_files, tmp_path
     assert json.loads((tmp_path / "objects.json").read_text())["objects"] == []
 
 
-def _one_error_line(result):
-    """The one error line of a run that exits 2 (--detections also says on stderr which box segmentation it uses)."""
+def _one_error_line(result, status=2):
+    """The one error line of a run that exits `status` (--detections also says on stderr which box segmentation it
+    uses)."""
     lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("box segmentation: ")]
-    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("sam3d-ros: error: "), result.stderr
+    assert result.returncode == status and len(lines) == 1 and lines[0].startswith("sam3d-ros: error: "), result.stderr
     return lines[0]
 
 
@@ -225,7 +228,7 @@ def test_a_box_off_the_image_names_the_box_and_the_image_size_and_the_others_are
     detections = json.loads((d / "det.json").read_text()) + [{"id": "off", "bbox": [700, 20, 760, 90]}]
     (tmp_path / "det.json").write_text(json.dumps(detections))
     result = run_cli(*base_args(d, tmp_path / "out"), "--detections", tmp_path / "det.json", "--box-segmentation", "depth")
-    line = _one_error_line(result)
+    line = _one_error_line(result, status=3)
     assert line == "sam3d-ros: error: object off: box [700, 20, 760, 90] (x_min, y_min, x_max, y_max) lies outside the 640x480 image"
     data = json.loads((tmp_path / "out" / "objects.json").read_text())
     assert sorted(o["id"] for o in data["objects"]) == sorted(f"obj{o.object_id}" for o in scene.objects)

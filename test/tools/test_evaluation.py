@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from sam3d_ros.reconstruction.backends.base import ReconstructionBackend
 from sam3d_ros.reconstruction.backends.base import ReconstructionError
-from sam3d_ros.tools import evaluation
+from sam3d_ros.tools import evaluation, object_split
 from sam3d_ros.tools.evaluation import (
     ObjectScore,
     baseline_reconstruction,
@@ -273,3 +273,23 @@ def test_box_mask_evaluation_scores_every_object():
     ious = evaluate_box_masks(["depth"], n_scenes=1, seed=3)
     assert len(ious["depth"]) == 4 and min(ious["depth"]) > 0.85
     assert format_box_mask_report(ious).splitlines()[1].startswith("depth         4")
+
+
+def test_split_evaluation_reports_tuning_held_out_and_regression_apart():
+    scores = evaluation.run_split_evaluation(n_scenes=1, seed=5)
+    parts = {s.part for s in scores}
+    assert parts == {object_split.TUNING, object_split.HELD_OUT, evaluation.REGRESSION}
+    for s in scores:
+        if s.part != evaluation.REGRESSION:  # the split's objects, never the other set's
+            assert object_split.SPLIT[s.name] == s.part and s.category == object_split.category_of(s.name)
+    held = [s for s in scores if s.part == object_split.HELD_OUT]
+    assert {s.method for s in held} == {"depth", "baseline"} and all(0.3 < s.distance_m < 2.0 for s in held)
+    report = evaluation.format_split_report(scores)
+    assert "targets, stated on this set (depth, held-out):" in report
+    assert "targets (informative only here) (depth, tuning):" in report
+    assert "by object (tuning)" in report and "by object (held-out)" not in report  # no held-out rows per object
+    assert "== regression:" in report
+    for category in {s.category for s in held}:
+        assert re.search(rf"^{re.escape(category)} baseline ", report, flags=re.M)
+    with pytest.raises(ValueError, match="unknown parts"):
+        evaluation.run_split_evaluation(n_scenes=1, parts=("tuning", "test"))

@@ -4,17 +4,25 @@ Steps: back-project the mask's valid depth; drop points on the support plane (ma
 everything but the largest Euclidean cluster (background and flying pixels); average each point with its nearest
 neighbours (depth noise); give the mask's outer rim pixels that lost their depth (edge dropout, removed flying
 pixels) a point on the nearest kept point's tangent plane, so extents reach the silhouette; flag points at edges that
-a nearer object covers (`SceneContext.others_mask`). Then complete the unseen side, choosing by fit residual (mean
-radial distance of the visible points, the same measure for every primitive) between
-- a cylinder: circle fitted to the side-surface points (cans, jars),
-- a box: rectangle aligned with the visible faces (boxes seen from above or at an angle),
-- a superquadric (`superquadric.py`), upright on the plane, kept inside the visible footprint except across
-  occluded edges (rounded boxes, tins, cans and boxes the footprint tests miss),
-each only where its own test passes (a cylinder or box within the superquadric's tolerance is kept without fitting
-one: the simpler primitive wins), else
-- a mirrored solid: the visible points mirrored through a vertical axis (silhouette tangent points and visible depth
-  extent), lofted slice by slice into a closed mesh (bottles, mugs, anything else).
+a nearer object covers (`SceneContext.others_mask`). Then complete the unseen side: candidate shapes, simplest first,
+- the cylinder or box of the footprint fit (circle fitted to the side-surface points; rectangle aligned with the
+  visible faces), where its own test passes (`_pick_primitive`),
+- a solid of revolution about the plane's normal (`revolution.py`: bowls, cans, cups, fruit, balls, a mug's body),
+- the upright superquadric (`superquadric.py`), where its fit passes (rounded boxes, tins),
+- the visible points mirrored through a vertical axis (silhouette tangent points and visible depth extent), lofted
+  slice by slice (bottles),
+- the visible height map extruded down to the bottom (`heightmap_solid.py`: tools, plates, toys, what is seen from
+  above),
+each ray-cast into the camera and scored by how well it explains the depth image (`depth_explanation.py`: silhouette
+IoU with the mask, free space the camera saw through); the simplest within `explanation_margin` of the best is kept
+and its score is the object's confidence. An object whose lowest seen point is above the plane gets candidates
+standing on the plane and on its own lowest point.
 Every mesh is watertight, in metres in the object frame, with vertex colours of the nearest observed pixel.
+
+Sizes: every metre tolerance below (clearances, cluster radius, fit tolerances, slice and edge lengths, the largest
+cylinder) is the value for a tabletop object up to `REFERENCE_SIZE_M`; a larger object scales them all by its size
+(the robust diagonal of its observed points over `REFERENCE_SIZE_M`), so a 2 m motorcycle is treated as a 20 cm
+box is. Smaller objects keep them: below that size the sensor's noise, not the object, sets them.
 
 Object frame convention (the same object gets the same frame from frame to frame):
 - origin at the centre of the object's oriented bounding box;
@@ -25,12 +33,18 @@ Object frame convention (the same object gets the same frame from frame to frame
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import open3d as o3d
 import trimesh
 from scipy.spatial import cKDTree
 
+from sam3d_ros.geometry.depth_explanation import explain_depth
+from sam3d_ros.geometry.heightmap_solid import heightmap_solid
+from sam3d_ros.geometry.revolution import fit_revolution
 from sam3d_ros.geometry.footprint import FootprintFit, fit_footprint, mirror_centre
 from sam3d_ros.geometry.sliced_solid import sliced_solid
 from sam3d_ros.geometry.superquadric import MIN_EXPONENT, Superquadric, fit_superquadric, superquadric_mesh, surface_distance
@@ -43,6 +57,20 @@ from sam3d_ros.reconstruction.backends.base import ReconstructionBackend, Recons
 # Exponents (vertical, horizontal) that make a superquadric a cylinder or a box, for comparable residuals.
 _CYLINDER = np.array([MIN_EXPONENT, 1.0])
 _BOX = np.array([MIN_EXPONENT, MIN_EXPONENT])
+REFERENCE_SIZE_M = 0.3  # the tolerances are tuned for objects up to this size (all of YCB); larger ones scale them
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """The size factor of one object (>= 1) and the tolerances it scales."""
+
+    factor: float
+    table_clearance_m: float
+    rest_on_plane_tolerance_m: float
+    box_tolerance_m: float
+    superquadric_tolerance_m: float
+    occluder_margin_m: float
+    cluster_eps_m: float
 
 
 class DepthBackend(ReconstructionBackend):
@@ -68,6 +96,7 @@ class DepthBackend(ReconstructionBackend):
         superquadric_points: int = 100,
         superquadric_tolerance_m: float = 0.0025,
         occluder_margin_m: float = 0.01,
+        explanation_margin: float = 0.15,
     ) -> None:
         self.min_points = min_points
         self.erode_px = erode_px
@@ -84,6 +113,7 @@ class DepthBackend(ReconstructionBackend):
         self.superquadric_points = superquadric_points
         self.superquadric_tolerance_m = superquadric_tolerance_m
         self.occluder_margin_m = occluder_margin_m
+        self.explanation_margin = explanation_margin
 
     def reconstruct(
         self, frame: RGBDFrame, mask: np.ndarray, scene: SceneContext, object_id: str = "", label: str = "", score: float = 1.0
@@ -91,55 +121,34 @@ class DepthBackend(ReconstructionBackend):
         if frame.depth_m is None:
             raise ReconstructionError("the depth backend needs a registered depth image")
         points_cam, colors, pixels = self._observed_points(frame, mask)
+        scale = self._scale(points_cam)
         plane = scene.support_plane_cam
         if plane is not None:
             heights = plane_heights(plane, points_cam)
-            keep = heights > self.table_clearance_m  # mask spill onto the table
+            keep = heights > scale.table_clearance_m  # mask spill onto the table
             if keep.sum() >= self.min_points:
                 points_cam, colors, pixels = points_cam[keep], colors[keep], pixels[keep]
-        kept = self._remove_outliers(points_cam)
+        kept = self._remove_outliers(points_cam, scale, frame.intrinsics.fx)
         points_cam, colors, pixels = points_cam[kept], colors[kept], pixels[kept]
         points_cam = self._smooth(points_cam)
         normals_cam = self._normals(points_cam)
         points_cam, colors, normals_cam, pixels = self._fill_silhouette(frame, mask, pixels, points_cam, colors, normals_cam)
-        occluded = self._occluded_edge(frame, scene.others_mask, pixels, points_cam)
-        up_cam, plane_d = self._vertical(plane, points_cam)
-        basis = _PlaneBasis.facing(points_cam, up_cam, plane_d)
-        points_ab = basis.to_ab(points_cam)
-        side = np.abs(normals_cam @ up_cam) < 0.6
-        fit = fit_footprint(points_ab, points_ab[side])
-        heights = points_cam @ up_cam + plane_d
-        height = float(np.percentile(heights, 99.5))
-        points_abh = np.column_stack([points_ab, heights])
-        # The visible part reaches only as far back as the camera saw: the centre is never before the mirror rule's.
-        back_centre_ab = fit.centre_ab.copy()
-        back_centre_ab[0] = max(back_centre_ab[0], mirror_centre(points_ab)[0])
-        model, primitive_sq = self._pick_primitive(fit, back_centre_ab, points_ab, points_abh, height, occluded)
-        if primitive_sq is not None:
-            long_first = primitive_sq.semi_axes[0] >= primitive_sq.semi_axes[1]
-            yaw = primitive_sq.yaw + (0.0 if long_first else np.pi / 2)
-            T_cam_obj, size_obj = self._primitive_frame(
-                basis, primitive_sq.centre[:2], np.array([np.cos(yaw), np.sin(yaw)]), height
-            )
-            size_obj[:2] = 2 * np.sort(primitive_sq.semi_axes[:2])[::-1]
-            if model == "cylinder":
-                primitive = trimesh.creation.cylinder(radius=size_obj[0] / 2, height=height, sections=48)
-            elif model == "box":
-                primitive = trimesh.creation.box(extents=size_obj)
+        occluded = self._occluded_edge(frame, scene.others_mask, pixels, points_cam, scale)
+        candidates, explanations = [], []
+        for up_cam, plane_d in self._verticals(plane, points_cam, scale):
+            for candidate in self._candidates(frame, points_cam, normals_cam, occluded, up_cam, plane_d, scale):
+                candidates.append(candidate)
+                explanations.append(explain_depth(candidate[3], candidate[1], frame.intrinsics, frame.depth_m, mask,
+                                                  scale.occluder_margin_m))
+                if explanations[-1].score >= 1.0 - self.explanation_margin:
+                    break  # no later (less simple) candidate can beat it by more than the margin
             else:
-                primitive = superquadric_mesh(size_obj / 2, primitive_sq.exponents)
-            if model != "superquadric":  # its parametric rings are already dense enough to carry colours
-                primitive = _subdivided(primitive)
-            mesh_obj = self._coloured(primitive, transform_points(invert_transform(T_cam_obj), points_cam), colors)
-        else:
-            completed_cam, completed_colors = self._complete(points_cam, colors, basis, back_centre_ab, heights)
-            T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
-            completed_obj = transform_points(invert_transform(T_cam_obj), completed_cam)
-            try:
-                lofted = sliced_solid(completed_obj, (-size_obj[2] / 2, size_obj[2] / 2))
-            except ValueError as exc:
-                raise ReconstructionError(f"object points give no cross-section: {exc}") from exc
-            mesh_obj = self._coloured(lofted, completed_obj, completed_colors)
+                continue
+            break
+        best = max(e.score for e in explanations)
+        pick = next(i for i, e in enumerate(explanations) if e.score >= best - self.explanation_margin)
+        (model, T_cam_obj, size_obj, mesh_obj), explanation = candidates[pick], explanations[pick]
+        mesh_obj = self._coloured(mesh_obj, transform_points(invert_transform(T_cam_obj), points_cam), colors)
         return ObjectReconstruction(
             object_id=object_id,
             label=label,
@@ -150,12 +159,104 @@ class DepthBackend(ReconstructionBackend):
             mask=mask,
             metric_scale=True,
             backend=self.name,
-            info={"observed_points": int(len(points_cam)), "on_support_plane": plane is not None, "shape": model},
+            info={"observed_points": int(len(points_cam)), "on_support_plane": plane is not None, "shape": model,
+                  "silhouette_iou": explanation.silhouette_iou, "free_space_violation": explanation.free_space_violation},
+            confidence=explanation.score,
         )
+
+    def _candidates(
+        self, frame: RGBDFrame, points_cam: np.ndarray, normals_cam: np.ndarray, occluded: np.ndarray,
+        up_cam: np.ndarray, plane_d: float, scale: _Scale,
+    ) -> Iterator[tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh]]:
+        """(shape, T_cam_obj, size_obj, mesh_obj) of each candidate standing on the plane (up_cam, plane_d), simplest
+        first, built only when asked for."""
+        basis = _PlaneBasis.facing(points_cam, up_cam, plane_d)
+        points_ab = basis.to_ab(points_cam)
+        side = np.abs(normals_cam @ up_cam) < 0.6
+        fit = fit_footprint(points_ab, points_ab[side], scale=scale.factor)
+        heights = points_cam @ up_cam + plane_d
+        height = float(np.percentile(heights, 99.5))
+        points_abh = np.column_stack([points_ab, heights])
+        # The visible part reaches only as far back as the camera saw: the centre is never before the mirror rule's.
+        back_centre_ab = fit.centre_ab.copy()
+        back_centre_ab[0] = max(back_centre_ab[0], mirror_centre(points_ab)[0])
+        model, primitive_sq = self._pick_primitive(fit, back_centre_ab, points_ab, points_abh, height, occluded, scale)
+        # Candidate shapes, simplest first: the cylinder or box (when one passed its fit), the solid of revolution
+        # about the plane's normal, the superquadric (when it passed its fit), the visible surface mirrored
+        # through a vertical axis and lofted (bottles, mugs), and the visible height map extruded down to the bottom
+        # (what lies flat or is seen from above: tools, plates, toys). Each is scored by how well it explains the
+        # depth image (silhouette, and free space the camera saw through); the simplest within
+        # `explanation_margin` of the best is kept.
+        if primitive_sq is not None and model != "superquadric":
+            yield (model, *self._primitive(model, primitive_sq, basis, height, scale))
+        revolved = self._revolution(basis, points_ab, heights, height, scale)
+        if revolved is not None:
+            yield ("revolution", *revolved)
+        if primitive_sq is not None and model == "superquadric":
+            yield (model, *self._primitive(model, primitive_sq, basis, height, scale))
+        cell_m = max(2.0 * float(np.median(points_cam[:, 2])) / frame.intrinsics.fx, 0.002 * scale.factor)
+        for mirrored in (True, False):
+            hull = self._hull(points_cam, basis, back_centre_ab, heights, up_cam, scale, mirrored, cell_m)
+            yield ("mirrored hull" if mirrored else "extruded hull", *hull)
+
+    def _primitive(
+        self, model: str, sq: Superquadric, basis: "_PlaneBasis", height: float, scale: _Scale,
+    ) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
+        """(T_cam_obj, size_obj, mesh_obj) of the picked cylinder, box or superquadric standing on the bottom."""
+        long_first = sq.semi_axes[0] >= sq.semi_axes[1]
+        yaw = sq.yaw + (0.0 if long_first else np.pi / 2)
+        T_cam_obj, size_obj = self._primitive_frame(basis, sq.centre[:2], np.array([np.cos(yaw), np.sin(yaw)]), height)
+        size_obj[:2] = 2 * np.sort(sq.semi_axes[:2])[::-1]
+        if model == "cylinder":
+            primitive = trimesh.creation.cylinder(radius=size_obj[0] / 2, height=height, sections=48)
+        elif model == "box":
+            primitive = trimesh.creation.box(extents=size_obj)
+        else:
+            primitive = superquadric_mesh(size_obj / 2, sq.exponents)
+        if model != "superquadric":  # its parametric rings are already dense enough to carry colours
+            primitive = _subdivided(primitive, max_edge_m=0.015 * scale.factor)
+        return T_cam_obj, size_obj, primitive
+
+    def _revolution(
+        self, basis: "_PlaneBasis", points_ab: np.ndarray, heights: np.ndarray, height: float, scale: _Scale,
+    ) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh] | None:
+        """(T_cam_obj, size_obj, mesh_obj) of the solid of revolution about the plane's normal fitted to the visible
+        points, or None where no axis lies behind them (seen from outside, a surface of revolution curves away)."""
+        try:
+            rev = fit_revolution(np.column_stack([points_ab, heights]), (0.0, height), 0.01 * scale.factor)
+        except ValueError:
+            return None
+        radius = float(rev.ring_r.max())
+        lateral = float(np.ptp(points_ab[:, 1]))
+        if not (rev.centre_xy[0] > np.median(points_ab[:, 0]) and 0 < radius <= lateral):
+            return None
+        T_cam_obj, size_obj = self._primitive_frame(basis, rev.centre_xy, np.array([0.0, 1.0]), height)
+        size_obj[:2] = 2 * radius
+        mesh = rev.mesh()
+        mesh.vertices[:, 2] -= height / 2  # the object frame's origin is the box centre
+        return T_cam_obj, size_obj, mesh
+
+    def _hull(
+        self, points_cam: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray,
+        up_cam: np.ndarray, scale: _Scale, mirrored: bool, cell_m: float,
+    ) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
+        """(T_cam_obj, size_obj, mesh_obj) of the visible points and their projections to the bottom: mirrored
+        and lofted slice by slice, or (not `mirrored`) their height map extruded down to the bottom."""
+        completed_cam = self._complete(points_cam, basis, centre_ab, heights, mirrored)
+        T_cam_obj, size_obj = self._object_frame(completed_cam, up_cam)
+        completed_obj = transform_points(invert_transform(T_cam_obj), completed_cam)
+        try:
+            if mirrored:
+                solid = sliced_solid(completed_obj, (-size_obj[2] / 2, size_obj[2] / 2), slice_m=0.01 * scale.factor)
+            else:
+                solid = heightmap_solid(completed_obj, -size_obj[2] / 2, cell_m)
+        except ValueError as exc:
+            raise ReconstructionError(f"object points give no cross-section: {exc}") from exc
+        return T_cam_obj, size_obj, solid
 
     def _pick_primitive(
         self, fit: FootprintFit, back_centre_ab: np.ndarray, points_ab: np.ndarray, points_abh: np.ndarray,
-        height: float, occluded: np.ndarray,
+        height: float, occluded: np.ndarray, scale: _Scale,
     ) -> tuple[str, Superquadric | None]:
         """The primitive with the smallest residual (mean radial distance of the visible points, plane coordinates
         and height) between the footprint's cylinder or box and a superquadric fitted from `back_centre_ab`, each only
@@ -166,7 +267,7 @@ class DepthBackend(ReconstructionBackend):
         if fit.model == "circle":
             centre = np.r_[fit.centre_ab, z_semi]
             footprint = ("cylinder", Superquadric(centre, 0.0, np.r_[fit.radius_m, fit.radius_m, z_semi], _CYLINDER))
-        elif fit.model == "rectangle" and fit.residual_m <= max(self.box_tolerance_m, 0.08 * fit.extents_m[1]):
+        elif fit.model == "rectangle" and fit.residual_m <= max(scale.box_tolerance_m, 0.08 * fit.extents_m[1]):
             yaw = float(np.arctan2(fit.axis_ab[1], fit.axis_ab[0]))
             semi = np.r_[fit.extents_m / 2, z_semi]
             footprint = ("box", Superquadric(np.r_[fit.centre_ab, z_semi], yaw, semi, _BOX))
@@ -174,7 +275,7 @@ class DepthBackend(ReconstructionBackend):
         if footprint is not None:
             footprint_residual = float(np.mean(np.abs(surface_distance(footprint[1], sample))))
             # A cylinder or box within the superquadric's own tolerance wins: the simpler primitive.
-            if footprint_residual <= self.superquadric_tolerance_m:
+            if footprint_residual <= scale.superquadric_tolerance_m:
                 return footprint
         if fit.axis_ab is not None:
             yaw = float(np.arctan2(fit.axis_ab[1], fit.axis_ab[0]))
@@ -189,13 +290,14 @@ class DepthBackend(ReconstructionBackend):
             # across hull edges that end at an occluded silhouette (the object goes on behind the occluder).
             corners = cv2.convexHull(points_ab.astype(np.float32), returnPoints=False).reshape(-1)
             open_edges = occluded[corners] | occluded[np.roll(corners, -1)]
-            bounds = {"z_range": (0.0, height), "within_xy": points_ab[corners], "open_edges": open_edges}
+            bounds = {"z_range": (0.0, height), "within_xy": points_ab[corners], "open_edges": open_edges,
+                      "robust_scale_m": 0.002 * scale.factor}
             # A few steps first: a shape no convex superquadric follows (a bottle's neck, a handle) is still far
             # off after them, and the rest of the fit is spent only on shapes that can pass.
             sq, residual = fit_superquadric(sample, start, max_evaluations=8, **bounds)
-            if residual <= 2.0 * self.superquadric_tolerance_m:
+            if residual <= 2.0 * scale.superquadric_tolerance_m:
                 sq, residual = fit_superquadric(sample, sq, **bounds)  # residual: the same measure on `sample`
-                if residual <= self.superquadric_tolerance_m and residual < footprint_residual:
+                if residual <= scale.superquadric_tolerance_m and residual < footprint_residual:
                     return "superquadric", sq
         except ValueError:
             pass
@@ -222,7 +324,17 @@ class DepthBackend(ReconstructionBackend):
         colors = frame.rgb[pixels[:, 0], pixels[:, 1]]
         return points_cam, colors, pixels
 
-    def _remove_outliers(self, points_cam: np.ndarray) -> np.ndarray:
+    def _scale(self, points_cam: np.ndarray) -> _Scale:
+        """The object's size factor: the diagonal of its observed points' 2-98 % box over REFERENCE_SIZE_M, at least 1."""
+        low, high = np.percentile(points_cam, [2, 98], axis=0)
+        factor = max(1.0, float(np.linalg.norm(high - low)) / REFERENCE_SIZE_M)
+        return _Scale(
+            factor, self.table_clearance_m * factor, self.rest_on_plane_tolerance_m * factor,
+            self.box_tolerance_m * factor, self.superquadric_tolerance_m * factor, self.occluder_margin_m * factor,
+            self.cluster_eps_m * factor,
+        )
+
+    def _remove_outliers(self, points_cam: np.ndarray, scale: _Scale, focal_px: float) -> np.ndarray:
         """Indices of the points kept: statistical outliers out, then all but the largest Euclidean cluster (drops
         background pixels inside the mask)."""
         index = np.arange(len(points_cam))
@@ -231,9 +343,10 @@ class DepthBackend(ReconstructionBackend):
         kept = np.asarray(kept, dtype=int)
         if len(kept) >= self.min_points:
             points_cam, index = points_cam[kept], index[kept]
-        # Cluster radius grows with distance: neighbouring pixels are z / f apart. DBSCAN runs on an even subset
-        # (its cost grows fast with density); every point within eps of the largest cluster is kept.
-        eps = max(self.cluster_eps_m, 4.0 * float(np.median(points_cam[:, 2])) / 600.0)
+        # Cluster radius grows with distance (neighbouring pixels are z / f apart) and with the object's size.
+        # DBSCAN runs on an even subset (its cost grows fast with density); every point within eps of the largest
+        # cluster is kept.
+        eps = max(scale.cluster_eps_m, 4.0 * float(np.median(points_cam[:, 2])) / focal_px)
         subset = points_cam[:: max(1, len(points_cam) // self.cluster_points)]
         labels = np.asarray(o3d.geometry.PointCloud(o3d.utility.Vector3dVector(subset)).cluster_dbscan(eps, 4))
         if labels.max() >= 0:
@@ -246,27 +359,32 @@ class DepthBackend(ReconstructionBackend):
             raise ReconstructionError(f"only {len(points_cam)} consistent depth points left in the mask")
         return index
 
-    def _vertical(self, plane: np.ndarray | None, points_cam: np.ndarray) -> tuple[np.ndarray, float]:
-        """Unit up vector and the offset d of the plane the object stands on (n.p + d = height above it)."""
-        if plane is not None:
-            up_cam, plane_d = plane[:3], float(plane[3])
-            lowest = float(np.percentile(points_cam @ up_cam + plane_d, 1))
-            if lowest <= self.rest_on_plane_tolerance_m:
-                return up_cam, plane_d
-        else:
-            up_cam = np.array([0.0, -1.0, 0.0])  # no plane: the camera's image-up
-        # Not resting on a plane: the object's own lowest point is its bottom.
-        return up_cam, -float(np.percentile(points_cam @ up_cam, 1))
+    def _verticals(self, plane: np.ndarray | None, points_cam: np.ndarray, scale: _Scale) -> list[tuple[np.ndarray, float]]:
+        """(up vector, offset d with n.p + d = height above the bottom) of each bottom the object may stand on: the
+        support plane when it rests on it; when its lowest seen point is higher, the plane first (its lower part
+        hidden, e.g. a tall box seen from above) and its own lowest point second (stacked, held); without a plane,
+        its own lowest point below the camera's image-up."""
+        if plane is None:
+            up_cam = np.array([0.0, -1.0, 0.0])
+            return [(up_cam, -float(np.percentile(points_cam @ up_cam, 1)))]
+        up_cam, plane_d = plane[:3], float(plane[3])
+        lowest = float(np.percentile(points_cam @ up_cam + plane_d, 1))
+        if lowest <= scale.rest_on_plane_tolerance_m:
+            return [(up_cam, plane_d)]
+        return [(up_cam, plane_d), (up_cam, -float(np.percentile(points_cam @ up_cam, 1)))]
 
     def _complete(
-        self, points_cam: np.ndarray, colors: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Visible points plus their mirror through the vertical axis at `centre_ab`, plus both projected to the bottom."""
-        mirrored_cam = basis.from_ab(2 * centre_ab - basis.to_ab(points_cam), heights)
-        sides_cam = np.vstack([points_cam, mirrored_cam])
-        sides_heights = np.concatenate([heights, heights])
-        bottom_cam = sides_cam - np.outer(sides_heights, basis.up_cam)
-        return np.vstack([sides_cam, bottom_cam]), np.vstack([colors, colors, colors, colors])
+        self, points_cam: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray,
+        mirrored: bool = True,
+    ) -> np.ndarray:
+        """Visible points plus (`mirrored`) their mirror through the vertical axis at `centre_ab`, plus all of them
+        projected to the bottom."""
+        sides_cam, sides_heights = points_cam, heights
+        if mirrored:
+            mirrored_cam = basis.from_ab(2 * centre_ab - basis.to_ab(points_cam), heights)
+            sides_cam = np.vstack([points_cam, mirrored_cam])
+            sides_heights = np.concatenate([heights, heights])
+        return np.vstack([sides_cam, sides_cam - np.outer(sides_heights, basis.up_cam)])
 
     def _primitive_frame(
         self, basis: "_PlaneBasis", centre_ab: np.ndarray, axis_ab: np.ndarray, height: float
@@ -340,7 +458,8 @@ class DepthBackend(ReconstructionBackend):
         )
 
     def _occluded_edge(
-        self, frame: RGBDFrame, others_mask: np.ndarray | None, pixels: np.ndarray, points_cam: np.ndarray
+        self, frame: RGBDFrame, others_mask: np.ndarray | None, pixels: np.ndarray, points_cam: np.ndarray,
+        scale: _Scale,
     ) -> np.ndarray:
         """Which points lie at a silhouette edge that another, nearer object covers: there the mask ends because
         the object is hidden, not because its surface does."""
@@ -350,7 +469,7 @@ class DepthBackend(ReconstructionBackend):
         occluder_depth = np.where(others_mask & np.isfinite(frame.depth_m), frame.depth_m, np.inf).astype(np.float32)
         size = 2 * self.rim_px + 3
         nearby = cv2.erode(occluder_depth, np.ones((size, size), np.uint8))[pixels[:, 0], pixels[:, 1]]
-        return nearby < points_cam[:, 2] - self.occluder_margin_m
+        return nearby < points_cam[:, 2] - scale.occluder_margin_m
 
     def _object_frame(self, completed_cam: np.ndarray, up_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """T_cam_obj and the sizes along the object's x, y, z (see the module docstring)."""

@@ -1,0 +1,43 @@
+"""explain_depth: the silhouette and the free space a camera saw decide how well a mesh explains a depth image."""
+import numpy as np
+import trimesh
+
+from sam3d_ros.geometry.depth_explanation import explain_depth
+from sam3d_ros.geometry.transforms import make_transform
+from sam3d_ros.tools.synthetic import default_intrinsics
+
+
+def _box_view(front_z=1.0, size=0.1):
+    """A camera 1 m from a 10 cm cube's front face in front of a wall at 2 m: depth and the cube's mask."""
+    intrinsics = default_intrinsics(160, 120)
+    rows, cols = np.mgrid[0:120, 0:160]
+    x = (cols - intrinsics.cx) / intrinsics.fx
+    y = (rows - intrinsics.cy) / intrinsics.fy
+    depth = np.full((120, 160), 2.0, np.float32)
+    inside = (np.abs(x * front_z) <= size / 2) & (np.abs(y * front_z) <= size / 2)
+    depth[inside] = front_z
+    return intrinsics, depth, inside
+
+
+def test_the_right_box_explains_the_image_and_a_deeper_or_wider_one_less():
+    intrinsics, depth, mask = _box_view()
+    cube = trimesh.creation.box(extents=(0.1, 0.1, 0.1))
+    T = make_transform(np.eye(3), np.array([0.0, 0.0, 1.05]))  # front face at 1.0 m
+    right = explain_depth(cube, T, intrinsics, depth, mask)
+    assert right.silhouette_iou > 0.9 and right.free_space_violation == 0.0 and right.score > 0.9
+    # Twice as wide: covers the wall the camera saw at 2 m beside the cube.
+    wide = explain_depth(trimesh.creation.box(extents=(0.2, 0.1, 0.1)), T, intrinsics, depth, mask)
+    assert wide.free_space_violation > 0.3 and wide.score < right.score - 0.3
+    # 5 cm nearer than the surface the camera saw: it blocks the view of the cube's own face.
+    nearer = explain_depth(cube, make_transform(np.eye(3), np.array([0.0, 0.0, 1.0])), intrinsics, depth, mask)
+    assert nearer.free_space_violation > 0.9 and nearer.score < 0.1
+    # Where a nearer surface (an occluder at 0.5 m) hides it, the wide box may go on: no violation there.
+    occluded = depth.copy()
+    occluded[~mask] = 0.5
+    assert explain_depth(trimesh.creation.box(extents=(0.2, 0.1, 0.1)), T, intrinsics, occluded, mask).free_space_violation == 0.0
+
+
+def test_an_empty_mask_explains_nothing():
+    intrinsics, depth, mask = _box_view()
+    result = explain_depth(trimesh.creation.box(extents=(0.1, 0.1, 0.1)), np.eye(4), intrinsics, depth, np.zeros_like(mask))
+    assert result.score == 0.0

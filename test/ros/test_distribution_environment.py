@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Kilted wheels with no Jazzy counterpart of the same name (Kilted split ament_cmake_ros; Jazzy's is one package).
 KILTED_ONLY = {"ament-cmake-ros-core"}
 #: Jazzy needs these to generate interfaces (its ament_cmake_ros finds them at configure time); Kilted does not.

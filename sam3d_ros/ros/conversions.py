@@ -610,6 +610,18 @@ def make_transforms(
     return transforms
 
 
+def make_transform_stamped(parent: str, child: str, T_parent_child: np.ndarray, stamp_ns: int) -> TransformStamped:
+    """TransformStamped parent -> child of a 4x4 T_parent_child at stamp_ns (the inverse of transform_stamped_to_matrix)."""
+    pose = _pose(np.asarray(T_parent_child, dtype=np.float64))
+    tf = TransformStamped()
+    tf.header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=parent)
+    tf.child_frame_id = child
+    p = pose.position
+    tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = p.x, p.y, p.z
+    tf.transform.rotation = pose.orientation
+    return tf
+
+
 # Collision meshes are built fast: Points and MeshTriangles get their slots filled directly when the generated class
 # has the expected layout (else, or with plain=True, the public constructors, whose setters check and convert every
 # field), and the cyclic garbage collector pauses while these thousands of acyclic objects are made. Kept because

@@ -216,7 +216,13 @@ class _Published:
 
 
 class PerceptionNode(Node):
-    """Subscribes to image, camera_info, depth, masks and detections; tracks objects and publishes them."""
+    """Subscribes to image, camera_info, depth, masks and detections; tracks objects and publishes them.
+
+    Seams for driving it offline (ros/offline_node.py, `sam3d-ros replay`): `_arrival_s` (the inputs' arrival clock),
+    `_hand_over` (what happens to completed frames) and MESH_KEEP_VERSIONS (mesh files kept per object; None: all).
+    """
+
+    MESH_KEEP_VERSIONS: int | None = 2
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("sam3d_perception", **kwargs)
@@ -246,7 +252,7 @@ class PerceptionNode(Node):
         self.tracker = ObjectTracker(tracker_config(p))
         formats = mesh_formats(p)
         cache_dir = p["mesh_cache_dir"] or str(Path(tempfile.gettempdir()) / "sam3d_ros_meshes" / self.get_name())
-        self.mesh_cache = MeshCache(cache_dir, formats=formats) if formats else None
+        self.mesh_cache = MeshCache(cache_dir, formats=formats, keep_versions=self.MESH_KEEP_VERSIONS) if formats else None
         self.assembler = FrameAssembler(
             float(p["sync_slop_s"]), int(p["sync_queue_size"]), float(p["depth_timeout_s"]), p["segmentation_input"],
             float(p["segmentation_slop_s"]),
@@ -380,7 +386,7 @@ class PerceptionNode(Node):
             publishers = 1 if gid is not None else self.count_publishers(self._input_topics[kind])
             self.stats.input_gaps[kind].observe(publisher, info.get("publication_sequence_number"), publishers)
         with self._assembler_lock:
-            frames = self.assembler.add(kind, stamp_ns, msg, time.monotonic())
+            frames = self.assembler.add(kind, stamp_ns, msg, self._arrival_s())
             self.stats.unmatched_images = self.assembler.dropped_images
             jump_ns = self.assembler.take_time_jump()
             mismatch = self.assembler.segmentation_mismatch
@@ -399,9 +405,13 @@ class PerceptionNode(Node):
     def _poll_inputs(self) -> None:
         """Frames whose depth turned out not to be published (they wait for it up to depth_timeout_s)."""
         with self._assembler_lock:
-            frames = self.assembler.poll(time.monotonic())
+            frames = self.assembler.poll(self._arrival_s())
             self.stats.unmatched_images = self.assembler.dropped_images
         self._hand_over(frames)
+
+    def _arrival_s(self) -> float:
+        """When an input arrives, for the frame assembler's depth wait (monotonic s)."""
+        return time.monotonic()
 
     def _hand_over(self, frames: list[FrameSet]) -> None:
         """The newest complete frame goes to the tracking thread."""
@@ -451,11 +461,15 @@ class PerceptionNode(Node):
                 if self._stop:
                     return
                 frame_set, self._pending = self._pending, None
-            try:
-                self.process(frame_set)
-            except Exception as exc:  # the node keeps running whatever one frame holds
-                self.stats.frames_invalid += 1
-                self.warn(f"unexpected:{type(exc).__name__}", f"frame skipped: unexpected {type(exc).__name__}: {exc}")
+            self._process_guarded(frame_set)
+
+    def _process_guarded(self, frame_set: FrameSet) -> None:
+        """process(), counting and warning about whatever unexpected a frame raises: the node keeps running."""
+        try:
+            self.process(frame_set)
+        except Exception as exc:
+            self.stats.frames_invalid += 1
+            self.warn(f"unexpected:{type(exc).__name__}", f"frame skipped: unexpected {type(exc).__name__}: {exc}")
 
     def process(self, frame_set: FrameSet) -> None:
         """Track the objects of one matched frame, queue reconstructions, publish poses."""

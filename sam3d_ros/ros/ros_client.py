@@ -55,6 +55,43 @@ def start_node_process(
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
 
 
+def rgbd_messages(
+    stamp_ns: int, frame_id: str, rgb: np.ndarray, depth_m: np.ndarray | None, intrinsics: CameraIntrinsics,
+    labels: np.ndarray | None = None, detections: Detection2DArray | None = None, depth_encoding: str = "32FC1",
+    image_encoding: str = "rgb8", distortion: Distortion | None = None, image_transport: str = "raw",
+    depth_image_transport: str = "raw",
+) -> tuple[Header, Image | CompressedImage, CameraInfo, Image | CompressedImage | None, Image | None, Detection2DArray | None]:
+    """(header, image, camera_info, depth, masks, detections) messages of numpy RGB-D (+ label image or detections)
+    as a camera driver and a segmenter send them, stamped `stamp_ns` in `frame_id`, in the given image_transport
+    transports (image: raw or compressed jpeg; depth: raw or compressedDepth); camera_info carries `distortion`."""
+    header = Header(stamp=conversions.ns_to_stamp(stamp_ns), frame_id=frame_id)
+    image = rgb if image_encoding == "rgb8" else rgb[..., ::-1].copy()
+    depth_msg = None
+    if depth_m is not None:
+        if depth_encoding == "16UC1":
+            depth = np.where(np.isfinite(depth_m), np.round(depth_m * 1000.0), 0).astype(np.uint16)
+        else:
+            depth = depth_m.astype(np.float32)
+        if depth_image_transport == "compressedDepth":
+            depth_msg = conversions.depth_to_compressed_depth_msg(depth, depth_encoding, header)
+        else:
+            depth_msg = conversions.array_to_image_msg(depth, depth_encoding, header)
+    masks_msg = None
+    if labels is not None:
+        encoding = "mono8" if labels.max() < 256 else "16UC1"
+        masks_msg = conversions.array_to_image_msg(labels.astype(np.uint8 if encoding == "mono8" else np.uint16), encoding, header)
+    if detections is not None:
+        detections.header = header
+    if image_transport == "compressed":
+        image_msg = conversions.rgb_to_compressed_msg(rgb, image_encoding, "jpeg", header)
+    else:
+        image_msg = conversions.array_to_image_msg(image, image_encoding, header)
+    info = conversions.intrinsics_to_camera_info(intrinsics, header)
+    if distortion is not None:
+        info.distortion_model, info.d = distortion.model, list(distortion.coefficients)
+    return header, image_msg, info, depth_msg, masks_msg, detections
+
+
 @dataclass
 class NodeOutputs:
     """Everything the node published for one image stamp (several Detection3DArrays of a stamp are merged by id)."""
@@ -227,32 +264,10 @@ class PerceptionClient:
     ) -> None:
         """Publish numpy RGB-D (+ label image or detections) with the stamp and frame of a camera driver, in the
         client's transports; camera_info carries `distortion` (the images must be distorted with it)."""
-        header = Header(stamp=conversions.ns_to_stamp(stamp_ns), frame_id=frame_id)
-        image = rgb if image_encoding == "rgb8" else rgb[..., ::-1].copy()
-        depth_msg = None
-        if depth_m is not None:
-            if depth_encoding == "16UC1":
-                depth = np.where(np.isfinite(depth_m), np.round(depth_m * 1000.0), 0).astype(np.uint16)
-            else:
-                depth = depth_m.astype(np.float32)
-            if self.depth_image_transport == "compressedDepth":
-                depth_msg = conversions.depth_to_compressed_depth_msg(depth, depth_encoding, header)
-            else:
-                depth_msg = conversions.array_to_image_msg(depth, depth_encoding, header)
-        masks_msg = None
-        if labels is not None:
-            encoding = "mono8" if labels.max() < 256 else "16UC1"
-            masks_msg = conversions.array_to_image_msg(labels.astype(np.uint8 if encoding == "mono8" else np.uint16), encoding, header)
-        if detections is not None:
-            detections.header = header
-        if self.image_transport == "compressed":
-            image_msg = conversions.rgb_to_compressed_msg(rgb, image_encoding, "jpeg", header)
-        else:
-            image_msg = conversions.array_to_image_msg(image, image_encoding, header)
-        info = conversions.intrinsics_to_camera_info(intrinsics, header)
-        if distortion is not None:
-            info.distortion_model, info.d = distortion.model, list(distortion.coefficients)
-        self.publish(header, image_msg, info, depth_msg, masks_msg, detections)
+        self.publish(*rgbd_messages(
+            stamp_ns, frame_id, rgb, depth_m, intrinsics, labels, detections, depth_encoding, image_encoding, distortion,
+            self.image_transport, self.depth_image_transport,
+        ))
 
     def publish_rgbd_until_outputs(
         self, stamp_ns: int, frame_id: str, rgb: np.ndarray, depth_m: np.ndarray | None, intrinsics: CameraIntrinsics,

@@ -1,5 +1,5 @@
-"""`sam3d-ros`: the command line. `reconstruct` runs the node's pipeline on files; `eval`, `eval-tracking`, `bench`
-and `bench-node` measure it."""
+"""`sam3d-ros`: the command line. `reconstruct` runs the node's pipeline on files, `replay` the node on a rosbag2;
+`eval`, `eval-tracking`, `bench` and `bench-node` measure it."""
 from __future__ import annotations
 
 import argparse
@@ -193,6 +193,13 @@ def bench_inputs(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay(args: argparse.Namespace) -> int:
+    """Run the node on a recorded rosbag2, offline and frame-exact, into an MCAP bag of its outputs."""
+    from sam3d_ros.tools.replay import replay_command
+
+    return replay_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of all sub-commands."""
     parser = argparse.ArgumentParser(prog="sam3d-ros", description=__doc__)
@@ -225,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", type=Path, default=Path("sam3d_out"), help="output folder (default ./sam3d_out)")
     rec.add_argument("--no-glb", action="store_true", help="write PLY meshes only")
     rec.set_defaults(func=reconstruct)
+    rp = sub.add_parser("replay", help="run the node on a recorded rosbag2 (sqlite3 or MCAP), every frame, into an MCAP bag")
+    rp.add_argument("in_bag", type=Path, metavar="IN_BAG", help="rosbag2 folder (or its .db3 / .mcap file)")
+    rp.add_argument("--out", type=Path, required=True, help="output bag folder (new; meshes go to OUT/meshes)")
+    for kind, what in (("image", "colour image (Image, or CompressedImage <topic>/compressed)"),
+                       ("depth", "registered depth (Image, or CompressedImage <topic>/compressedDepth)"),
+                       ("camera-info", "CameraInfo"), ("masks", "label image (Image)"), ("detections", "Detection2DArray")):
+        rp.add_argument(f"--{kind}", metavar="TOPIC", help=f"{what} topic (default: found by type and usual names)")
+    rp.add_argument("--params-file", type=Path, help="the node's parameters (its YAML, e.g. config/perception.yaml)")
+    rp.add_argument("--target-frame", help="output frame through the bag's /tf and /tf_static (the node's target_frame)")
+    rp.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a node parameter, after --params-file (repeatable)")
+    rp.set_defaults(func=replay)
     ev = sub.add_parser("eval", help="accuracy on seeded rendered YCB scenes against ground truth and a baseline")
     ev.add_argument("--scenes", type=int, default=40, help="number of scenes (default 40)")
     ev.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")

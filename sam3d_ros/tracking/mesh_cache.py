@@ -1,7 +1,8 @@
 """Versioned mesh files of tracked objects, for RViz MESH_RESOURCE markers (no ROS needed).
 
 Each write goes to a new file name, `<safe id>_v<version>.<ext>`: RViz caches a mesh by its URI, so a changed mesh
-must come under a new name. The previous versions are kept a while (RViz may still be loading one) and then pruned.
+must come under a new name. The previous versions are kept a while (RViz may still be loading one) and then pruned,
+unless the cache is an archive (`keep_versions=None`: every file stays, as a recording that refers to them needs).
 """
 from __future__ import annotations
 
@@ -41,13 +42,13 @@ class MeshCache:
     sanitise to the same name cannot share one cache (InputError), as they could not share a TF frame either.
     """
 
-    def __init__(self, directory: str | os.PathLike, formats: Iterable[str] = ("glb",), keep_versions: int = 2) -> None:
+    def __init__(self, directory: str | os.PathLike, formats: Iterable[str] = ("glb",), keep_versions: int | None = 2) -> None:
         formats = tuple(str(f).lower().lstrip(".") for f in ([formats] if isinstance(formats, str) else formats))
         if not formats:
             raise InputError(f"mesh formats must be distinct ones of {', '.join(FORMATS)}, got {formats}")
         check_mesh_formats(formats)
-        if isinstance(keep_versions, bool) or not isinstance(keep_versions, int) or keep_versions < 1:
-            raise InputError(f"keep_versions must be an integer >= 1, got {keep_versions!r}")
+        if keep_versions is not None and (isinstance(keep_versions, bool) or not isinstance(keep_versions, int) or keep_versions < 1):
+            raise InputError(f"keep_versions must be an integer >= 1 or None (keep all), got {keep_versions!r}")
         self.directory = Path(directory).expanduser().resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.formats = formats
@@ -78,8 +79,9 @@ class MeshCache:
                 temporary.write_bytes(data.encode() if isinstance(data, str) else data)
                 os.replace(temporary, path)  # a reader never sees a half-written mesh
                 paths[ext] = path
-            keep = sorted(v for v in self._versions(stem) if v < version)[::-1][: self.keep_versions - 1]
-            self._delete(stem, keep=set(keep) | {version})
+            if self.keep_versions is not None:
+                keep = sorted(v for v in self._versions(stem) if v < version)[::-1][: self.keep_versions - 1]
+                self._delete(stem, keep=set(keep) | {version})
             return paths
 
     def uri(self, path: str | os.PathLike) -> str:
@@ -87,12 +89,13 @@ class MeshCache:
         return "file://" + str(Path(path).expanduser().resolve())
 
     def remove(self, object_id: str) -> None:
-        """Delete every file of the object."""
+        """Delete every file of the object (an archive keeps them)."""
         with self._lock:
             stem = safe_name(object_id)
             if self._owners.get(stem, str(object_id)) != str(object_id):
                 return  # the name belongs to another object id
-            self._delete(stem, keep=set())
+            if self.keep_versions is not None:
+                self._delete(stem, keep=set())
             self._owners.pop(stem, None)
 
     def clear(self) -> None:

@@ -30,11 +30,13 @@ from sam3d_ros.ros.conversions import (
     make_marker_array,
     make_planning_scene_diff,
     make_shape_mesh,
+    make_transform_stamped,
     make_transforms,
     make_triangle_list,
     mask_msg_to_labels,
     ns_to_stamp,
     stamp_to_ns,
+    transform_stamped_to_matrix,
 )
 from sam3d_ros.geometry.transforms import make_transform, matrix_from_quaternion_xyzw, transform_from_pose, transform_points
 from sam3d_ros.geometry.types import InputError, ObjectReconstruction
@@ -647,3 +649,12 @@ def test_plain_message_api_builds_the_same_collision_mesh() -> None:
         gc.enable()
     make_shape_mesh("a", mesh)
     assert gc.isenabled()
+
+
+def test_transform_stamped_round_trips_through_its_matrix():
+    T_world_cam = make_transform(matrix_from_quaternion_xyzw(np.array([0.1, -0.3, 0.2, 0.9]) / np.linalg.norm([0.1, -0.3, 0.2, 0.9])),
+                                 [0.4, -0.1, 1.2])
+    msg = make_transform_stamped("world", "camera", T_world_cam, 1_750_000_000_123_456_789)
+    parent, child, stamp_ns, T = transform_stamped_to_matrix(msg)
+    assert (parent, child, stamp_ns) == ("world", "camera", 1_750_000_000_123_456_789)
+    np.testing.assert_allclose(T, T_world_cam, atol=1e-12)

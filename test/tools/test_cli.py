@@ -39,13 +39,13 @@ def frame_files(tmp_path_factory):
     return scene, d
 
 
-def run_cli(*args):
+def run_cli(*args, timeout_s: float = 120):
     """The installed console script, as other tools call it, running this checkout's code (a git worktree's too:
     the editable install points at the main checkout)."""
     exe = shutil.which("sam3d-ros") or sys.executable
     cmd = [exe] if exe.endswith("sam3d-ros") else [exe, "-m", "sam3d_ros.tools.cli"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
-    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=timeout_s, env=env)
 
 
 def base_args(d, out, depth="depth.png"):

@@ -110,6 +110,15 @@ def test_remove_and_clear(tmp_path: Path) -> None:
     assert "a_v3.glb" in names(tmp_path)
 
 
+def test_an_archive_keeps_every_version_and_removed_objects(tmp_path: Path) -> None:
+    """keep_versions=None (a recording's meshes, `sam3d-ros replay`): nothing that a message may refer to goes."""
+    cache = MeshCache(tmp_path, formats=("ply",), keep_versions=None)
+    for version in (1, 2, 3):
+        cache.write("a", version, coloured_box(seed=version))
+    cache.remove("a")
+    assert names(tmp_path) == ["a_v1.ply", "a_v2.ply", "a_v3.ply"]
+
+
 def test_names_are_sanitised_like_frame_names(tmp_path: Path) -> None:
     for object_id in ("mug 3/a-b", "7", "a.b c", "already_fine", "ä"):
         assert safe_name(object_id) == frame_name("", object_id)

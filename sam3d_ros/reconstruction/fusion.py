@@ -33,6 +33,7 @@ from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.mesh_simplification import simplified_mesh
 from sam3d_ros.geometry.transforms import invert_transform, transform_points
 
 BYTES_PER_VOXEL = 12  # tsdf float32, weight float32, colour 3 x uint8, colour-observed flag
@@ -58,6 +59,7 @@ class FusionConfig:
     outlier_jump_m: float = 0.01  # pixels further than this from their 3x3 median depth are not integrated
     mask_erode_px: int = 2  # the mask's rim (flying pixels, mixed depth) is not integrated as surface
     carve_margin_px: int = 3  # free space is carved only this far outside the mask (pose and mask error)
+    max_triangles: int = 5000  # the fused mesh is decimated (quadric) above this many triangles (0 = never)
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
@@ -136,11 +138,7 @@ class ObjectFusion:
             raise ValueError("the prior mesh has no faces or no finite bounds")
         self.grid = _grid_for(np.asarray(prior_mesh_obj.bounds, dtype=np.float64), self.config)
         self.truncation_m = self.config.truncation_voxels * self.grid.voxel_m
-        centres_obj = self.grid.centres_obj()
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.core.Tensor(np.asarray(prior_mesh_obj.vertices, dtype=np.float32)),
-                            o3d.core.Tensor(np.asarray(prior_mesh_obj.faces, dtype=np.uint32)))
-        sdf = scene.compute_signed_distance(o3d.core.Tensor(centres_obj.astype(np.float32))).numpy()
+        sdf = self._prior_sdf(prior_mesh_obj)
         self.tsdf = np.clip(sdf / self.truncation_m, -1.0, 1.0).astype(np.float32)  # normalised by the truncation
         self.weight = np.full(self.tsdf.shape, self.config.prior_weight, dtype=np.float32)
         self.colour = np.zeros((self.tsdf.size, 3), dtype=np.uint8)
@@ -151,6 +149,29 @@ class ObjectFusion:
         self.views_skipped = 0
         self.changed_voxels = 0  # sign flips since the last `mesh()` call
         self.skip_reasons: dict[str, int] = {}
+
+    def _prior_sdf(self, prior_mesh_obj: trimesh.Trimesh) -> np.ndarray:
+        """Signed distance of every voxel centre to the prior (negative inside): on every second voxel first, then
+        exactly on the voxels that may lie within the truncation band (the rest only needs its sign)."""
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.core.Tensor(np.asarray(prior_mesh_obj.vertices, dtype=np.float32)),
+                            o3d.core.Tensor(np.asarray(prior_mesh_obj.faces, dtype=np.uint32)))
+
+        def signed_distance(points_obj: np.ndarray) -> np.ndarray:
+            # In chunks: open3d holds the GIL while it computes; a node's tracking thread gets it between them.
+            points = points_obj.astype(np.float32)
+            return np.concatenate([scene.compute_signed_distance(o3d.core.Tensor(points[i:i + 5000])).numpy()
+                                   for i in range(0, len(points), 5000)] or [np.zeros(0, np.float32)])
+
+        shape = self.grid.shape
+        ax, ay, az = (axis[::2] for axis in self.grid.axes_obj())
+        coarse_obj = np.stack(np.meshgrid(ax, ay, az, indexing="ij"), axis=-1).reshape(-1, 3)
+        coarse = signed_distance(coarse_obj).reshape(len(ax), len(ay), len(az))
+        sdf = np.repeat(np.repeat(np.repeat(coarse, 2, 0), 2, 1), 2, 2)[: shape[0], : shape[1], : shape[2]].ravel()
+        near = np.flatnonzero(np.abs(sdf) < self.truncation_m + 2.0 * self.grid.voxel_m)
+        ijk = np.stack(np.unravel_index(near, shape), axis=1)
+        sdf[near] = signed_distance(self.grid.origin_obj + self.grid.voxel_m * ijk)
+        return sdf
 
     # -- memory ------------------------------------------------------------------------------------------------
     @property
@@ -340,6 +361,10 @@ class ObjectFusion:
             mesh = max(parts, key=lambda part: len(part.faces))
         if mesh.is_watertight and mesh.volume < 0:
             mesh.invert()
+        if self.config.max_triangles and len(mesh.faces) > self.config.max_triangles:
+            reduced = simplified_mesh(mesh, self.config.max_triangles)
+            if reduced.is_watertight or not mesh.is_watertight:
+                mesh = reduced
         mesh.visual.vertex_colors = self._vertex_colours(np.asarray(mesh.vertices))
         return mesh
 

@@ -47,7 +47,8 @@ from sam3d_ros.ros.node_statistics import NodeStatistics
 from sam3d_ros.ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
 from sam3d_ros.ros.tf_listener import TransformLookupError, make_transform_lookup
 from sam3d_ros.ros.tf_publisher import make_transform_broadcaster
-from sam3d_ros.tracking.fused_models import FusedModels, FusionFrame, FusionView
+from sam3d_ros.tracking.fused_models import FusionFrame, FusionProcess, FusionView
+from sam3d_ros.tracking.pose_tracking import ObjectModel
 from sam3d_ros.tracking.mesh_cache import MeshCache, check_mesh_formats
 from sam3d_ros.tracking.scheduler import Job, ReconstructionScheduler
 from sam3d_ros.tracking.tracker import ObjectTracker, ReconstructionRequest, Track, TrackerConfig
@@ -309,9 +310,10 @@ class PerceptionNode(Node):
         self._pending: FrameSet | None = None
         self._pending_cv = threading.Condition()
         self._stop = False
-        # Fusion runs on its own thread, fed the newest tracked frame (a newer one replaces a waiting one).
-        self.fused_models = FusedModels(FusionConfig(voxel_budget=int(p["fusion_voxel_budget"])),
-                                        float(p["fusion_min_interval_s"])) if p["fusion"] else None
+        # Fusion runs in a child process (its numpy work never holds this process's GIL), fed from a thread with the
+        # newest tracked frame (a newer one replaces a waiting one).
+        self.fused_models = FusionProcess(FusionConfig(voxel_budget=int(p["fusion_voxel_budget"])),
+                                          float(p["fusion_min_interval_s"])) if p["fusion"] else None
         self.fusion_scheduler = ReconstructionScheduler(
             self._fuse, self._on_fused, queue_size=1, name="sam3d_fusion") if p["fusion"] else None
         self._scene_frame: tuple[np.ndarray | None, str, int] | None = None  # latest (T_frame_cam, frame id, stamp)
@@ -508,7 +510,7 @@ class PerceptionNode(Node):
             if update.to_reconstruct:
                 self._submit(frame, update.to_reconstruct)
             if self.fusion_scheduler is not None and frame.depth_m is not None and update.seen:
-                self.fusion_scheduler.submit(FusionFrame(frame.stamp_ns, frame.depth_m, frame.rgb, frame.intrinsics, self._plane_cam, [
+                self.fusion_scheduler.submit(FusionFrame(frame.stamp_ns, frame.depth_m, frame.rgb, frame.intrinsics, None, [
                     FusionView(t.track_id, t.mesh_version, t.reconstruction.mesh_obj, t.T_cam_obj, t.last_observation.mask,
                                t.fitness, t.rmse_m) for t in update.seen]))
             out_header = Header(stamp=header.stamp, frame_id=frame_id)
@@ -743,15 +745,16 @@ class PerceptionNode(Node):
 
     # -- fusion (fusion thread) ----------------------------------------------------------------------------------
     def _fuse(self, frame: FusionFrame) -> list[tuple[Any, _PreparedMeshes]]:
-        """On the fusion thread: integrate the frame's views; each fused mesh due, converted for the outputs."""
+        """On the fusion thread: the fusion process integrates the frame's views; each fused mesh due comes back with
+        its tracking model and its output messages, made here, off the node's lock."""
         with self._lock:
-            self.fused_models.forget(set(self.tracker.tracks))
             reconstructions = {t.track_id: t.reconstruction for t in self.tracker.tracks.values()}
         due = []
-        for fused in self.fused_models.integrate(frame, time.monotonic()):
+        for fused in self.fused_models.integrate(frame, time.monotonic(), set(reconstructions)):
             reconstruction = reconstructions.get(fused.track_id)
             if reconstruction is not None:
-                due.append((fused, self._prepare_meshes([replace(reconstruction, mesh_obj=fused.mesh_obj)])))
+                model = ObjectModel.from_mesh(fused.mesh_obj)
+                due.append((fused, model, self._prepare_meshes([replace(reconstruction, mesh_obj=fused.mesh_obj)])))
         return due
 
     def _on_fused(self, job: Job, result: Any, error: BaseException | None, elapsed_s: float) -> None:
@@ -764,8 +767,8 @@ class PerceptionNode(Node):
         with self._lock:
             if self._stopping:
                 return
-            for fused, prepared in result:
-                track = self.tracker.install_mesh(fused.track_id, fused.mesh_obj, fused.mesh_version)
+            for fused, model, prepared in result:
+                track = self.tracker.install_mesh(fused.track_id, fused.mesh_obj, fused.mesh_version, model)
                 if track is None:
                     continue
                 self.fused_models.installed(track.track_id, track.mesh_version)
@@ -917,7 +920,7 @@ class PerceptionNode(Node):
             tracks = list(self.tracker.tracks.values())
         fusion = None
         if self.fused_models is not None:
-            fusion = {"bytes": self.fused_models.bytes_by_object(), "views integrated": self.fused_models.views_integrated,
+            fusion = {"bytes": self.fused_models.bytes_by_object, "views integrated": self.fused_models.views_integrated,
                       "views skipped": self.fused_models.views_skipped, "last skip": self.fused_models.last_skip_reason}
         self.diagnostics_pub.publish(conversions.make_diagnostic_array(
             self.get_clock().now().to_msg(),
@@ -943,10 +946,10 @@ class PerceptionNode(Node):
         close = getattr(getattr(pipeline, "backend", None), "close", None)
         if close is not None:
             close()
-        for name in ("scheduler", "fusion_scheduler"):
-            scheduler = getattr(self, name, None)
-            if scheduler is not None:
-                scheduler.close()
+        for name in ("scheduler", "fusion_scheduler", "fused_models"):
+            worker = getattr(self, name, None)
+            if worker is not None:
+                worker.close()
         super().destroy_node()
 
 def _moved(T_a: np.ndarray, T_b: np.ndarray, min_motion_m: float, min_rotation_rad: float = np.radians(2.0)) -> bool:

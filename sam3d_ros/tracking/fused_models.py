@@ -12,6 +12,7 @@ differ.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,9 @@ import trimesh
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.geometry.transforms import invert_transform
+from sam3d_ros.geometry.types import ObjectPrompt
 from sam3d_ros.reconstruction.fusion import FusionConfig, ObjectFusion
+from sam3d_ros.reconstruction.pipeline import support_plane_around
 
 
 @dataclass
@@ -43,7 +46,7 @@ class FusionFrame:
     depth_m: np.ndarray
     rgb: np.ndarray | None
     intrinsics: CameraIntrinsics
-    support_plane_cam: np.ndarray | None
+    support_plane_cam: np.ndarray | None  # None: estimated here from the frame's depth around the objects
     views: list[FusionView]
 
 
@@ -111,6 +114,10 @@ class FusedModels:
         """Fuse the frame's new views; the fused meshes now due (see the module docstring). A view that fails is
         skipped and counted; it never costs the other objects."""
         due = []
+        plane_cam = frame.support_plane_cam
+        if plane_cam is None and frame.views:  # per frame: a moving camera sees the table differently every frame
+            plane_cam = support_plane_around(frame.depth_m, frame.intrinsics,
+                                             [ObjectPrompt(view.track_id, mask=view.mask) for view in frame.views])
         union = None
         if len(frame.views) > 1:
             union = np.zeros(frame.depth_m.shape, dtype=np.uint16)
@@ -128,7 +135,7 @@ class FusedModels:
             occluders = None if union is None else (union - view.mask.astype(np.uint16)) > 0
             result = model.fusion.integrate(frame.depth_m, view.mask, frame.intrinsics, view.T_cam_obj, rgb=frame.rgb,
                                             fitness=view.fitness, rmse_m=view.rmse_m,
-                                            support_plane_cam=frame.support_plane_cam, occluders_mask=occluders)
+                                            support_plane_cam=plane_cam, occluders_mask=occluders)
             if not result.accepted:
                 model.directions_obj.pop()
                 model.distances_m.pop()
@@ -163,4 +170,87 @@ class FusedModels:
         return {track_id: model.fusion.bytes_used for track_id, model in list(self._models.items())}
 
 
-__all__ = ["FusedMesh", "FusedModels", "FusionFrame", "FusionView"]
+
+
+def _serve(connection, config: FusionConfig, min_interval_s: float) -> None:
+    """The child process of `FusionProcess`: one FusedModels, driven by messages until "stop" or a closed pipe. It
+    runs at a lower CPU priority (nice 10): on a busy machine tracking comes first."""
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    models = FusedModels(config, min_interval_s)
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "stop":
+            return
+        if message[0] == "installed":
+            models.installed(*message[1:])
+            continue
+        _, frame, now_s, keep_ids = message
+        try:
+            models.forget(keep_ids)
+            due, error = models.integrate(frame, now_s), ""
+        except Exception as exc:  # one bad frame costs itself only
+            due, error = [], f"{type(exc).__name__}: {exc}"
+        connection.send((due, error, models.bytes_by_object(), models.views_integrated, models.views_skipped,
+                         models.last_skip_reason))
+
+
+class FusionProcess:
+    """`FusedModels` in a child process, so its numpy work never holds the caller's GIL (a node's tracking thread
+    keeps its latency). `integrate` blocks its calling thread until the child answers; one caller at a time."""
+
+    def __init__(self, config: FusionConfig | None = None, min_interval_s: float = 1.0) -> None:
+        import multiprocessing
+
+        config = config or FusionConfig()
+        config.validate()
+        context = multiprocessing.get_context("spawn")  # no fork of a process with DDS threads
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, config, min_interval_s), name="sam3d_fusion",
+                                        daemon=True)
+        self._process.start()
+        child.close()
+        self.bytes_by_object: dict[str, int] = {}
+        self.views_integrated = 0
+        self.views_skipped = 0
+        self.last_skip_reason = ""
+
+    def integrate(self, frame: FusionFrame, now_s: float, keep_ids: set[str]) -> list[FusedMesh]:
+        """Forget models not in `keep_ids`, fuse the frame (see FusedModels.integrate); RuntimeError when the child
+        failed on it or is gone."""
+        try:
+            self._connection.send(("integrate", frame, now_s, set(keep_ids)))
+            due, error, self.bytes_by_object, self.views_integrated, self.views_skipped, self.last_skip_reason = \
+                self._connection.recv()
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            raise RuntimeError(f"the fusion process is gone: {exc}") from exc
+        if error:
+            raise RuntimeError(error)
+        return due
+
+    def installed(self, track_id: str, mesh_version: int) -> None:
+        """See FusedModels.installed."""
+        try:
+            self._connection.send(("installed", track_id, mesh_version))
+        except (OSError, BrokenPipeError):
+            pass
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop and join the child process."""
+        try:
+            self._connection.send(("stop",))
+        except (OSError, BrokenPipeError):
+            pass
+        self._process.join(timeout_s)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout_s)
+        self._connection.close()
+
+
+__all__ = ["FusedMesh", "FusedModels", "FusionFrame", "FusionProcess", "FusionView"]

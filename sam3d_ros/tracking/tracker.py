@@ -394,14 +394,15 @@ class ObjectTracker:
             updated.append(track)
         return updated
 
-    def install_mesh(self, track_id: str, mesh_obj, based_on_version: int) -> Track | None:
+    def install_mesh(self, track_id: str, mesh_obj, based_on_version: int, model: ObjectModel | None = None) -> Track | None:
         """Replace a track's mesh by a refined one in the same object frame (a fused multi-view model): the pose is
-        kept, the tracking model is rebuilt, `mesh_version` counts up. None (nothing changed) when the track is gone,
-        has no mesh, or was reconstructed again since `based_on_version` (the refined mesh is in an old frame)."""
+        kept, the tracking model (`model`, built from the mesh when None) replaced, `mesh_version` counts up. None
+        (nothing changed) when the track is gone, has no mesh, or was reconstructed again since `based_on_version`
+        (the refined mesh is in an old frame)."""
         track = self.tracks.get(track_id)
         if track is None or track.reconstruction is None or track.mesh_version != based_on_version:
             return None
-        model = ObjectModel.from_mesh(mesh_obj)
+        model = model or ObjectModel.from_mesh(mesh_obj)
         size_obj = np.asarray(mesh_obj.extents, dtype=np.float64)
         track.reconstruction = replace(track.reconstruction, mesh_obj=mesh_obj, size_obj=size_obj)
         track.model = model

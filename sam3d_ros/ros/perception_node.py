@@ -760,6 +760,8 @@ class PerceptionNode(Node):
     def _on_fused(self, job: Job, result: Any, error: BaseException | None, elapsed_s: float) -> None:
         """Install the fused meshes in the tracker: the next tracked frame sends the collision ADD and the markers;
         the mesh files are written here."""
+        if self._stopping:
+            return
         if error is not None:
             self.warn(f"fusion:{type(error).__name__}", f"fusion of a frame failed: {type(error).__name__}: {error}")
             return
@@ -946,7 +948,7 @@ class PerceptionNode(Node):
         close = getattr(getattr(pipeline, "backend", None), "close", None)
         if close is not None:
             close()
-        for name in ("scheduler", "fusion_scheduler", "fused_models"):
+        for name in ("scheduler", "fused_models", "fusion_scheduler"):  # the fusion process first: its thread waits on it
             worker = getattr(self, name, None)
             if worker is not None:
                 worker.close()

@@ -205,30 +205,46 @@ class FusionProcess:
     keeps its latency). `integrate` blocks its calling thread until the child answers; one caller at a time."""
 
     def __init__(self, config: FusionConfig | None = None, min_interval_s: float = 1.0) -> None:
-        import multiprocessing
-
-        config = config or FusionConfig()
-        config.validate()
-        context = multiprocessing.get_context("spawn")  # no fork of a process with DDS threads
-        self._connection, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, config, min_interval_s), name="sam3d_fusion",
-                                        daemon=True)
-        self._process.start()
-        child.close()
+        self._config = config or FusionConfig()
+        self._config.validate()
+        self._min_interval_s = min_interval_s
+        self._closed = False
+        self._start()
+        self.restarts = 0
         self.bytes_by_object: dict[str, int] = {}
         self.views_integrated = 0
         self.views_skipped = 0
         self.last_skip_reason = ""
 
+    def _start(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no fork of a process with DDS threads
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, self._config, self._min_interval_s),
+                                        name="sam3d_fusion", daemon=True)
+        self._process.start()
+        child.close()
+
     def integrate(self, frame: FusionFrame, now_s: float, keep_ids: set[str]) -> list[FusedMesh]:
         """Forget models not in `keep_ids`, fuse the frame (see FusedModels.integrate); RuntimeError when the child
-        failed on it or is gone."""
+        failed on it, or died (it is started again, its models empty, for the next frame)."""
+        if self._closed:
+            raise RuntimeError("the fusion process was stopped")
         try:
             self._connection.send(("integrate", frame, now_s, set(keep_ids)))
             due, error, self.bytes_by_object, self.views_integrated, self.views_skipped, self.last_skip_reason = \
                 self._connection.recv()
-        except (EOFError, OSError, BrokenPipeError) as exc:
-            raise RuntimeError(f"the fusion process is gone: {exc}") from exc
+        except (EOFError, OSError, TypeError) as exc:  # TypeError: the pipe was closed meanwhile
+            if self._closed:
+                raise RuntimeError("the fusion process was stopped") from exc
+            self._process.join(1.0)
+            code = self._process.exitcode
+            self._connection.close()
+            self._start()
+            self.restarts += 1
+            self.bytes_by_object = {}
+            raise RuntimeError(f"the fusion process died (exit code {code}: {exc}); started again") from exc
         if error:
             raise RuntimeError(error)
         return due
@@ -240,8 +256,9 @@ class FusionProcess:
         except (OSError, BrokenPipeError):
             pass
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop and join the child process."""
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Stop the child process (terminated when it does not stop within `timeout_s`: it may be mid-frame)."""
+        self._closed = True
         try:
             self._connection.send(("stop",))
         except (OSError, BrokenPipeError):
@@ -249,7 +266,7 @@ class FusionProcess:
         self._process.join(timeout_s)
         if self._process.is_alive():
             self._process.terminate()
-            self._process.join(timeout_s)
+            self._process.join(2.0)
         self._connection.close()
 
 

@@ -138,8 +138,11 @@ def grasp_entry(T_frame_grasp: np.ndarray, width_m: float, score: float) -> dict
             "width": round(float(width_m), 5), "score": round(float(score), 4)}
 
 
-def write_results(out_dir: Path, frame_id: str, objects: list[ObjectReconstruction], glb: bool = True) -> Path:
-    """DIR/objects.json plus one PLY (and GLB) mesh per object, in metres in the object frame."""
+def write_results(out_dir: Path, frame_id: str, objects: list[ObjectReconstruction], glb: bool = True,
+                  stamp_ns: int | None = None) -> Path:
+    """DIR/objects.json plus one PLY (and GLB) mesh per object, in metres in the object frame. Poses are in `frame_id`
+    (`T_cam_obj` of each object is read as its pose in that frame); `stamp_ns`, when given, is the time they hold for
+    ("stamp_ns" in the JSON)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -167,5 +170,9 @@ def write_results(out_dir: Path, frame_id: str, objects: list[ObjectReconstructi
         if obj.backend == "sam3d" and timings:
             entries[-1]["timings"] = timings
     path = out_dir / "objects.json"
-    path.write_text(json.dumps({"frame_id": frame_id, "objects": entries}, indent=2))
+    scene: dict = {"frame_id": frame_id}
+    if stamp_ns is not None:
+        scene["stamp_ns"] = int(stamp_ns)
+    scene["objects"] = entries
+    path.write_text(json.dumps(scene, indent=2))
     return path

@@ -30,6 +30,7 @@ class NodeStatistics:
     meshes_not_from_model: int = 0  # reconstructions whose mesh the model did not give (a stand-in, with a reason)
     last_no_mesh_reason: str = ""
     objects_removed: int = 0
+    fused_meshes: int = 0  # fused multi-view meshes installed
     # Per input topic: messages lost before the node's callbacks (publisher sequence gaps); None where the ROS
     # distribution gives callbacks no message info (Humble), so such losses cannot be seen. Where the message info
     # does not name the publisher (Jazzy), messages that came while the topic had several publishers are not checked
@@ -78,8 +79,10 @@ class NodeStatistics:
         return (self.frames_dropped_busy + self.frames_dropped_sync + self.unmatched_images + self.frames_invalid
                 + self.frames_dropped_tf + self.images_lost_before_node)
 
-    def statuses(self, node_name: str, backend: str, scheduler: Any, tracks: list[Any]) -> list[tuple[str, str, str, str, dict]]:
-        """(name, hardware_id, level, message, values) of the pipeline and of the reconstruction worker."""
+    def statuses(self, node_name: str, backend: str, scheduler: Any, tracks: list[Any],
+                 fusion: dict[str, Any] | None = None) -> list[tuple[str, str, str, str, dict]]:
+        """(name, hardware_id, level, message, values) of the pipeline, of the reconstruction worker and, with
+        `fusion` ({"bytes": {object id: bytes}, "views integrated", "views skipped", "last skip"}), of fusion."""
         dropped = self.frames_dropped
         new_drops = dropped - self._last_dropped
         self._last_dropped = dropped
@@ -128,4 +131,19 @@ class NodeStatistics:
         if self.meshes_not_from_model:
             worker_message += f"; {self.meshes_not_from_model} mesh(es) not from the model: {self.last_no_mesh_reason}"
         worker = (f"{node_name}: reconstruction", backend, worker_level, worker_message, worker_values)
-        return [pipeline, worker]
+        if fusion is None:
+            return [pipeline, worker]
+        by_object = fusion.get("bytes", {})
+        total_mb = sum(by_object.values()) / 1e6
+        fusion_values: dict[str, Any] = {
+            "objects fused": len(by_object), "memory MB (all objects)": total_mb,
+            "views integrated": fusion.get("views integrated", 0), "views skipped": fusion.get("views skipped", 0),
+            "fused meshes installed": self.fused_meshes,
+        }
+        if fusion.get("last skip"):
+            fusion_values["last view skipped"] = fusion["last skip"]
+        for object_id, nbytes in sorted(by_object.items()):
+            fusion_values[f"memory MB {object_id}"] = nbytes / 1e6
+        fusion_status = (f"{node_name}: fusion", "fusion", "ok", f"{len(by_object)} object model(s), {total_mb:.1f} MB",
+                         fusion_values)
+        return [pipeline, worker, fusion_status]

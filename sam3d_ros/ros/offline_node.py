@@ -83,7 +83,10 @@ class OfflinePerceptionNode(PerceptionNode):
         self.inputs: dict[str, list[tuple[type, Callable]]] = {}
         self.frames_processed = 0
         self._next_diagnostics_ns: int | None = None
-        kwargs["parameter_overrides"] = [*kwargs.get("parameter_overrides", ()), Parameter("use_sim_time", value=True)]
+        # Fusion runs in a process of its own at its own pace: offline its output would depend on the machine's speed
+        # (not replayed yet: README "Recorded data").
+        kwargs["parameter_overrides"] = [*kwargs.get("parameter_overrides", ()), Parameter("use_sim_time", value=True),
+                                         Parameter("fusion", value=False)]
         super().__init__(**kwargs)
 
     # -- rclpy entry points --------------------------------------------------------------------------------------

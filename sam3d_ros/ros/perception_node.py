@@ -42,6 +42,7 @@ from sam3d_ros.reconstruction.backends.sam3d import options_from_parameters
 from sam3d_ros.reconstruction.box_segmenter import METHODS as BOX_SEGMENTATION_METHODS
 from sam3d_ros.reconstruction.box_segmenter import DepthBoxSegmenter, create_box_segmenter
 from sam3d_ros.reconstruction.files import write_results
+from sam3d_ros.reconstruction.fusion import FusionConfig
 from sam3d_ros.reconstruction.pipeline import PerceptionPipeline, PipelineResult, plan_grasps, support_plane_around
 from sam3d_ros.reconstruction.segmentation import best_scored_prompts, boxes_in_image, largest_label_prompts
 from sam3d_ros.ros import conversions
@@ -49,6 +50,8 @@ from sam3d_ros.ros.node_statistics import NodeStatistics
 from sam3d_ros.ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
 from sam3d_ros.ros.tf_listener import TransformLookupError, make_transform_lookup
 from sam3d_ros.ros.tf_publisher import make_transform_broadcaster
+from sam3d_ros.tracking.fused_models import FusionFrame, FusionProcess, FusionView
+from sam3d_ros.tracking.pose_tracking import ObjectModel
 from sam3d_ros.tracking.mesh_cache import MeshCache, check_mesh_formats
 from sam3d_ros.tracking.scheduler import Job, ReconstructionScheduler
 from sam3d_ros.tracking.tracker import ObjectTracker, ReconstructionRequest, Track, TrackerConfig
@@ -105,6 +108,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "degraded_frames": (5, "Consecutive degraded fits before the object is reconstructed again."),
     "tracking_points": (600, "Depth points per object and frame used to track the pose (ICP)."),
     "reconstruction_queue_size": (1, "Reconstruction requests waiting behind the running one; a newer request replaces the oldest waiting one."),
+    "fusion": (False, "Fuse every tracked view of an object into a multi-view model in the object's frame (off the tracking thread); its mesh replaces the single-view one at most once per fusion_min_interval_s, when it changed (markers, collision ADD and mesh files sent again)."),
+    "fusion_voxel_budget": (500000, "Most voxels of one object's fused model (12 bytes each): bounds its memory."),
+    "fusion_min_interval_s": (1.0, "Shortest time (s) between two fused meshes of one object."),
     "publish_tf": (True, "Broadcast one TF frame per object on /tf."),
     "publish_collision_objects": (True, "Publish moveit_msgs/CollisionObject (ADD/MOVE/REMOVE) on ~/collision_objects."),
     "apply_planning_scene": (False, "Also publish the collision objects as PlanningScene diffs on planning_scene_topic (MoveIt's move_group applies them)."),
@@ -165,7 +171,8 @@ def validate_parameters(params: dict[str, Any]) -> None:
     tracker_config(params).validate()
     at_least = {"target_frame_timeout_s": 0.0, "target_frame_hold_s": 0.0, "sync_slop_s": 0.0, "segmentation_slop_s": 0.0,
                 "depth_timeout_s": 0.0, "collision_min_motion_m": 0.0, "warning_period_s": 0.0, "min_mask_pixels": 1,
-                "sync_queue_size": 1, "input_qos_depth": 1, "reconstruction_queue_size": 0, "marker_max_triangles": 1}
+                "sync_queue_size": 1, "input_qos_depth": 1, "reconstruction_queue_size": 0, "marker_max_triangles": 1,
+                "fusion_voxel_budget": 1000, "fusion_min_interval_s": 0.0}
     for name, low in at_least.items():
         if not params[name] >= low:
             raise ValueError(f"{name} must be >= {low}, got {params[name]}")
@@ -336,6 +343,13 @@ class PerceptionNode(Node):
         self._pending: FrameSet | None = None
         self._pending_cv = threading.Condition()
         self._stop = False
+        # Fusion runs in a child process (its numpy work never holds this process's GIL), fed from a thread with the
+        # newest tracked frame (a newer one replaces a waiting one).
+        self.fused_models = FusionProcess(FusionConfig(voxel_budget=int(p["fusion_voxel_budget"])),
+                                          float(p["fusion_min_interval_s"])) if p["fusion"] else None
+        self.fusion_scheduler = ReconstructionScheduler(
+            self._fuse, self._on_fused, queue_size=1, name="sam3d_fusion") if p["fusion"] else None
+        self._scene_frame: tuple[np.ndarray | None, str, int] | None = None  # latest (T_frame_cam, frame id, stamp)
         self._worker = threading.Thread(target=self._track_loop, name="sam3d_tracking", daemon=True)
         self._worker.start()
         self.create_timer(2.0, self._check_inputs)
@@ -536,8 +550,13 @@ class PerceptionNode(Node):
                 return
             update = self.tracker.update(frame_set.stamp_ns, observations, T_fixed_cam=T_frame_cam)
             tracked_s = time.monotonic()
+            self._scene_frame = (T_frame_cam, frame_id, frame_set.stamp_ns)
             if update.to_reconstruct:
                 self._submit(frame, update.to_reconstruct)
+            if self.fusion_scheduler is not None and frame.depth_m is not None and update.seen:
+                self.fusion_scheduler.submit(FusionFrame(frame.stamp_ns, frame.depth_m, frame.rgb, frame.intrinsics, None, [
+                    FusionView(t.track_id, t.mesh_version, t.reconstruction.mesh_obj, t.T_cam_obj, t.last_observation.mask,
+                               t.fitness, t.rmse_m) for t in update.seen]))
             out_header = Header(stamp=header.stamp, frame_id=frame_id)
             self._publish_poses(out_header, T_frame_cam, update.seen, update.kept)
             if update.removed:
@@ -774,6 +793,59 @@ class PerceptionNode(Node):
             else:
                 self._publish_markers(out_header, T_frame_cam)
 
+    # -- fusion (fusion thread) ----------------------------------------------------------------------------------
+    def _fuse(self, frame: FusionFrame) -> list[tuple[Any, _PreparedMeshes]]:
+        """On the fusion thread: the fusion process integrates the frame's views; each fused mesh due comes back with
+        its tracking model and its output messages, made here, off the node's lock."""
+        with self._lock:
+            reconstructions = {t.track_id: t.reconstruction for t in self.tracker.tracks.values()}
+        due = []
+        for fused in self.fused_models.integrate(frame, time.monotonic(), set(reconstructions)):
+            reconstruction = reconstructions.get(fused.track_id)
+            if reconstruction is not None:
+                model = ObjectModel.from_mesh(fused.mesh_obj)
+                due.append((fused, model, self._prepare_meshes([replace(reconstruction, mesh_obj=fused.mesh_obj)])))
+        return due
+
+    def _on_fused(self, job: Job, result: Any, error: BaseException | None, elapsed_s: float) -> None:
+        """Install the fused meshes in the tracker: the next tracked frame sends the collision ADD and the markers;
+        the mesh files are written here."""
+        if self._stopping:
+            return
+        if error is not None:
+            self.warn(f"fusion:{type(error).__name__}", f"fusion of a frame failed: {type(error).__name__}: {error}")
+            return
+        new_meshes = []
+        with self._lock:
+            if self._stopping:
+                return
+            for fused, model, prepared in result:
+                track = self.tracker.install_mesh(fused.track_id, fused.mesh_obj, fused.mesh_version, model)
+                if track is None:
+                    continue
+                self.fused_models.installed(track.track_id, track.mesh_version)
+                self.stats.fused_meshes += 1
+                for kept, new in ((self._collision_shapes, prepared.collision_shapes),
+                                  (self._marker_meshes, prepared.triangle_lists)):
+                    kept.pop(track.track_id, None)
+                    if track.track_id in new:
+                        kept[track.track_id] = new[track.track_id]
+                new_meshes.append((track.track_id, track.mesh_version, fused.mesh_obj))
+                self._markers_stale = True
+        if self.mesh_cache is None or not new_meshes:
+            return
+        for track_id, version, mesh in new_meshes:
+            try:
+                files = self.mesh_cache.write(track_id, version, mesh)
+            except (OSError, InputError) as exc:
+                self.warn("mesh_cache", f"cannot write mesh files to {self.mesh_cache.directory}: {exc}")
+                continue
+            with self._lock:
+                track = self.tracker.tracks.get(track_id)
+                if track is not None and track.mesh_version == version:
+                    self._mesh_files[track_id] = files
+                    self._markers_stale = True
+
     # -- outputs -------------------------------------------------------------------------------------------------
     def _publish_poses(self, header: Header, T_frame_cam: np.ndarray | None, seen: list[Track], kept: list[Track]) -> None:
         seen_objects = [t.reconstruction for t in seen]
@@ -888,14 +960,18 @@ class PerceptionNode(Node):
             tracks = [t for t in self.tracker.tracks.values() if t.reconstruction is not None]
             objects = [t.reconstruction for t in tracks]
             stamp_ns = max((t.pose_ns for t in tracks), default=0)
-            camera_frame = self._camera_frame_id
+            frame_id = self._camera_frame_id or "camera"
+            if self._scene_frame is not None:  # poses as of the latest tracked frame, in its output frame
+                T_frame_cam, frame_id, stamp_ns = self._scene_frame
+                if T_frame_cam is not None:
+                    objects = [replace(obj, T_cam_obj=T_frame_cam @ obj.T_cam_obj) for obj in objects]
         if not objects:
             response.success, response.message = False, "no object with a mesh to save: nothing written"
             return response
         root = Path(self.params["scene_dir"] or Path.home() / ".ros" / "sam3d_ros" / "scenes").expanduser()
         out_dir = root / f"scene_{stamp_ns}"
         try:
-            path = write_results(out_dir, camera_frame or "camera", objects)
+            path = write_results(out_dir, frame_id, objects, stamp_ns=stamp_ns)
         except OSError as exc:
             response.success, response.message = False, f"cannot write the scene to {out_dir}: {exc}"
             return response
@@ -907,8 +983,13 @@ class PerceptionNode(Node):
     def _publish_diagnostics(self) -> None:
         with self._lock:
             tracks = list(self.tracker.tracks.values())
+        fusion = None
+        if self.fused_models is not None:
+            fusion = {"bytes": self.fused_models.bytes_by_object, "views integrated": self.fused_models.views_integrated,
+                      "views skipped": self.fused_models.views_skipped, "last skip": self.fused_models.last_skip_reason}
         self.diagnostics_pub.publish(conversions.make_diagnostic_array(
-            self.get_clock().now().to_msg(), self.stats.statuses(self.get_fully_qualified_name(), self.pipeline.backend.name, self.scheduler, tracks)
+            self.get_clock().now().to_msg(),
+            self.stats.statuses(self.get_fully_qualified_name(), self.pipeline.backend.name, self.scheduler, tracks, fusion)
         ))
 
     def destroy_node(self) -> None:
@@ -930,9 +1011,10 @@ class PerceptionNode(Node):
         close = getattr(getattr(pipeline, "backend", None), "close", None)
         if close is not None:
             close()
-        scheduler = getattr(self, "scheduler", None)
-        if scheduler is not None:
-            scheduler.close()
+        for name in ("scheduler", "fused_models", "fusion_scheduler"):  # the fusion process first: its thread waits on it
+            worker = getattr(self, name, None)
+            if worker is not None:
+                worker.close()
         super().destroy_node()
 
 def _create_grasp_array_publisher(node: Node) -> Any:

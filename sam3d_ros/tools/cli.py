@@ -1,5 +1,5 @@
 """`sam3d-ros`: the command line. `reconstruct` runs the node's pipeline on files, `replay` the node on a rosbag2;
-`eval`, `eval-tracking`, `eval-grasps`, `bench` and `bench-node` measure it."""
+`eval`, `eval-tracking`, `eval-grasps`, `eval-fusion`, `bench` and `bench-node` measure it."""
 from __future__ import annotations
 
 import argparse
@@ -205,6 +205,34 @@ def eval_grasps(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_fusion(args: argparse.Namespace) -> int:
+    """Multi-view fusion on rendered camera sweeps and turntables, tuning and/or held-out objects."""
+    from sam3d_ros.reconstruction.fusion import FusionConfig
+    from sam3d_ros.tools import object_split
+    from sam3d_ros.tools.fusion_evaluation import format_fusion_evaluation, run_fusion_evaluation
+    from sam3d_ros.tools.synthetic import load_ycb_mesh
+
+    parts = [object_split.TUNING, object_split.HELD_OUT] if args.part == "both" else [args.part]
+    try:
+        config = FusionConfig(**dict((key, float(value)) for key, value in (item.split("=", 1) for item in args.set)))
+        config.voxel_budget = int(config.voxel_budget)
+        config.validate()
+        chosen = {part: list(args.objects) if args.objects else list(object_split.objects(part, args.categories))
+                  for part in parts}
+        for names in chosen.values():
+            for name in names:
+                load_ycb_mesh(name)
+    except (TypeError, ValueError, KeyError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    say = (lambda r: print(f"[eval-fusion] {r.mode} {r.name}: "
+                           + (r.error or " ".join(f"{n}:{s.f1:.2f}" for n, s in r.fused.items())), file=sys.stderr, flush=True)
+           ) if args.verbose else None
+    for part, names in chosen.items():
+        runs = run_fusion_evaluation(names, args.modes, args.views, args.sweep_deg, args.seed, args.backend, config, say)
+        print(format_fusion_evaluation(runs, part if not args.objects else "chosen"), flush=True)
+    return 0
+
+
 def bench_node(args: argparse.Namespace) -> int:
     """Latency image -> TF of the running node at a camera rate with tracked objects, drops and memory."""
     from sam3d_ros.tools.node_bench import format_node_bench, run_node_benchmark
@@ -321,6 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
     eg.add_argument("--gripper", type=Path, help="gripper YAML (default Franka Hand)")
     eg.add_argument("--verbose", action="store_true", help="one line per scene on stderr")
     eg.set_defaults(func=eval_grasps)
+    ef = sub.add_parser("eval-fusion", help="multi-view fusion: mesh accuracy after 1-45 views of rendered sequences")
+    ef.add_argument("--part", choices=["tuning", "held-out", "both"], default="held-out",
+                    help="objects of tools/object_split.py (default held-out)")
+    ef.add_argument("--categories", nargs="+", help="only these categories of the split (e.g. boxes bottles)")
+    ef.add_argument("--objects", nargs="+", help="these YCB objects instead of a part of the split")
+    ef.add_argument("--modes", nargs="+", choices=["sweep", "turntable"], default=["sweep", "turntable"])
+    ef.add_argument("--views", type=int, default=45, help="frames per sequence (default 45)")
+    ef.add_argument("--sweep-deg", type=float, default=150.0, help="camera sweep / turntable angle (default 150)")
+    ef.add_argument("--seed", type=int, default=0, help="seed of the first object's sequences (default 0)")
+    ef.add_argument("--backend", default="depth", help="single-view backend (default depth)")
+    ef.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a FusionConfig setting (repeatable)")
+    ef.add_argument("--verbose", action="store_true", help="one line per sequence on stderr")
+    ef.set_defaults(func=eval_fusion)
     be = sub.add_parser("bench", help="time and peak memory of the first reconstruction (640x480)")
     be.add_argument("--objects", type=int, nargs="+", default=[1, 5, 10], help="objects per frame (default 1 5 10)")
     be.add_argument("--repeats", type=int, default=9, help="frames per size (default 9)")

@@ -57,14 +57,17 @@ class NodeBenchResult:
 
 
 def node_rss_mb(pid: int) -> float:
-    """Resident memory (MB) of process `pid` from /proc (0 when it is gone)."""
+    """Resident memory (MB) of process `pid` and its child processes (the fusion process) from /proc (0 when it is
+    gone)."""
+    total = 0.0
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
+                total += int(line.split()[1]) / 1024.0
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        pass
-    return 0.0
+        return total
+    return total + sum(node_rss_mb(int(child)) for child in children)
 
 
 def _messages(scene, stamp_ns: int) -> tuple:

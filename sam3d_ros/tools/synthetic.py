@@ -822,3 +822,51 @@ def moving_object_sequence(
                 placements = previous
         frames.append(render_scene(placements, T_cam_world, intrinsics, table_size_m, noise, noise_rng))
     return frames
+
+
+def camera_sweep_sequence(
+    names: list[str] | tuple[str, ...], n_frames: int, sweep_deg: float = 150.0, seed: int = 0,
+    distance_m: float = 0.6, elevation_deg: float = 35.0, intrinsics: CameraIntrinsics | None = None,
+    noise: NoiseModel | None = NoiseModel(),
+) -> list[SyntheticScene]:
+    """`n_frames` renders of static upright YCB objects seen by a camera that circles the table centre by
+    `sweep_deg` (a wrist camera or a moving base). Objects stand in a row across the first view (0.2 m apart), turned
+    at random; the start azimuth is random; each frame's `T_cam_world` is the camera's true pose. Determined by `seed`."""
+    if n_frames < 1 or not names:
+        raise ValueError("at least one frame and one object are needed")
+    rng = np.random.default_rng(seed)
+    start_deg = rng.uniform(0.0, 360.0)
+    spacing = 0.2
+    across = np.array([-math.sin(math.radians(start_deg)), math.cos(math.radians(start_deg))])
+    placements = [
+        (name, upright_pose(name, *(across * spacing * (i - (len(names) - 1) / 2)), rng.uniform(0.0, 2 * np.pi)))
+        for i, name in enumerate(names)
+    ]
+    intrinsics = intrinsics or default_intrinsics()
+    noise_rng = np.random.default_rng(seed + 1)
+    step = sweep_deg / max(n_frames - 1, 1)
+    return [
+        render_scene(placements, look_at_camera(distance_m, elevation_deg, start_deg + k * step), intrinsics,
+                     noise=noise, rng=noise_rng)
+        for k in range(n_frames)
+    ]
+
+
+def turntable_sequence(
+    name: str, n_frames: int, turn_deg: float = 150.0, seed: int = 0, distance_m: float = 0.6,
+    elevation_deg: float = 35.0, intrinsics: CameraIntrinsics | None = None, noise: NoiseModel | None = NoiseModel(),
+) -> list[SyntheticScene]:
+    """`n_frames` renders of one upright YCB object turned by `turn_deg` in total about the vertical through its
+    bounding-box centre (a turntable, or a robot turning it), seen by a static camera. Determined by `seed`."""
+    if n_frames < 1:
+        raise ValueError("at least one frame is needed")
+    rng = np.random.default_rng(seed)
+    camera = look_at_camera(distance_m, elevation_deg, rng.uniform(0.0, 360.0))
+    yaw0 = rng.uniform(0.0, 2 * np.pi)
+    intrinsics = intrinsics or default_intrinsics()
+    noise_rng = np.random.default_rng(seed + 1)
+    step = math.radians(turn_deg) / max(n_frames - 1, 1)
+    return [
+        render_scene([(name, upright_pose(name, 0.0, 0.0, yaw0 + k * step))], camera, intrinsics, noise=noise, rng=noise_rng)
+        for k in range(n_frames)
+    ]

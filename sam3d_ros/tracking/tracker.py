@@ -386,13 +386,28 @@ class ObjectTracker:
                 T_cam_obj[:3, 3] += track.centroid_cam - transform_points(T_cam_requested, then.centroid_cam[None])[0]
             track.reconstruction = replace(obj, object_id=track.track_id, label=track.label or obj.label, T_cam_obj=T_cam_obj)
             track.model = model
-            track.mesh_version += 1  # also the number of reconstructions it had
+            track.mesh_version += 1  # counts reconstructions and installed refined meshes
             track.reconstructed_ns = stamp_ns
             track.pose_ns = max(track.pose_ns, stamp_ns)
             track.degraded_count = 0
             track.failed_ns = None
             updated.append(track)
         return updated
+
+    def install_mesh(self, track_id: str, mesh_obj, based_on_version: int, model: ObjectModel | None = None) -> Track | None:
+        """Replace a track's mesh by a refined one in the same object frame (a fused multi-view model): the pose is
+        kept, the tracking model (`model`, built from the mesh when None) replaced, `mesh_version` counts up. None
+        (nothing changed) when the track is gone, has no mesh, or was reconstructed again since `based_on_version`
+        (the refined mesh is in an old frame)."""
+        track = self.tracks.get(track_id)
+        if track is None or track.reconstruction is None or track.mesh_version != based_on_version:
+            return None
+        model = model or ObjectModel.from_mesh(mesh_obj)
+        size_obj = np.asarray(mesh_obj.extents, dtype=np.float64)
+        track.reconstruction = replace(track.reconstruction, mesh_obj=mesh_obj, size_obj=size_obj)
+        track.model = model
+        track.mesh_version += 1
+        return track
 
     def cancel_request(self, request: ReconstructionRequest) -> None:
         """A request that will not run (replaced by a newer one): its tracks wait for the next request."""

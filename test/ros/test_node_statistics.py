@@ -98,3 +98,15 @@ def test_meshes_not_from_the_model_warn_on_the_reconstruction_status_with_the_re
     assert level == "warn" and message.endswith("1 mesh(es) not from the model: stage1_only")
     assert values["meshes not from the model"] == 1 and values["why no model mesh (last)"] == "stage1_only"
     assert values["objects reconstructed"] == 3
+
+
+def test_fusion_memory_is_reported_per_object_and_in_total():
+    stats = NodeStatistics(fused_meshes=3)
+    scheduler = SimpleNamespace(running=0, waiting=0, submitted=0, replaced=0)
+    assert len(stats.statuses("n", "depth", scheduler, [])) == 2  # fusion off: no fusion status
+    fusion = {"bytes": {"1": 6_000_000, "2": 2_000_000}, "views integrated": 9, "views skipped": 1,
+              "last skip": "object 2: object mostly hidden"}
+    name, _, level, message, values = stats.statuses("n", "depth", scheduler, [], fusion)[2]
+    assert name == "n: fusion" and level == "ok" and "8.0 MB" in message
+    assert values["memory MB (all objects)"] == 8.0 and values["memory MB 1"] == 6.0 and values["memory MB 2"] == 2.0
+    assert values["fused meshes installed"] == 3 and values["views skipped"] == 1

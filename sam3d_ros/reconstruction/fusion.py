@@ -1,0 +1,389 @@
+"""Multi-view object model: a truncated signed distance field in the object's own frame, fed by every view.
+
+An `ObjectFusion` starts from a completed single-view mesh (the depth backend's or SAM 3D's): its signed distance
+is the field's prior, with a low weight (`FusionConfig.prior_weight`; one view weighs 1). Every tracked view then
+adds, at the tracked `T_cam_obj`, the projective signed distance of its masked depth (KinectFusion's running
+weighted average, truncated at `truncation_voxels`): voxels in front of the observed surface move toward "outside",
+voxels just behind it toward "inside". Voxels that project outside the (dilated) mask onto depth farther away are
+free space seen by the camera: they are carved (set toward "outside"), which removes wrong completion. Voxels the
+camera never saw keep the prior, so the zero level set is the observed surface where it was observed and the
+completion elsewhere. Because the field lives in the object frame, a moving camera and a moving object are alike.
+
+The grid is dense over the prior's bounding box grown by `padding_fraction`, its voxel size relative to the object
+(`voxel_fraction` of the largest extent, at least `min_voxel_m`) and grown until the grid fits `voxel_budget`
+voxels: memory is bounded (`bytes_used`; 12 bytes per voxel). The mesh is the zero level set (scikit-image's
+marching cubes) of the field padded with "outside", so it is closed; its largest component is kept (watertight) and
+coloured from the observations (running average per voxel), or from the prior mesh where nothing was observed.
+
+Robustness: a view is skipped when the tracker's fit was poor (`min_fitness`, `max_rmse_m`), when too few of its
+points agree with the current field (a wrong pose: `min_agreement`), or when most of the object is hidden
+(`max_occlusion`); a partly hidden view weighs less. Depth outliers (pixels far from their 3x3 median: flying
+pixels) and the mask's rim are not integrated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import open3d as o3d
+import trimesh
+from scipy.ndimage import binary_fill_holes
+from scipy.spatial import cKDTree
+from skimage.measure import marching_cubes
+
+from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.mesh_simplification import simplified_mesh
+from sam3d_ros.geometry.transforms import invert_transform, transform_points
+
+BYTES_PER_VOXEL = 12  # tsdf float32, weight float32, colour 3 x uint8, colour-observed flag
+
+
+@dataclass
+class FusionConfig:
+    """How a fused object model is sized and which views it takes."""
+
+    voxel_fraction: float = 1.0 / 96.0  # voxel size as a fraction of the prior's largest extent ...
+    min_voxel_m: float = 0.002  # ... but never finer than this
+    voxel_budget: int = 1_000_000  # most voxels of one object's grid (memory: 12 bytes each)
+    padding_fraction: float = 0.35  # grid = prior's box grown by this fraction of its largest extent on each side
+    truncation_voxels: float = 4.0  # signed distances are truncated at this many voxels
+    prior_weight: float = 0.3  # weight of the completion per voxel (one full view weighs 1)
+    carve_weight: float = 1.0  # weight of free space seen outside the mask, relative to the view's
+    plane_clearance_m: float = 0.006  # mask pixels less than this above the support plane are not object surface
+    max_weight: float = 30.0  # running weights saturate here, so later views still count
+    min_fitness: float = 0.6  # tracker fitness below which a view is skipped
+    max_rmse_m: float = 0.008  # tracker residual above which a view is skipped
+    min_agreement: float = 0.6  # fraction of the view's points near the observed surface below which it is skipped
+    max_occlusion: float = 0.7  # fraction of the expected silhouette hidden above which a view is skipped
+    outlier_jump_m: float = 0.01  # pixels further than this from their 3x3 median depth are not integrated
+    mask_erode_px: int = 2  # the mask's rim (flying pixels, mixed depth) is not integrated as surface
+    carve_margin_px: int = 3  # free space is carved only this far outside the mask (pose and mask error)
+    max_triangles: int = 5000  # the fused mesh is decimated (quadric) above this many triangles (0 = never)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot work."""
+        for name in ("voxel_fraction", "min_voxel_m", "truncation_voxels", "prior_weight", "max_weight"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"fusion {name} must be > 0, got {getattr(self, name)}")
+        if self.voxel_budget < 1000:
+            raise ValueError(f"fusion voxel_budget must be >= 1000 voxels, got {self.voxel_budget}")
+        if self.padding_fraction < 0 or self.carve_weight < 0 or self.mask_erode_px < 0 or self.carve_margin_px < 0:
+            raise ValueError("fusion padding_fraction, carve_weight, mask_erode_px and carve_margin_px must be >= 0")
+
+
+@dataclass
+class ViewResult:
+    """What one `integrate` call did."""
+
+    accepted: bool
+    reason: str  # why it was skipped, or "" when integrated
+    weight: float = 0.0  # the weight it was integrated with
+    agreement: float = float("nan")  # fraction of its points on observed voxels that lie near the surface there
+    occlusion: float = float("nan")  # fraction of the expected silhouette covered by occluders
+    changed_voxels: int = 0  # voxels whose inside/outside sign it flipped
+
+
+@dataclass
+class _Grid:
+    origin_obj: np.ndarray  # (3,) centre of voxel (0, 0, 0) in the object frame
+    voxel_m: float
+    shape: tuple[int, int, int]
+
+    def axes_obj(self) -> list[np.ndarray]:
+        return [self.origin_obj[a] + self.voxel_m * np.arange(self.shape[a]) for a in range(3)]
+
+    def centres_obj(self) -> np.ndarray:
+        x, y, z = np.meshgrid(*self.axes_obj(), indexing="ij")
+        return np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
+
+    def index_of(self, points_obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flat index of the voxel nearest each point, and whether the point lies in the grid."""
+        ijk = np.rint((points_obj - self.origin_obj) / self.voxel_m).astype(np.int64)
+        inside = np.all((ijk >= 0) & (ijk < np.array(self.shape)), axis=1)
+        ijk = np.clip(ijk, 0, np.array(self.shape) - 1)
+        return np.ravel_multi_index(ijk.T, self.shape), inside
+
+
+def _grid_for(bounds_obj: np.ndarray, config: FusionConfig) -> _Grid:
+    extent = float(np.max(bounds_obj[1] - bounds_obj[0]))
+    pad = config.padding_fraction * extent
+    lo, hi = bounds_obj[0] - pad, bounds_obj[1] + pad
+    span = hi - lo
+    voxel_m = max(config.voxel_fraction * extent, config.min_voxel_m)
+    while np.prod(np.ceil(span / voxel_m) + 1) > config.voxel_budget:
+        voxel_m *= 1.05
+    shape = tuple(int(n) for n in np.ceil(span / voxel_m) + 1)
+    centre = (lo + hi) / 2
+    origin = centre - voxel_m * (np.array(shape) - 1) / 2
+    return _Grid(origin, voxel_m, shape)
+
+
+def _vertex_rgb(mesh: trimesh.Trimesh) -> np.ndarray | None:
+    colours = getattr(mesh.visual, "vertex_colors", None)
+    if colours is None or len(colours) != len(mesh.vertices):
+        return None
+    return np.asarray(colours, dtype=np.uint8)[:, :3]
+
+
+class ObjectFusion:
+    """The fused model of one object, in its own frame (ROS-free; numpy in, trimesh out)."""
+
+    def __init__(self, prior_mesh_obj: trimesh.Trimesh, config: FusionConfig | None = None) -> None:
+        """Start from the completed single-view mesh `prior_mesh_obj` (metres, object frame). Raises ValueError on a
+        mesh without volume or bounds."""
+        self.config = config or FusionConfig()
+        self.config.validate()
+        if len(prior_mesh_obj.faces) == 0 or not np.isfinite(prior_mesh_obj.bounds).all():
+            raise ValueError("the prior mesh has no faces or no finite bounds")
+        self.grid = _grid_for(np.asarray(prior_mesh_obj.bounds, dtype=np.float64), self.config)
+        self.truncation_m = self.config.truncation_voxels * self.grid.voxel_m
+        sdf = self._prior_sdf(prior_mesh_obj)
+        self.tsdf = np.clip(sdf / self.truncation_m, -1.0, 1.0).astype(np.float32)  # normalised by the truncation
+        self.weight = np.full(self.tsdf.shape, self.config.prior_weight, dtype=np.float32)
+        self.colour = np.zeros((self.tsdf.size, 3), dtype=np.uint8)
+        self.colour_seen = np.zeros(self.tsdf.size, dtype=bool)
+        self._prior_vertices_obj = np.asarray(prior_mesh_obj.vertices, dtype=np.float64)
+        self._prior_rgb = _vertex_rgb(prior_mesh_obj)
+        self.views_integrated = 0
+        self.views_skipped = 0
+        self.changed_voxels = 0  # sign flips since the last `mesh()` call
+        self.skip_reasons: dict[str, int] = {}
+
+    def _prior_sdf(self, prior_mesh_obj: trimesh.Trimesh) -> np.ndarray:
+        """Signed distance of every voxel centre to the prior (negative inside): on every second voxel first, then
+        exactly on the voxels that may lie within the truncation band (the rest only needs its sign)."""
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.core.Tensor(np.asarray(prior_mesh_obj.vertices, dtype=np.float32)),
+                            o3d.core.Tensor(np.asarray(prior_mesh_obj.faces, dtype=np.uint32)))
+
+        def signed_distance(points_obj: np.ndarray) -> np.ndarray:
+            # In chunks: open3d holds the GIL while it computes; a node's tracking thread gets it between them.
+            points = points_obj.astype(np.float32)
+            return np.concatenate([scene.compute_signed_distance(o3d.core.Tensor(points[i:i + 5000])).numpy()
+                                   for i in range(0, len(points), 5000)] or [np.zeros(0, np.float32)])
+
+        shape = self.grid.shape
+        ax, ay, az = (axis[::2] for axis in self.grid.axes_obj())
+        coarse_obj = np.stack(np.meshgrid(ax, ay, az, indexing="ij"), axis=-1).reshape(-1, 3)
+        coarse = signed_distance(coarse_obj).reshape(len(ax), len(ay), len(az))
+        sdf = np.repeat(np.repeat(np.repeat(coarse, 2, 0), 2, 1), 2, 2)[: shape[0], : shape[1], : shape[2]].ravel()
+        near = np.flatnonzero(np.abs(sdf) < self.truncation_m + 2.0 * self.grid.voxel_m)
+        ijk = np.stack(np.unravel_index(near, shape), axis=1)
+        sdf[near] = signed_distance(self.grid.origin_obj + self.grid.voxel_m * ijk)
+        return sdf
+
+    # -- memory ------------------------------------------------------------------------------------------------
+    @property
+    def bytes_used(self) -> int:
+        """Bytes held by the voxel arrays (bounded by `voxel_budget` x 12)."""
+        return int(self.tsdf.nbytes + self.weight.nbytes + self.colour.nbytes + self.colour_seen.nbytes)
+
+    # -- integration -------------------------------------------------------------------------------------------
+    def integrate(
+        self, depth_m: np.ndarray, mask: np.ndarray, intrinsics: CameraIntrinsics, T_cam_obj: np.ndarray,
+        rgb: np.ndarray | None = None, weight: float = 1.0, fitness: float | None = None, rmse_m: float | None = None,
+        support_plane_cam: np.ndarray | None = None, occluders_mask: np.ndarray | None = None,
+    ) -> ViewResult:
+        """Fuse one view: `depth_m` (H, W) metres (NaN invalid), the object's `mask` (H, W) bool, its tracked pose
+        `T_cam_obj` in that camera, optional `rgb` (H, W, 3) uint8, a view `weight` and the tracker's fit.
+        `support_plane_cam` (a, b, c, d; unit normal toward the camera), when the object rests on a seen plane:
+        what lies below it is not the object (carved like free space), mask pixels on it are not its surface.
+        `occluders_mask` (H, W) bool: pixels of other things (other objects, a hand) that may hide this one."""
+        c = self.config
+        if fitness is not None and fitness < c.min_fitness:
+            return self._skip("poor tracking fitness", fitness=fitness)
+        if rmse_m is not None and not rmse_m <= c.max_rmse_m:
+            return self._skip("poor tracking residual")
+        mask = np.asarray(mask, dtype=bool)
+        depth = np.asarray(depth_m, dtype=np.float32)
+        if depth.shape != mask.shape or depth.shape != (intrinsics.height, intrinsics.width):
+            return self._skip("depth, mask and camera sizes differ")
+        surface_depth = self._surface_depth(depth, mask, intrinsics, support_plane_cam)
+        if np.count_nonzero(np.isfinite(surface_depth)) < 30:
+            return self._skip("fewer than 30 valid depth pixels in the mask")
+        T_obj_cam = invert_transform(np.asarray(T_cam_obj, dtype=np.float64))
+        agreement = self._agreement(surface_depth, intrinsics, T_obj_cam)
+        if agreement < c.min_agreement:
+            return self._skip("view disagrees with the model (pose wrong?)", agreement=agreement)
+        occlusion = 0.0 if occluders_mask is None else self._occlusion(
+            np.asarray(occluders_mask, dtype=bool), intrinsics, np.asarray(T_cam_obj, dtype=np.float64))
+        if occlusion > c.max_occlusion:
+            return self._skip("object mostly hidden", agreement=agreement, occlusion=occlusion)
+        view_weight = float(weight) * (1.0 - occlusion)
+        if fitness is not None:
+            view_weight *= min(1.0, max(0.0, (fitness - c.min_fitness) / max(1e-6, 1.0 - c.min_fitness)) + 0.5)
+        if not view_weight > 0:
+            return self._skip("zero weight", agreement=agreement, occlusion=occlusion)
+        changed = self._update(depth, surface_depth, mask, rgb, intrinsics, np.asarray(T_cam_obj, dtype=np.float64),
+                               view_weight, support_plane_cam)
+        self.views_integrated += 1
+        self.changed_voxels += changed
+        return ViewResult(True, "", view_weight, agreement, occlusion, changed)
+
+    def _skip(self, reason: str, fitness: float | None = None, agreement: float = float("nan"),
+              occlusion: float = float("nan")) -> ViewResult:
+        self.views_skipped += 1
+        self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + 1
+        if fitness is not None:
+            reason = f"{reason} ({fitness:.2f})"
+        return ViewResult(False, reason, agreement=agreement, occlusion=occlusion)
+
+    def _surface_depth(self, depth: np.ndarray, mask: np.ndarray, intrinsics: CameraIntrinsics,
+                       support_plane_cam: np.ndarray | None) -> np.ndarray:
+        """The mask's depth without its rim, pixels far from their 3x3 median and pixels on the support plane
+        (NaN elsewhere)."""
+        c = self.config
+        inner = mask
+        if c.mask_erode_px > 0:
+            kernel = np.ones((2 * c.mask_erode_px + 1,) * 2, np.uint8)
+            eroded = cv2.erode(mask.astype(np.uint8), kernel).astype(bool)
+            inner = eroded if eroded.sum() >= 0.3 * mask.sum() else mask
+        filled = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        median = cv2.medianBlur(filled, 3)
+        ok = inner & np.isfinite(depth) & (depth > 0) & (np.abs(filled - median) <= c.outlier_jump_m)
+        if support_plane_cam is not None:
+            plane = np.asarray(support_plane_cam, dtype=np.float64)
+            rays = intrinsics.pixel_rays()
+            height_m = (rays @ plane[:3]) * np.where(ok, depth, 0.0) + plane[3]
+            ok &= height_m > c.plane_clearance_m
+        return np.where(ok, depth, np.nan).astype(np.float32)
+
+    def _agreement(self, surface_depth: np.ndarray, intrinsics: CameraIntrinsics, T_obj_cam: np.ndarray) -> float:
+        points_cam, _ = intrinsics.backproject(surface_depth)
+        if len(points_cam) > 2000:
+            points_cam = points_cam[np.linspace(0, len(points_cam) - 1, 2000).astype(np.int64)]
+        index, inside = self.grid.index_of(transform_points(T_obj_cam, points_cam))
+        # Of the points that fall on voxels earlier views observed, the fraction near the surface there (not in seen
+        # free space nor deep inside). Voxels holding only the prior (never observed) and points off the grid (the
+        # completion was too small) say nothing: the first view always agrees.
+        observed = inside & (self.weight[index] >= self.config.prior_weight + 0.5)
+        if np.count_nonzero(observed) < 0.1 * len(index):
+            return 1.0
+        return float(np.mean(np.abs(self.tsdf[index[observed]]) < 0.999))
+
+    def _occlusion(self, occluders_mask: np.ndarray, intrinsics: CameraIntrinsics, T_cam_obj: np.ndarray) -> float:
+        """Fraction of the current model's silhouette (on a 4x coarser grid) that occluders cover."""
+        inside = np.flatnonzero(self.tsdf < 0)
+        if len(inside) == 0:
+            return 0.0
+        if len(inside) > 20000:
+            inside = inside[np.linspace(0, len(inside) - 1, 20000).astype(np.int64)]
+        ijk = np.stack(np.unravel_index(inside, self.grid.shape), axis=1)
+        points_cam = transform_points(T_cam_obj, self.grid.origin_obj + self.grid.voxel_m * ijk)
+        uv = intrinsics.project(points_cam)
+        ok = np.isfinite(uv).all(axis=1)
+        stride = 4
+        h, w = (intrinsics.height + stride - 1) // stride, (intrinsics.width + stride - 1) // stride
+        cells = np.floor(uv[ok] / stride).astype(np.int64)
+        cells = cells[(cells[:, 0] >= 0) & (cells[:, 0] < w) & (cells[:, 1] >= 0) & (cells[:, 1] < h)]
+        expected = np.zeros((h, w), dtype=bool)
+        expected[cells[:, 1], cells[:, 0]] = True
+        if not expected.any():
+            return 1.0
+        hidden = cv2.dilate(occluders_mask.astype(np.uint8), np.ones((stride, stride), np.uint8))[::stride, ::stride]
+        return float(np.count_nonzero(expected & hidden[:h, :w].astype(bool)) / np.count_nonzero(expected))
+
+    def _update(self, depth: np.ndarray, surface_depth: np.ndarray, mask: np.ndarray, rgb: np.ndarray | None,
+                intrinsics: CameraIntrinsics, T_cam_obj: np.ndarray, view_weight: float,
+                support_plane_cam: np.ndarray | None) -> int:
+        """Projective TSDF update of every voxel; the number of voxels whose sign flipped."""
+        c = self.config
+        R, t = T_cam_obj[:3, :3], T_cam_obj[:3, 3]
+        ax, ay, az = self.grid.axes_obj()
+        # Voxel centres in the camera frame without building (N, 3) object-frame centres: x R0 + y R1 + z R2 + t.
+        p_cam = (ax[:, None, None, None] * R[:, 0] + ay[None, :, None, None] * R[:, 1]
+                 + az[None, None, :, None] * R[:, 2] + t).reshape(-1, 3)
+        z = p_cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.rint(intrinsics.fx * p_cam[:, 0] / z + intrinsics.cx)
+            v = np.rint(intrinsics.fy * p_cam[:, 1] / z + intrinsics.cy)
+        in_image = (z > 1e-3) & (u >= 0) & (u < intrinsics.width) & (v >= 0) & (v < intrinsics.height)
+        index = np.flatnonzero(in_image)
+        u, v, z = u[index].astype(np.int64), v[index].astype(np.int64), z[index]
+        trunc = self.truncation_m
+        # Surface: voxels in front of or just behind the observed surface, inside the mask.
+        d_surface = surface_depth[v, u]
+        sdf = d_surface - z
+        surface = np.isfinite(d_surface) & (sdf >= -trunc)
+        # Free space: voxels outside the (dilated) mask, not hidden by nearer depth there (silhouette carving: were
+        # they the object's, the pixel would be in its mask; this also carves down to a table the object stands on).
+        kernel = np.ones((2 * c.carve_margin_px + 1,) * 2, np.uint8)
+        near_mask = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) if c.carve_margin_px > 0 else mask
+        d_all = depth[v, u]
+        free = ~near_mask[v, u] & np.isfinite(d_all) & (d_all > z - self.grid.voxel_m)
+        below = np.zeros(len(index), dtype=bool)
+        if support_plane_cam is not None:  # below the plane the object rests on: not the object
+            plane = np.asarray(support_plane_cam, dtype=np.float64)
+            below = p_cam[index] @ plane[:3] + plane[3] < -self.grid.voxel_m
+            free |= below
+            surface &= ~below
+        observed = np.zeros(len(index), dtype=np.float32)
+        observed[surface] = np.clip(sdf[surface] / trunc, -1.0, 1.0)
+        observed[free] = 1.0
+        w_obs = np.where(surface, view_weight, np.where(free, view_weight * c.carve_weight, 0.0)).astype(np.float32)
+        take = w_obs > 0
+        target, observed, w_obs = index[take], observed[take], w_obs[take]
+        old = self.tsdf[target]
+        w_old = self.weight[target]
+        new = (old * w_old + observed * w_obs) / (w_old + w_obs)
+        self.tsdf[target] = new
+        self.weight[target] = np.minimum(w_old + w_obs, c.max_weight)
+        if rgb is not None:
+            near = surface[take] & (np.abs(observed) < 0.999)
+            vox = target[near]
+            if len(vox):
+                colour_obs = np.asarray(rgb)[v[take][near], u[take][near]].astype(np.float32)
+                seen = self.colour_seen[vox]
+                blend = np.where(seen, w_obs[near] / (w_old[near] + w_obs[near]), 1.0)[:, None]
+                self.colour[vox] = np.rint(self.colour[vox] * (1 - blend) + colour_obs * blend).astype(np.uint8)
+                self.colour_seen[vox] = True
+        return int(np.count_nonzero((old < 0) != (new < 0)))
+
+    # -- output ------------------------------------------------------------------------------------------------
+    def mesh(self) -> trimesh.Trimesh:
+        """The fused mesh (metres, object frame): watertight, RGBA vertex colours. Raises ValueError when the field
+        holds no surface."""
+        self.changed_voxels = 0
+        field_ = np.pad(self.tsdf.reshape(self.grid.shape), 1, constant_values=1.0)
+        inside = field_ < 0
+        if not inside.any():
+            raise ValueError("the fused field holds no surface")
+        # Pockets of "outside" enclosed by the object are where a too thin completion stays behind observed surface:
+        # the object is solid there.
+        cavities = binary_fill_holes(inside) & ~inside
+        field_[cavities] = -0.5
+        vertices, faces, _, _ = marching_cubes(field_, level=0.0, spacing=(self.grid.voxel_m,) * 3)
+        vertices_obj = vertices + self.grid.origin_obj - self.grid.voxel_m
+        mesh = trimesh.Trimesh(vertices_obj, faces[:, ::-1], process=True)
+        parts = mesh.split(only_watertight=False)
+        if len(parts) > 1:
+            mesh = max(parts, key=lambda part: len(part.faces))
+        if mesh.is_watertight and mesh.volume < 0:
+            mesh.invert()
+        if self.config.max_triangles and len(mesh.faces) > self.config.max_triangles:
+            reduced = simplified_mesh(mesh, self.config.max_triangles)
+            if reduced.is_watertight or not mesh.is_watertight:
+                mesh = reduced
+        mesh.visual.vertex_colors = self._vertex_colours(np.asarray(mesh.vertices))
+        return mesh
+
+    def _vertex_colours(self, vertices_obj: np.ndarray) -> np.ndarray:
+        index, _ = self.grid.index_of(vertices_obj)
+        rgb = self.colour[index].copy()
+        unseen = ~self.colour_seen[index]
+        if unseen.any():
+            seen_index = np.flatnonzero(self.colour_seen)
+            if len(seen_index):
+                seen_obj = self.grid.origin_obj + self.grid.voxel_m * np.stack(np.unravel_index(seen_index, self.grid.shape), axis=1)
+                _, nearest = cKDTree(seen_obj).query(vertices_obj[unseen])
+                rgb[unseen] = self.colour[seen_index[nearest]]
+            elif self._prior_rgb is not None:
+                _, nearest = cKDTree(self._prior_vertices_obj).query(vertices_obj[unseen])
+                rgb[unseen] = self._prior_rgb[nearest]
+            else:
+                rgb[unseen] = 180
+        return np.hstack([rgb, np.full((len(rgb), 1), 255, np.uint8)])
+
+
+__all__ = ["BYTES_PER_VOXEL", "FusionConfig", "ObjectFusion", "ViewResult"]

@@ -1,0 +1,273 @@
+"""The fused multi-view model of every tracked object, fed frame by frame off the tracking thread (ROS-free).
+
+The node hands each tracked frame (`FusionFrame`: depth, colour, the support plane and, per object seen, its mask,
+tracked pose, tracker fit and current mesh) to `FusedModels.integrate` on its own thread. Each object's
+`ObjectFusion` starts from the object's current reconstruction (the prior) and takes a view when the camera looks
+at the object from a new direction (more than `min_view_change_deg` from every view it took) or has come nearer
+or further by a quarter. A fused mesh is handed out at most once per `min_interval_s` per object and only when
+the last views flipped at least `min_changed_voxels` voxels; the node installs it in the tracker
+(`ObjectTracker.install_mesh`) and reports the new mesh version back (`installed`). When the tracker got a new
+reconstruction (a newer mesh version than the model knows), the model starts again from it: its object frame may
+differ.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import trimesh
+
+from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.transforms import invert_transform
+from sam3d_ros.geometry.types import ObjectPrompt
+from sam3d_ros.reconstruction.fusion import FusionConfig, ObjectFusion
+from sam3d_ros.reconstruction.pipeline import support_plane_around
+
+
+@dataclass
+class FusionView:
+    """One object in one frame."""
+
+    track_id: str
+    mesh_version: int  # the tracker's mesh version the pose refers to
+    prior_mesh_obj: trimesh.Trimesh  # the tracker's current mesh (the prior when a model starts)
+    T_cam_obj: np.ndarray
+    mask: np.ndarray  # (H, W) bool
+    fitness: float
+    rmse_m: float
+
+
+@dataclass
+class FusionFrame:
+    """What fusion needs of one tracked frame."""
+
+    stamp_ns: int
+    depth_m: np.ndarray
+    rgb: np.ndarray | None
+    intrinsics: CameraIntrinsics
+    support_plane_cam: np.ndarray | None  # None: estimated here from the frame's depth around the objects
+    views: list[FusionView]
+
+
+@dataclass
+class FusedMesh:
+    """A fused mesh due for installation, in the object frame of `mesh_version`."""
+
+    track_id: str
+    mesh_version: int
+    mesh_obj: trimesh.Trimesh
+    views: int  # views integrated so far
+
+
+@dataclass
+class _Model:
+    fusion: ObjectFusion
+    base_version: int  # the mesh version the model started from (its object frame)
+    version: int  # the newest mesh version in that frame (its own installed meshes included)
+    directions_obj: list[np.ndarray] = field(default_factory=list)  # unit camera directions of the views taken
+    distances_m: list[float] = field(default_factory=list)
+    last_mesh_s: float = -1e18
+
+
+class FusedModels:
+    """Per tracked object, an `ObjectFusion` (used from one thread at a time)."""
+
+    def __init__(self, config: FusionConfig | None = None, min_interval_s: float = 1.0, min_changed_voxels: int = 200,
+                 min_view_change_deg: float = 5.0) -> None:
+        self.config = config or FusionConfig()
+        self.config.validate()
+        if min_interval_s < 0 or min_changed_voxels < 0 or min_view_change_deg < 0:
+            raise ValueError("min_interval_s, min_changed_voxels and min_view_change_deg must be >= 0")
+        self.min_interval_s = min_interval_s
+        self.min_changed_voxels = min_changed_voxels
+        self.min_view_change_rad = np.radians(min_view_change_deg)
+        self._models: dict[str, _Model] = {}
+        self.views_integrated = 0
+        self.views_skipped = 0
+        self.last_skip_reason = ""
+
+    def _model_for(self, view: FusionView) -> _Model | None:
+        model = self._models.get(view.track_id)
+        if model is not None and view.mesh_version < model.base_version:
+            return None  # a view of the frame before the model's reconstruction
+        if model is None or view.mesh_version > model.version:  # new, or reconstructed again
+            model = _Model(ObjectFusion(view.prior_mesh_obj, self.config), view.mesh_version, view.mesh_version)
+            self._models[view.track_id] = model
+        return model
+
+    def _new_view(self, model: _Model, T_cam_obj: np.ndarray) -> bool:
+        camera_obj = invert_transform(T_cam_obj)[:3, 3]
+        distance = float(np.linalg.norm(camera_obj))
+        if not distance > 0:
+            return False
+        direction = camera_obj / distance
+        for seen, seen_distance in zip(model.directions_obj, model.distances_m):
+            if np.arccos(np.clip(direction @ seen, -1.0, 1.0)) < self.min_view_change_rad \
+                    and abs(distance - seen_distance) < 0.25 * seen_distance:
+                return False
+        model.directions_obj.append(direction)
+        model.distances_m.append(distance)
+        return True
+
+    def integrate(self, frame: FusionFrame, now_s: float) -> list[FusedMesh]:
+        """Fuse the frame's new views; the fused meshes now due (see the module docstring). A view that fails is
+        skipped and counted; it never costs the other objects."""
+        due = []
+        plane_cam = frame.support_plane_cam
+        if plane_cam is None and frame.views:  # per frame: a moving camera sees the table differently every frame
+            plane_cam = support_plane_around(frame.depth_m, frame.intrinsics,
+                                             [ObjectPrompt(view.track_id, mask=view.mask) for view in frame.views])
+        union = None
+        if len(frame.views) > 1:
+            union = np.zeros(frame.depth_m.shape, dtype=np.uint16)
+            for view in frame.views:
+                union += view.mask.astype(np.uint16)
+        for view in frame.views:
+            try:
+                model = self._model_for(view)
+            except ValueError as exc:
+                self.views_skipped += 1
+                self.last_skip_reason = f"object {view.track_id}: {exc}"
+                continue
+            if model is None or not self._new_view(model, view.T_cam_obj):
+                continue
+            occluders = None if union is None else (union - view.mask.astype(np.uint16)) > 0
+            result = model.fusion.integrate(frame.depth_m, view.mask, frame.intrinsics, view.T_cam_obj, rgb=frame.rgb,
+                                            fitness=view.fitness, rmse_m=view.rmse_m,
+                                            support_plane_cam=plane_cam, occluders_mask=occluders)
+            if not result.accepted:
+                model.directions_obj.pop()
+                model.distances_m.pop()
+                self.views_skipped += 1
+                self.last_skip_reason = f"object {view.track_id}: {result.reason}"
+                continue
+            self.views_integrated += 1
+            if now_s - model.last_mesh_s >= self.min_interval_s and model.fusion.changed_voxels >= self.min_changed_voxels:
+                try:
+                    mesh = model.fusion.mesh()
+                except ValueError as exc:
+                    self.last_skip_reason = f"object {view.track_id}: {exc}"
+                    continue
+                model.last_mesh_s = now_s
+                due.append(FusedMesh(view.track_id, model.version, mesh, model.fusion.views_integrated))
+        return due
+
+    def installed(self, track_id: str, mesh_version: int) -> None:
+        """The tracker installed a fused mesh of `track_id` as `mesh_version` (same object frame)."""
+        model = self._models.get(track_id)
+        if model is not None:
+            model.version = max(model.version, mesh_version)
+
+    def forget(self, keep_ids: set[str]) -> None:
+        """Drop the models of objects no longer tracked."""
+        for track_id in list(self._models):
+            if track_id not in keep_ids:
+                del self._models[track_id]
+
+    def bytes_by_object(self) -> dict[str, int]:
+        """Memory of each object's model (bytes)."""
+        return {track_id: model.fusion.bytes_used for track_id, model in list(self._models.items())}
+
+
+
+
+def _serve(connection, config: FusionConfig, min_interval_s: float) -> None:
+    """The child process of `FusionProcess`: one FusedModels, driven by messages until "stop" or a closed pipe. It
+    runs at a lower CPU priority (nice 10): on a busy machine tracking comes first."""
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    models = FusedModels(config, min_interval_s)
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "stop":
+            return
+        if message[0] == "installed":
+            models.installed(*message[1:])
+            continue
+        _, frame, now_s, keep_ids = message
+        try:
+            models.forget(keep_ids)
+            due, error = models.integrate(frame, now_s), ""
+        except Exception as exc:  # one bad frame costs itself only
+            due, error = [], f"{type(exc).__name__}: {exc}"
+        connection.send((due, error, models.bytes_by_object(), models.views_integrated, models.views_skipped,
+                         models.last_skip_reason))
+
+
+class FusionProcess:
+    """`FusedModels` in a child process, so its numpy work never holds the caller's GIL (a node's tracking thread
+    keeps its latency). `integrate` blocks its calling thread until the child answers; one caller at a time."""
+
+    def __init__(self, config: FusionConfig | None = None, min_interval_s: float = 1.0) -> None:
+        self._config = config or FusionConfig()
+        self._config.validate()
+        self._min_interval_s = min_interval_s
+        self._closed = False
+        self._start()
+        self.restarts = 0
+        self.bytes_by_object: dict[str, int] = {}
+        self.views_integrated = 0
+        self.views_skipped = 0
+        self.last_skip_reason = ""
+
+    def _start(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no fork of a process with DDS threads
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, self._config, self._min_interval_s),
+                                        name="sam3d_fusion", daemon=True)
+        self._process.start()
+        child.close()
+
+    def integrate(self, frame: FusionFrame, now_s: float, keep_ids: set[str]) -> list[FusedMesh]:
+        """Forget models not in `keep_ids`, fuse the frame (see FusedModels.integrate); RuntimeError when the child
+        failed on it, or died (it is started again, its models empty, for the next frame)."""
+        if self._closed:
+            raise RuntimeError("the fusion process was stopped")
+        try:
+            self._connection.send(("integrate", frame, now_s, set(keep_ids)))
+            due, error, self.bytes_by_object, self.views_integrated, self.views_skipped, self.last_skip_reason = \
+                self._connection.recv()
+        except (EOFError, OSError, TypeError) as exc:  # TypeError: the pipe was closed meanwhile
+            if self._closed:
+                raise RuntimeError("the fusion process was stopped") from exc
+            self._process.join(1.0)
+            code = self._process.exitcode
+            self._connection.close()
+            self._start()
+            self.restarts += 1
+            self.bytes_by_object = {}
+            raise RuntimeError(f"the fusion process died (exit code {code}: {exc}); started again") from exc
+        if error:
+            raise RuntimeError(error)
+        return due
+
+    def installed(self, track_id: str, mesh_version: int) -> None:
+        """See FusedModels.installed."""
+        try:
+            self._connection.send(("installed", track_id, mesh_version))
+        except (OSError, BrokenPipeError):
+            pass
+
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Stop the child process (terminated when it does not stop within `timeout_s`: it may be mid-frame)."""
+        self._closed = True
+        try:
+            self._connection.send(("stop",))
+        except (OSError, BrokenPipeError):
+            pass
+        self._process.join(timeout_s)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(2.0)
+        self._connection.close()
+
+
+__all__ = ["FusedMesh", "FusedModels", "FusionFrame", "FusionProcess", "FusionView"]

@@ -5,6 +5,7 @@ would: separate process, DDS, best-effort sensor QoS.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,27 @@ def start_node_process(
     out = open(log_path, "w") if log_path else subprocess.DEVNULL
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
 
+
+@contextlib.contextmanager
+def running_node(
+    namespace: str, params: dict | None = None, log_path: Path | None = None, remappings: dict[str, str] | None = None,
+    client_options: dict | None = None, wait_s: float = 60.0,
+) -> Iterator[tuple[subprocess.Popen, "PerceptionClient"]]:
+    """A perception_node process (start_node_process) and a PerceptionClient for it (`client_options` as keyword
+    arguments), once the node is up: RuntimeError with its log when it does not come up within `wait_s`. Both are
+    ended on exit."""
+    process = start_node_process(namespace, params=params, log_path=log_path, remappings=remappings)
+    client = PerceptionClient(namespace, **(client_options or {}))
+    try:
+        if not client.wait_for_node(wait_s):
+            log = log_path.read_text() if log_path is not None else "(not kept)"
+            raise RuntimeError(f"node never came up; its log:\n{log}")
+        yield process, client
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
 
 def rgbd_messages(
     stamp_ns: int, frame_id: str, rgb: np.ndarray, depth_m: np.ndarray | None, intrinsics: CameraIntrinsics,

@@ -11,7 +11,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
 from sam3d_ros.geometry.transforms import invert_transform, transform_from_pose
-from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
+from sam3d_ros.ros.ros_client import running_node
 from sam3d_ros.tools.evaluation import chamfer_and_fscore, surface_samples
 from sam3d_ros.tools.synthetic import default_intrinsics, load_ycb_mesh, look_at_camera, render_scene, upright_pose
 from test_node_tracking import _transform_msg  # noqa: E402  (the same TransformStamped helper)
@@ -50,15 +50,8 @@ def fusion_node(tmp_path_factory):
     params = {"target_frame": "world", "target_frame_timeout_s": 0.5, "lost_timeout_s": 5.0, "fusion": True,
               "fusion_min_interval_s": 0.5, "mesh_cache_dir": str(workdir / "meshes"),
               "scene_dir": str(workdir / "scenes"), "diagnostics_period_s": 0.5}
-    process = start_node_process(namespace, params=params, log_path=log_path)
-    client = PerceptionClient(namespace)
-    try:
-        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
+    with running_node(namespace, params=params, log_path=log_path) as (process, client):
         yield process, client, log_path, workdir
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 RESULTS: dict = {}  # F1 of the saved meshes, single-view and fused, for the completeness check below

@@ -9,7 +9,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from sam3d_ros.ros.conversions import array_to_image_msg, intrinsics_to_camera_info, ns_to_stamp
-from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
+from sam3d_ros.ros.ros_client import running_node
 from sam3d_ros.tools.synthetic import random_tabletop_scene
 
 FRAME_ID = "camera_color_optical_frame"
@@ -88,15 +88,8 @@ def _bad_messages(scene, header):
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("fuzz") / "node.log"
-    process = start_node_process("/it_fuzz", params={"lost_timeout_s": 30.0, "warning_period_s": 0.0}, log_path=log_path)
-    client = PerceptionClient("/it_fuzz")
-    try:
-        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
+    with running_node("/it_fuzz", params={"lost_timeout_s": 30.0, "warning_period_s": 0.0}, log_path=log_path) as (process, client):
         yield process, client, log_path
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _good(client, scene, n_objects, timeout_s=10.0):

@@ -11,7 +11,7 @@ from tf2_msgs.msg import TFMessage
 
 from sam3d_ros.geometry.transforms import invert_transform, make_transform, quaternion_xyzw_from_matrix, transform_from_pose
 from sam3d_ros.ros.conversions import frame_name, ns_to_stamp
-from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
+from sam3d_ros.ros.ros_client import running_node
 from sam3d_ros.tools.synthetic import moving_object_sequence
 
 sam3d_ros_msgs = pytest.importorskip("sam3d_ros_msgs.msg", reason="sam3d_ros_msgs not generated (scripts/setup.sh)")
@@ -44,10 +44,7 @@ def grasp_node(tmp_path_factory):
     log_path = workdir / "node.log"
     params = {"target_frame": "world", "target_frame_timeout_s": 0.5, "mesh_cache_dir": str(workdir / "meshes"),
               "max_grasps": 4}
-    process = start_node_process(namespace, params=params, log_path=log_path)
-    client = PerceptionClient(namespace)
-    try:
-        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
+    with running_node(namespace, params=params, log_path=log_path) as (process, client):
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         static = client.node.create_publisher(TFMessage, "/tf_static", qos)
         tf = TransformStamped()
@@ -58,10 +55,6 @@ def grasp_node(tmp_path_factory):
         static.publish(TFMessage(transforms=[tf]))
         client._static_publisher = static
         yield client, log_path
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_grasps_arrive_in_the_output_frame_with_the_data_stamp_and_move_with_the_object(grasp_node):

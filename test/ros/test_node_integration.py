@@ -13,7 +13,7 @@ from sam3d_ros.geometry.distortion import Distortion
 from sam3d_ros.ros.conversions import (
     array_to_image_msg, depth_to_compressed_depth_msg, frame_name, intrinsics_to_camera_info, ns_to_stamp,
 )
-from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
+from sam3d_ros.ros.ros_client import running_node
 from sam3d_ros.tools.synthetic import distort_scene, random_tabletop_scene
 from std_msgs.msg import Header
 
@@ -33,15 +33,8 @@ def node_and_client(tmp_path_factory):
     namespace = "/it_masks"
     log_path = tmp_path_factory.mktemp("node") / "node.log"
     # Each test sends unrelated scenes 0.2 s apart: objects unseen for 0.1 s are forgotten, so ids start afresh.
-    process = start_node_process(namespace, params={"lost_timeout_s": 0.1}, log_path=log_path)
-    client = PerceptionClient(namespace)
-    try:
-        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
+    with running_node(namespace, params={"lost_timeout_s": 0.1}, log_path=log_path) as (process, client):
         yield process, client, log_path
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _send_and_wait(client, scene, n_objects, **kwargs):
@@ -252,10 +245,7 @@ def test_sam3d_backend_with_a_dead_worker_falls_back_to_depth(tmp_path):
     namespace = "/it_sam3d_dead"
     log_path = tmp_path / "node.log"
     params = {"backend": "sam3d", "sam3d_worker": "tcp://127.0.0.1:9", "sam3d_timeout_s": 1.0, "sam3d_connect_timeout_s": 1.0}
-    process = start_node_process(namespace, params=params, log_path=log_path)
-    client = PerceptionClient(namespace)
-    try:
-        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
+    with running_node(namespace, params=params, log_path=log_path) as (process, client):
         scene = random_tabletop_scene(17, n_objects=2, names=BOXES_AND_CANS)
         stamp, out = _send_and_wait(client, scene, len(scene.objects))
         assert out is not None, f"no output; node log:\n{log_path.read_text()}"
@@ -264,10 +254,6 @@ def test_sam3d_backend_with_a_dead_worker_falls_back_to_depth(tmp_path):
             assert np.linalg.norm(np.array([p.x, p.y, p.z]) - obj.center_cam) < 0.025
         assert "used the depth backend" in log_path.read_text()
         assert process.poll() is None
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 #: A wide-angle camera (77 degrees across) with barrel distortion: objects towards the border move by 10-30 pixels.
@@ -313,10 +299,9 @@ def test_compressed_colour_and_compressed_depth_from_remapped_topics(tmp_path):
     topics = {"image": "/it_compressed_cam/color/image_raw", "depth": "/it_compressed_cam/depth/image_raw"}
     log_path = tmp_path / "node.log"
     params = {"lost_timeout_s": 0.1, "image_transport": "compressed", "depth_image_transport": "compressedDepth"}
-    process = start_node_process(namespace, params=params, log_path=log_path, remappings=topics)
-    client = PerceptionClient(namespace, image_transport="compressed", depth_image_transport="compressedDepth", topics=topics)
-    try:
-        assert client.wait_for_node(60.0), f"node never subscribed to the compressed topics; its log:\n{log_path.read_text()}"
+    with running_node(namespace, params=params, log_path=log_path, remappings=topics,
+                      client_options=dict(image_transport="compressed", depth_image_transport="compressedDepth",
+                                          topics=topics)) as (process, client):
         garbled_stamp = _stamp_ns()
         header = Header(stamp=ns_to_stamp(garbled_stamp), frame_id=FRAME_ID)
         scene = random_tabletop_scene(12, n_objects=3, distance_range=(0.5, 1.0), names=BOXES_AND_CANS)
@@ -338,7 +323,3 @@ def test_compressed_colour_and_compressed_depth_from_remapped_topics(tmp_path):
         assert "depth: CompressedImage on /it_compressed_cam/depth/image_raw/compressedDepth" in log
         assert log.count(undecodable) == 1, log
         assert process.poll() is None
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)

@@ -12,7 +12,7 @@ from rclpy.qos import ReliabilityPolicy
 
 from sam3d_ros.ros.conversions import frame_name
 from sam3d_ros.ros.perception_node import PARAMETERS, RUNTIME_PARAMETERS
-from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
+from sam3d_ros.ros.ros_client import PerceptionClient, running_node, start_node_process
 from sam3d_ros.sam3d.standin import write_standin_config
 from sam3d_ros.sam3d.worker import spawn_worker
 from sam3d_ros.tools.synthetic import moving_object_sequence
@@ -66,6 +66,14 @@ def test_a_bad_value_at_start_up_is_one_line_and_exit_status_2(argument, message
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert result.returncode == 2, result.stdout + result.stderr
     assert len(lines) == 1 and lines[0].startswith("perception_node: ") and message in lines[0], lines
+
+
+def test_a_node_that_never_comes_up_is_reported_with_its_log_and_ended(tmp_path):
+    log_path = tmp_path / "bad.log"
+    with pytest.raises(RuntimeError) as raised:
+        with running_node("/it_never_up", params={"min_fitness": 1.5}, log_path=log_path, wait_s=5.0):
+            raise AssertionError("the node cannot come up with min_fitness 1.5")
+    assert "node never came up" in str(raised.value) and "min_fitness must be within 0-1" in str(raised.value)
 
 
 def test_reliable_input_qos_is_honoured_in_any_case(tmp_path):

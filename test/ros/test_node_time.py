@@ -15,7 +15,7 @@ from tf2_msgs.msg import TFMessage
 
 from sam3d_ros.geometry.transforms import make_transform, quaternion_xyzw_from_matrix
 from sam3d_ros.ros.conversions import array_to_image_msg, frame_name, intrinsics_to_camera_info, ns_to_stamp
-from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
+from sam3d_ros.ros.ros_client import running_node
 from sam3d_ros.tools.synthetic import random_tabletop_scene
 
 FRAME_ID = "camera_color_optical_frame"
@@ -53,15 +53,8 @@ def fresh_node(tmp_path_factory):
     """A node just started (its first frames are the start-up case), default parameters."""
     namespace = "/it_time"
     log_path = tmp_path_factory.mktemp("node") / "node.log"
-    process = start_node_process(namespace, log_path=log_path)
-    client = PerceptionClient(namespace)
-    try:
-        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
+    with running_node(namespace, log_path=log_path) as (process, client):
         yield process, client, log_path
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_depth_arriving_after_the_image_and_masks_is_waited_for_at_start_up_and_at_a_slow_rate(fresh_node, scene):
@@ -131,28 +124,25 @@ def test_after_time_jumps_back_the_node_keeps_its_objects_and_publishes_within_a
     namespace = f"/it_jump_{'sim' if use_sim_time else 'wall'}"
     log_path = tmp_path / "node.log"
     params = {"target_frame": "world", "target_frame_timeout_s": 0.3, "lost_timeout_s": 0.5, "use_sim_time": use_sim_time}
-    process = start_node_process(namespace, params=params, log_path=log_path)
-    client = PerceptionClient(namespace)
-    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-    tf_pub = client.node.create_publisher(TFMessage, "/tf", reliable)
-    clock_pub = client.node.create_publisher(Clock, "/clock", reliable)
-    labels_without_2 = np.where(scene.labels == 2, 0, scene.labels)
+    with running_node(namespace, params=params, log_path=log_path) as (process, client):
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        tf_pub = client.node.create_publisher(TFMessage, "/tf", reliable)
+        clock_pub = client.node.create_publisher(Clock, "/clock", reliable)
+        labels_without_2 = np.where(scene.labels == 2, 0, scene.labels)
 
-    def send(stamp, labels, timeout_s):
-        """Clock, TF and the frame at `stamp` (again if best-effort lost some) until object 1 comes back in world."""
-        for _ in range(3):
-            if use_sim_time:
-                clock_pub.publish(Clock(clock=ns_to_stamp(stamp)))
-                time.sleep(0.05)  # the node's clock (and its TF buffer's jump callback) first
-            tf_pub.publish(TFMessage(transforms=[_transform_msg("world", FRAME_ID, T_WORLD_CAM, stamp)]))
-            client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=labels)
-            if client.wait_for(lambda: stamp in client.outputs and client.outputs[stamp].frame_id == "world"
-                               and "1" in client.outputs[stamp].detections, timeout_s):
-                return True
-        return False
+        def send(stamp, labels, timeout_s):
+            """Clock, TF and the frame at `stamp` (again if best-effort lost some) until object 1 comes back in world."""
+            for _ in range(3):
+                if use_sim_time:
+                    clock_pub.publish(Clock(clock=ns_to_stamp(stamp)))
+                    time.sleep(0.05)  # the node's clock (and its TF buffer's jump callback) first
+                tf_pub.publish(TFMessage(transforms=[_transform_msg("world", FRAME_ID, T_WORLD_CAM, stamp)]))
+                client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=labels)
+                if client.wait_for(lambda: stamp in client.outputs and client.outputs[stamp].frame_id == "world"
+                                   and "1" in client.outputs[stamp].detections, timeout_s):
+                    return True
+            return False
 
-    try:
-        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
         client.wait_for(lambda: tf_pub.get_subscription_count() > 0 and clock_pub.get_subscription_count() > 0, 5.0)
         start_ns = 1_770_000_000_000_000_000
         for k in range(8):  # 10 Hz before the jump, both objects
@@ -177,7 +167,3 @@ def test_after_time_jumps_back_the_node_keeps_its_objects_and_publishes_within_a
         log = log_path.read_text()
         assert "time jumped back 60.7" in log, log  # newest image 0.7 s after start_ns, the loop 60 s before it
         assert process.poll() is None
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)

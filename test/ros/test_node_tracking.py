@@ -13,7 +13,7 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker
 
 from sam3d_ros.ros.conversions import frame_name, ns_to_stamp
-from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
+from sam3d_ros.ros.ros_client import PerceptionClient, running_node
 from sam3d_ros.sam3d.standin import write_standin_config
 from sam3d_ros.sam3d.worker import spawn_worker
 from sam3d_ros.tools.synthetic import look_at_camera, render_scene, upright_pose
@@ -79,16 +79,9 @@ def tracking_node(tmp_path_factory):
               # These tests count reconstructions and mesh versions and bound the tracking error of one single-view
               # mesh; fused meshes (test_node_fusion.py) would add versions and ADDs.
               "fusion": False}
-    process = start_node_process(namespace, params=params, log_path=log_path)
-    client = PerceptionClient(namespace)
-    try:
-        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
+    with running_node(namespace, params=params, log_path=log_path) as (process, client):
         _publish_static_world(client)
         yield process, client, log_path, workdir
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_moving_objects_keep_ids_and_poses_follow_the_truth_with_one_reconstruction(tracking_node, sequence):
@@ -251,10 +244,7 @@ def test_a_missing_target_frame_transform_is_bridged_briefly_then_frames_drop_an
     namespace = "/it_no_tf"
     log_path = tmp_path / "node.log"
     params = {"target_frame": "base_link", "target_frame_timeout_s": 0.1, "target_frame_hold_s": 0.5, "diagnostics_period_s": 0.5}
-    process = start_node_process(namespace, params=params, log_path=log_path)
-    client = PerceptionClient(namespace)
-    try:
-        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
+    with running_node(namespace, params=params, log_path=log_path) as (process, client):
         scene = sequence[0]
         first = _stamp_ns()
         client.publish_rgbd(first, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels)
@@ -287,10 +277,6 @@ def test_a_missing_target_frame_transform_is_bridged_briefly_then_frames_drop_an
                    if tf.child_frame_id.startswith("sam3d_object_")}
         assert frames == {"base_link"}, frames
         assert process.poll() is None
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_a_slow_backend_does_not_delay_tf_of_tracked_objects(tmp_path, sequence):
@@ -303,41 +289,36 @@ def test_a_slow_backend_does_not_delay_tf_of_tracked_objects(tmp_path, sequence)
     namespace = "/it_slow"
     log_path = tmp_path / "node.log"
     params = {"backend": "sam3d", "sam3d_worker": endpoint, "sam3d_timeout_s": 30.0, "lost_timeout_s": 5.0}
-    process = start_node_process(namespace, params=params, log_path=log_path)
-    client = PerceptionClient(namespace)
     try:
-        assert client.wait_for_node(60.0), f"node never came up; its log:\n{log_path.read_text()}"
-        started = time.monotonic()
-        assert _send(client, scene, _stamp_ns(), len(NAMES), timeout_s=20.0) is not None
-        assert time.monotonic() - started >= 2.0, "the stand-in sleeps 2 s: the first result cannot be faster"
-        ok, _ = client.call_service("reconstruct")
-        assert ok
-        latencies, published = [], []
-        deadline = time.monotonic() + 3.0  # longer than the 2 s reconstruction the next frame starts
-        while time.monotonic() < deadline:
-            stamp = _stamp_ns()
-            sent = time.monotonic()
-            client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels)
-            published.append((stamp, sent))
-            time.sleep(0.1)
-        assert client.wait_for(lambda: sum(c.operation == CollisionObject.ADD for c in client.collision_objects) >= 2 * len(NAMES), 10.0), \
-            "the requested reconstruction never finished"
-        for stamp, sent in published:
-            out = client.outputs.get(stamp)
-            if out is not None and out.tf_received_s is not None:
-                latencies.append(out.tf_received_s - sent)
-        assert len(latencies) >= 0.8 * len(published), f"TF for {len(latencies)} of {len(published)} frames"
-        # Not a speed target (bench-node measures that): half the 2 s a blocked pipeline would take, room for CI load.
-        # A blocked pipeline holds most of the frames sent during the 2 s reconstruction for up to 2 s: the 90th
-        # percentile stays under 1 s only when tracking goes on meanwhile (one load spike on CI is tolerated).
-        p90 = float(np.percentile(latencies, 90))
-        assert p90 < 1.0 and max(latencies) < 2.0, \
-            f"TF latency while reconstructing: p90 {p90 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
-        assert process.poll() is None
+        with running_node(namespace, params=params, log_path=log_path) as (process, client):
+            started = time.monotonic()
+            assert _send(client, scene, _stamp_ns(), len(NAMES), timeout_s=20.0) is not None
+            assert time.monotonic() - started >= 2.0, "the stand-in sleeps 2 s: the first result cannot be faster"
+            ok, _ = client.call_service("reconstruct")
+            assert ok
+            latencies, published = [], []
+            deadline = time.monotonic() + 3.0  # longer than the 2 s reconstruction the next frame starts
+            while time.monotonic() < deadline:
+                stamp = _stamp_ns()
+                sent = time.monotonic()
+                client.publish_rgbd(stamp, FRAME_ID, scene.rgb, scene.depth_m, scene.intrinsics, labels=scene.labels)
+                published.append((stamp, sent))
+                time.sleep(0.1)
+            assert client.wait_for(lambda: sum(c.operation == CollisionObject.ADD for c in client.collision_objects) >= 2 * len(NAMES), 10.0), \
+                "the requested reconstruction never finished"
+            for stamp, sent in published:
+                out = client.outputs.get(stamp)
+                if out is not None and out.tf_received_s is not None:
+                    latencies.append(out.tf_received_s - sent)
+            assert len(latencies) >= 0.8 * len(published), f"TF for {len(latencies)} of {len(published)} frames"
+            # Not a speed target (bench-node measures that): half the 2 s a blocked pipeline would take, room for CI load.
+            # A blocked pipeline holds most of the frames sent during the 2 s reconstruction for up to 2 s: the 90th
+            # percentile stays under 1 s only when tracking goes on meanwhile (one load spike on CI is tolerated).
+            p90 = float(np.percentile(latencies, 90))
+            assert p90 < 1.0 and max(latencies) < 2.0, \
+                f"TF latency while reconstructing: p90 {p90 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+            assert process.poll() is None
     finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
         worker.terminate()
         worker.wait(timeout=10)
         worker_log.close()

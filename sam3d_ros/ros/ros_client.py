@@ -160,6 +160,7 @@ class PerceptionClient:
         self.markers: dict[tuple[str, int], Marker] = {}  # (namespace, id) -> marker shown now
         self.marker_arrays: list[MarkerArray] = []
         self.collision_objects: list[CollisionObject] = []
+        self.collision_received_s: list[float] = []  # time.monotonic() of each entry of collision_objects
         self.diagnostics: list[DiagnosticArray] = []
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(MarkerArray, f"{ns}/{NODE_NAME}/markers", self._on_markers, latched)
@@ -222,8 +223,10 @@ class PerceptionClient:
             self.grasp_poses[conversions.stamp_to_ns(msg.header.stamp)] = msg
 
     def _on_collision(self, msg: CollisionObject) -> None:
+        now = time.monotonic()
         with self._lock:
             self.collision_objects.append(msg)
+            self.collision_received_s.append(now)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         with self._lock:

@@ -238,7 +238,7 @@ def test_worker_never_started(backends, scene):
     start = time.monotonic()
     with pytest.raises(ReconstructionError, match="no sam3d worker reachable") as info:
         reconstruct_all(backend, scene)
-    assert time.monotonic() - start < 0.5 + 0.5
+    assert time.monotonic() - start < 0.5 + 2.0  # the connect timeout, far below the 5 s request timeout (room for CI load)
     assert "\n" not in str(info.value)
 
 
@@ -272,7 +272,7 @@ def test_timeout_resets_the_socket_and_the_next_request_works(backends, workers,
     start = time.monotonic()
     with pytest.raises(ReconstructionError, match="did not answer within 0.4 s"):
         backend.reconstruct(frame, mask, SceneContext())
-    assert time.monotonic() - start < 0.4 + 0.5
+    assert time.monotonic() - start < 0.4 + 2.0  # room for CI load; a lost request would wait forever
     assert endpoint not in backend.client._links  # lazy pirate: that socket (and its late reply) is gone
     assert stale_link.socket.closed
     result = backend.client  # same backend, longer deadline for the next request: the late reply is not mixed in
@@ -304,7 +304,7 @@ def test_close_from_another_thread_abandons_the_request_in_flight(workers, workd
     started = time.monotonic()
     backend.close()
     thread.join(timeout=5.0)
-    assert not thread.is_alive() and time.monotonic() - started < 1.0
+    assert not thread.is_alive() and time.monotonic() - started < 3.0  # not the worker's 5 s answer
     assert len(errors) == 1 and "closing" in errors[0]
     with pytest.raises(ReconstructionError, match="closed"):
         backend.reconstruct(frame, scene.mask(scene.objects[0].object_id), SceneContext())
@@ -433,7 +433,7 @@ def test_curve_encryption_and_client_authentication(backends, workers, workdir, 
         start = time.monotonic()
         with pytest.raises(ReconstructionError, match="no sam3d worker reachable.*handshake failed"):
             reconstruct_all(stranger, scene)
-        assert time.monotonic() - start < 0.5 + 0.5
+        assert time.monotonic() - start < 0.5 + 2.0  # the connect timeout, not the 5 s request timeout
 
 
 # ------------------------------------------------------------------------------------------------------------------

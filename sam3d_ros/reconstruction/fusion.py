@@ -207,7 +207,7 @@ class ObjectFusion:
         if agreement < c.min_agreement:
             return self._skip("view disagrees with the model (pose wrong?)", agreement=agreement)
         occlusion = 0.0 if occluders_mask is None else self._occlusion(
-            np.asarray(occluders_mask, dtype=bool), intrinsics, np.asarray(T_cam_obj, dtype=np.float64))
+            mask, np.asarray(occluders_mask, dtype=bool), intrinsics, np.asarray(T_cam_obj, dtype=np.float64))
         if occlusion > c.max_occlusion:
             return self._skip("object mostly hidden", agreement=agreement, occlusion=occlusion)
         view_weight = float(weight) * (1.0 - occlusion)
@@ -262,8 +262,12 @@ class ObjectFusion:
             return 1.0
         return float(np.mean(np.abs(self.tsdf[index[observed]]) < 0.999))
 
-    def _occlusion(self, occluders_mask: np.ndarray, intrinsics: CameraIntrinsics, T_cam_obj: np.ndarray) -> float:
-        """Fraction of the current model's silhouette (on a 4x coarser grid) that occluders cover."""
+    def _occlusion(self, mask: np.ndarray, occluders_mask: np.ndarray, intrinsics: CameraIntrinsics,
+                   T_cam_obj: np.ndarray) -> float:
+        """How much of the object is hidden, on a 4x coarser grid: the fraction of the current model's silhouette
+        that occluders cover or, when occluders touch the object's mask, the silhouette's share that the mask lacks.
+        The second does not trust the pose: a pose that slid off behind an occluder (a tracker given a sliver of the
+        object) puts the silhouette beside it, yet the mask is still far smaller than the model's silhouette."""
         inside = np.flatnonzero(self.tsdf < 0)
         if len(inside) == 0:
             return 0.0
@@ -281,8 +285,13 @@ class ObjectFusion:
         expected[cells[:, 1], cells[:, 0]] = True
         if not expected.any():
             return 1.0
-        hidden = cv2.dilate(occluders_mask.astype(np.uint8), np.ones((stride, stride), np.uint8))[::stride, ::stride]
-        return float(np.count_nonzero(expected & hidden[:h, :w].astype(bool)) / np.count_nonzero(expected))
+        kernel = np.ones((stride, stride), np.uint8)
+        hidden = cv2.dilate(occluders_mask.astype(np.uint8), kernel)[::stride, ::stride][:h, :w].astype(bool)
+        covered = float(np.count_nonzero(expected & hidden) / np.count_nonzero(expected))
+        seen = cv2.dilate(mask.astype(np.uint8), kernel)[::stride, ::stride][:h, :w].astype(bool)
+        if not (cv2.dilate(seen.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & hidden).any():
+            return covered  # nothing next to the object could hide it: a smaller mask means a wrong model, not hiding
+        return max(covered, 1.0 - min(1.0, np.count_nonzero(seen) / np.count_nonzero(expected)))
 
     def _update(self, depth: np.ndarray, surface_depth: np.ndarray, mask: np.ndarray, rgb: np.ndarray | None,
                 intrinsics: CameraIntrinsics, T_cam_obj: np.ndarray, view_weight: float,

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
-from sam3d_ros.geometry.transforms import invert_transform, transform_points
+from sam3d_ros.geometry.transforms import invert_transform, rotation_angle_between, transform_points
 from sam3d_ros.geometry.types import ObjectPrompt, ObjectReconstruction
 from sam3d_ros.tracking.pose_tracking import ObjectModel, centroid_motion_prior, observed_tracking_points, track_pose
 
@@ -45,6 +45,13 @@ class TrackerConfig:
     degraded_frames: int = 5  # consecutive degraded fits before the object is reconstructed again
     tracking_points: int = 600  # observed depth points per object and frame used by ICP
     time_jump_s: float = 1.0  # a frame stamped this much before the newest one means time jumped back (as tf2_ros)
+    # With the camera's pose known (T_fixed_cam), a fit that moves an object less than this from where a still object
+    # would now be is taken as model error, not motion: the pose stays put in the fixed frame (0 = never hold).
+    static_hold_m: float = 0.01
+    static_hold_deg: float = 5.0
+    # With the camera's pose known, an object whose mask shrank below this fraction of the largest it had (as seen
+    # from 1 m) is taken as mostly hidden: a fit to the sliver left is not trusted, the pose stays put (0 = never).
+    hidden_area_fraction: float = 0.3
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
@@ -55,6 +62,8 @@ class TrackerConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.reconstruct_interval_s < 0 or self.degraded_frames < 1 or self.tracking_points < 10:
             raise ValueError("reconstruct_interval_s >= 0, degraded_frames >= 1 and tracking_points >= 10 are required")
+        if self.static_hold_m < 0 or self.static_hold_deg < 0 or not 0 <= self.hidden_area_fraction < 1:
+            raise ValueError("static_hold_m and static_hold_deg must be >= 0, hidden_area_fraction in [0, 1)")
 
 
 @dataclass
@@ -67,10 +76,13 @@ class Observation:
     stable_id: bool = False  # the prompt's id identifies the object across frames (a detector's tracking id)
     centroid_cam: np.ndarray | None = field(init=False)  # mean of points_cam, None without depth
     mask_small: np.ndarray = field(init=False)  # the mask on the coarse association grid
+    area_px_at_1m: float = field(init=False)  # mask pixels times the centroid's depth squared (0 without depth)
 
     def __post_init__(self) -> None:
         self.centroid_cam = self.points_cam.mean(axis=0) if len(self.points_cam) else None
         self.mask_small = _small(self.mask)
+        depth = 0.0 if self.centroid_cam is None else float(self.centroid_cam[2])
+        self.area_px_at_1m = float(np.count_nonzero(self.mask)) * depth * depth
 
 
 @dataclass
@@ -98,6 +110,7 @@ class Track:
     rmse_m: float = float("nan")
     last_observation: Observation | None = None  # this frame's observation (None when not seen in it)
     T_cam_obj_reconstructed: np.ndarray | None = None  # pose at the frame of the latest reconstruction
+    largest_area_px_at_1m: float = 0.0  # the largest observed mask (Observation.area_px_at_1m)
 
     @property
     def seen_in_last_frame(self) -> bool:
@@ -308,12 +321,16 @@ class ObjectTracker:
         track.label = observation.prompt.label or track.label
         track.mask_small = observation.mask_small
         if track.reconstruction is not None and track.model is not None and centroid is not None:
-            T_cam_obj_init = track.reconstruction.T_cam_obj
+            T_cam_obj_init = T_cam_obj_still = track.reconstruction.T_cam_obj  # where it is if it did not move
             if track.centroid_cam is not None:  # the last pose moved with the observed centroid
                 T_cam_obj_init = centroid_motion_prior(T_cam_obj_init, track.centroid_cam, observation.points_cam)
             result = track_pose(track.model, observation.points_cam, T_cam_obj_init, min_fitness=self.config.min_fitness)
             good = result.ok and result.rmse_m <= self.config.max_rmse_m
             track.fitness, track.rmse_m = result.fitness, result.rmse_m
+            hidden = observation.area_px_at_1m < self.config.hidden_area_fraction * track.largest_area_px_at_1m
+            if self._T_fixed_cam is not None and (hidden or (good and self._holds_still(T_cam_obj_still, result.T_cam_obj))):
+                result.T_cam_obj = T_cam_obj_still  # a still object where the camera's motion puts it
+                good = good or hidden  # a sliver's poor fit says nothing of the model: no new reconstruction for it
             if good:
                 track.reconstruction = replace(track.reconstruction, T_cam_obj=result.T_cam_obj, mask=observation.mask)
                 track.pose_ns = stamp_ns
@@ -328,6 +345,17 @@ class ObjectTracker:
                         track.track_id, f"fit degraded (fitness {result.fitness:.2f}, rmse {result.rmse_m * 1000:.1f} mm)"
                     )
         track.centroid_cam = centroid if centroid is not None else track.centroid_cam
+        track.largest_area_px_at_1m = max(track.largest_area_px_at_1m, observation.area_px_at_1m)
+
+    def _holds_still(self, T_cam_obj_still: np.ndarray, T_cam_obj_fitted: np.ndarray) -> bool:
+        """The fit moved the object less than the static hold from where it would be had it not moved (the camera's
+        motion is known): a model that is only approximate (one view's completion) slides along the surfaces a
+        moving camera newly sees, frame after frame; holding it keeps the pose in the fixed frame, so it neither
+        drifts nor feeds drifted views to multi-view fusion. A real motion beyond the hold is followed."""
+        c = self.config
+        moved_m = float(np.linalg.norm(T_cam_obj_fitted[:3, 3] - T_cam_obj_still[:3, 3]))
+        turned_rad = rotation_angle_between(T_cam_obj_fitted[:3, :3], T_cam_obj_still[:3, :3])
+        return moved_m < c.static_hold_m and turned_rad < np.radians(c.static_hold_deg)
 
     # -- reconstruction ----------------------------------------------------------------------------------------
     def request_reconstruction(self, track_id: str | None = None, reason: str = "requested") -> int:

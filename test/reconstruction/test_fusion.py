@@ -76,6 +76,26 @@ def test_a_view_at_a_wrong_pose_is_skipped_and_does_not_corrupt(views):
     assert fusion.views_skipped == 3 and fusion.views_integrated == 6
 
 
+def test_a_sliver_beside_an_occluder_is_skipped_even_at_a_pose_that_slid_off_it(views):
+    # What a tracker does with a sliver of an object behind another: the pose slides off, the model's silhouette lands
+    # beside the occluder, so the occluder covers little of it; the mask, though, is a tenth of that silhouette.
+    scene = views[0]
+    mask = scene.mask(1)
+    rows = np.flatnonzero(mask.any(axis=1))
+    sliver = mask & (np.arange(mask.shape[0])[:, None] < rows[0] + 0.1 * (rows[-1] - rows[0]))
+    occluder = mask & ~sliver  # something in front of the rest of the object
+    T_slid = make_transform(np.eye(3), [0.06, 0.0, 0.0]) @ scene.objects[0].T_cam_obj  # 6 cm to the right
+    fusion = ObjectFusion(_wrong_completion())
+    result = fusion.integrate(scene.depth_m, sliver, scene.intrinsics, T_slid, occluders_mask=occluder)
+    assert not result.accepted and "hidden" in result.reason and result.occlusion > 0.8, result
+    # The same sliver with nothing beside it that could hide the object is a (small) view like any other.
+    fusion = ObjectFusion(_wrong_completion())
+    far_occluder = np.zeros_like(mask)
+    far_occluder[:, :5] = True
+    assert fusion.integrate(scene.depth_m, sliver, scene.intrinsics, scene.objects[0].T_cam_obj, rgb=scene.rgb,
+                            occluders_mask=far_occluder).accepted
+
+
 def test_memory_is_bounded_by_the_voxel_budget():
     for budget in (20_000, 200_000):
         fusion = ObjectFusion(_wrong_completion(), FusionConfig(voxel_budget=budget))

@@ -199,6 +199,68 @@ def test_with_the_camera_pose_a_lost_object_stays_put_in_the_fixed_frame(pipelin
         assert lost_moved_m > 0.03  # it turned 20 degrees about the table centre with the camera
 
 
+# The sweep of test/ros/test_node_fusion.py: a wrist camera circles a cracker box and a mustard bottle (tuning objects)
+# by 120 degrees, 6 degrees per frame; here its first 78 degrees, where the box hides the bottle in frames 7-13 (57 %
+# to 4 % of it visible; 9 % or less in 9-12).
+WRIST_PLACEMENTS = [("003_cracker_box", (0.0, -0.1, 0.4)), ("006_mustard_bottle", (0.0, 0.1, 1.1))]
+
+
+@pytest.fixture(scope="module")
+def wrist_sweep():
+    from sam3d_ros.tools.synthetic import default_intrinsics, look_at_camera, render_scene, upright_pose
+
+    placements = [(name, upright_pose(name, *where)) for name, where in WRIST_PLACEMENTS]
+    return [render_scene(placements, look_at_camera(0.65, 35.0, 200.0 + 6.0 * k), default_intrinsics(), rng=k)
+            for k in range(14)]
+
+
+def _world_pose_errors(tracker, pipeline, scenes, config_still=True):
+    """Per frame, per object: how far (mm, degrees) its tracked pose in the world moved from the first frame's (the
+    objects stand still), tracked with the single-view meshes of the depth backend and the camera's pose known."""
+    T_world_cam = [invert_transform(scene.T_cam_world) for scene in scenes]
+    update = tracker.update(0, _observe(tracker, scenes[0]), T_fixed_cam=T_world_cam[0])
+    _reconstruct(tracker, pipeline, scenes[0], 0, update)
+    T_world_obj0 = {tid: T_world_cam[0] @ track.T_cam_obj for tid, track in tracker.tracks.items()}
+    errors = []
+    for k, scene in enumerate(scenes[1:], start=1):
+        tracker.update(k * NS_PER_FRAME, _observe(tracker, scene), T_fixed_cam=T_world_cam[k])
+        T_world_obj = {tid: T_world_cam[k] @ track.T_cam_obj for tid, track in tracker.tracks.items()}
+        errors.append({tid: (1000 * np.linalg.norm(T_world_obj[tid][:3, 3] - T_world_obj0[tid][:3, 3]),
+                             np.degrees(rotation_angle_between(T_world_obj[tid][:3, :3], T_world_obj0[tid][:3, :3])))
+                       for tid in T_world_obj})
+    return errors
+
+
+def test_with_the_camera_pose_known_a_still_object_does_not_drift_on_its_approximate_mesh(wrist_sweep, pipeline):
+    # The single-view box is too shallow: each newly seen face pulls its fit by a few mm; over 78 degrees of sweep
+    # that added up to 9 mm in the world (25 mm over the whole sweep; fused views landed off). Held, it stays where
+    # it is. (A pull beyond the hold is followed: on this mesh one comes at 84 degrees; with fusion the installed
+    # fused mesh has the seen faces right by then.)
+    errors = _world_pose_errors(ObjectTracker(TrackerConfig()), pipeline, wrist_sweep)
+    worst_box = max(frame["1"][0] for frame in errors)
+    assert worst_box < 3.0, str([round(float(frame["1"][0]), 1) for frame in errors])
+    moving = _world_pose_errors(ObjectTracker(TrackerConfig(static_hold_m=0.0, hidden_area_fraction=0.0)), pipeline,
+                                wrist_sweep)
+    assert max(frame["1"][0] for frame in moving) > 5.0  # without the hold it drifts: the sweep is a real test
+
+
+def test_with_the_camera_pose_known_a_mostly_hidden_object_keeps_its_pose(wrist_sweep, pipeline):
+    # Behind the box only a sliver of the bottle is seen; a fit to it turned the bottle by 50-80 degrees and moved it
+    # by 5-7 cm (with a fitness near 1). Mostly hidden, it stays where the camera's motion puts it.
+    errors = _world_pose_errors(ObjectTracker(TrackerConfig()), pipeline, wrist_sweep)
+    bottle = [(round(float(frame["2"][0]), 1), round(float(frame["2"][1]), 1)) for frame in errors]
+    assert max(mm for mm, _ in bottle) < 10.0 and max(deg for _, deg in bottle) < 10.0, str(bottle)
+    unheld = _world_pose_errors(ObjectTracker(TrackerConfig(hidden_area_fraction=0.0)), pipeline, wrist_sweep)
+    assert max(frame["2"][1] for frame in unheld) > 30.0  # fitted to the sliver it turns: the sweep is a real test
+
+
+def test_the_holds_need_the_camera_pose():
+    with pytest.raises(ValueError, match="hidden_area_fraction"):
+        ObjectTracker(TrackerConfig(hidden_area_fraction=1.0))
+    with pytest.raises(ValueError, match="static_hold"):
+        ObjectTracker(TrackerConfig(static_hold_m=-1.0))
+
+
 # -- time that jumps back (looping bags, driver restarts, simulator resets)
 
 S = 1_000_000_000

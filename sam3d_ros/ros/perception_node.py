@@ -108,7 +108,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "degraded_frames": (5, "Consecutive degraded fits before the object is reconstructed again."),
     "tracking_points": (600, "Depth points per object and frame used to track the pose (ICP)."),
     "reconstruction_queue_size": (1, "Reconstruction requests waiting behind the running one; a newer request replaces the oldest waiting one."),
-    "fusion": (False, "Fuse every tracked view of an object into a multi-view model in the object's frame (off the tracking thread); its mesh replaces the single-view one at most once per fusion_min_interval_s, when it changed (markers, collision ADD and mesh files sent again)."),
+    "fusion": (True, "Fuse every tracked view of an object into a multi-view model in the object's frame (off the tracking thread); its mesh replaces the single-view one at most once per fusion_min_interval_s, when it changed (markers, collision ADD and mesh files sent again)."),
     "fusion_voxel_budget": (500000, "Most voxels of one object's fused model (12 bytes each): bounds its memory."),
     "fusion_min_interval_s": (1.0, "Shortest time (s) between two fused meshes of one object."),
     "publish_tf": (True, "Broadcast one TF frame per object on /tf."),

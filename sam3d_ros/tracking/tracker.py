@@ -12,7 +12,11 @@ the objects are kept. Requests made before the jump are mapped into the new epoc
 Poses are in the camera's optical frame. When the camera's pose in a fixed frame is known for each frame
 (`T_fixed_cam`, e.g. from TF), every object is first moved by the camera's motion since the previous frame: a lost
 object then stays where it was in the fixed frame while the camera moves, and tracking starts from where a static
-object would now be seen.
+object would now be seen. While the camera moves, a fit that moves an object only a little from there (less than
+`static_hold_m` and `static_hold_deg`) is taken as the error of an approximate mesh, not motion, and so is any fit to
+an object mostly hidden (its mask below `hidden_area_fraction` of its largest): the object stays put in the fixed
+frame. A one-view mesh otherwise slides along the surfaces the moving camera newly sees (25 mm over a 120 degree
+sweep), and a sliver behind another object turned the fit by 50-80 degrees; multi-view fusion took those poses.
 """
 from __future__ import annotations
 
@@ -45,12 +49,12 @@ class TrackerConfig:
     degraded_frames: int = 5  # consecutive degraded fits before the object is reconstructed again
     tracking_points: int = 600  # observed depth points per object and frame used by ICP
     time_jump_s: float = 1.0  # a frame stamped this much before the newest one means time jumped back (as tf2_ros)
-    # With the camera's pose known (T_fixed_cam), a fit that moves an object less than this from where a still object
-    # would now be is taken as model error, not motion: the pose stays put in the fixed frame (0 = never hold).
+    # While the camera moves with its pose known (T_fixed_cam), a fit that moves an object less than this from where a
+    # still object would now be is taken as model error, not motion: the pose stays put in the fixed frame (0: never).
     static_hold_m: float = 0.01
     static_hold_deg: float = 5.0
-    # With the camera's pose known, an object whose mask shrank below this fraction of the largest it had (as seen
-    # from 1 m) is taken as mostly hidden: a fit to the sliver left is not trusted, the pose stays put (0 = never).
+    # While the camera moves with its pose known, an object whose mask shrank below this fraction of the largest it
+    # had (as seen from 1 m) is taken as mostly hidden: a fit to the sliver left is not trusted, the pose stays put.
     hidden_area_fraction: float = 0.3
 
     def validate(self) -> None:
@@ -166,6 +170,7 @@ class ObjectTracker:
         self.tracks: dict[str, Track] = {}
         self._rng = np.random.default_rng(0)
         self._T_fixed_cam: np.ndarray | None = None  # camera pose in the fixed frame at the latest frame
+        self._camera_moved = False  # the camera's pose is known and it moved since the previous frame
         self.newest_stamp_ns: int | None = None  # of the frames given to update(), in the current epoch
         self.time_epoch = 0  # number of times time jumped back
         self._epoch_shift_ns: list[int] = [0]  # per epoch: added to its stamps to express them in the current one
@@ -262,9 +267,11 @@ class ObjectTracker:
             self._time_jumped_back(stamp_ns - newest)
             newest = None
         self.newest_stamp_ns = stamp_ns if newest is None else max(newest, stamp_ns)
+        self._camera_moved = False
         if T_fixed_cam is not None and self._T_fixed_cam is not None:
             T_cam_previous = invert_transform(T_fixed_cam) @ self._T_fixed_cam  # previous camera in the current one
             if not np.allclose(T_cam_previous, np.eye(4), atol=1e-9):
+                self._camera_moved = True
                 for track in self.tracks.values():
                     _move_with_camera(track, T_cam_previous)
         self._T_fixed_cam = None if T_fixed_cam is None else np.array(T_fixed_cam, dtype=float)
@@ -328,7 +335,7 @@ class ObjectTracker:
             good = result.ok and result.rmse_m <= self.config.max_rmse_m
             track.fitness, track.rmse_m = result.fitness, result.rmse_m
             hidden = observation.area_px_at_1m < self.config.hidden_area_fraction * track.largest_area_px_at_1m
-            if self._T_fixed_cam is not None and (hidden or (good and self._holds_still(T_cam_obj_still, result.T_cam_obj))):
+            if self._camera_moved and (hidden or (good and self._holds_still(T_cam_obj_still, result.T_cam_obj))):
                 result.T_cam_obj = T_cam_obj_still  # a still object where the camera's motion puts it
                 good = good or hidden  # a sliver's poor fit says nothing of the model: no new reconstruction for it
             if good:

@@ -214,7 +214,7 @@ def wrist_sweep():
             for k in range(14)]
 
 
-def _world_pose_errors(tracker, pipeline, scenes, config_still=True):
+def _world_pose_errors(tracker, pipeline, scenes):
     """Per frame, per object: how far (mm, degrees) its tracked pose in the world moved from the first frame's (the
     objects stand still), tracked with the single-view meshes of the depth backend and the camera's pose known."""
     T_world_cam = [invert_transform(scene.T_cam_world) for scene in scenes]

@@ -123,7 +123,9 @@ def test_after_time_jumps_back_the_node_keeps_its_objects_and_publishes_within_a
     has been unseen for lost_timeout_s (0.5 s) counted across the jump."""
     namespace = f"/it_jump_{'sim' if use_sim_time else 'wall'}"
     log_path = tmp_path / "node.log"
-    params = {"target_frame": "world", "target_frame_timeout_s": 0.3, "lost_timeout_s": 0.5, "use_sim_time": use_sim_time}
+    # It counts collision ADDs to tell a kept mesh from a new reconstruction: fused meshes would add ADDs (fusion off).
+    params = {"target_frame": "world", "target_frame_timeout_s": 0.3, "lost_timeout_s": 0.5, "use_sim_time": use_sim_time,
+              "fusion": False}
     with running_node(namespace, params=params, log_path=log_path) as (process, client):
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         tf_pub = client.node.create_publisher(TFMessage, "/tf", reliable)

@@ -58,6 +58,7 @@ class NodeBenchResult:
     node_frames_dropped: int = 0
     node_drop_reasons: dict[str, int] = field(default_factory=dict)
     reconstructions: int = 0
+    fusion: dict[str, float] | None = None  # the node's fusion status at the end (views integrated, meshes installed)
     node_total_ms: tuple[float, float] | None = None  # the node's own per-frame time (median of its window, max)
     rss_mb: list[tuple[float, float, float]] = field(default_factory=list)  # (s since start, node MB, children MB)
     achieved_rate_hz: float = 0.0
@@ -97,6 +98,23 @@ def _messages(scene, stamp_ns: int) -> tuple:
         conversions.array_to_image_msg(depth_mm, "16UC1", header),
         conversions.array_to_image_msg(scene.labels.astype(np.uint8), "mono8", header),
     )
+
+
+def _pipeline_counts(client: PerceptionClient, newer_than_ns: int, timeout_s: float = 10.0) -> dict[str, int]:
+    """The frame counters (frames in, out, dropped and per reason) of the node's first /diagnostics message stamped
+    after `newer_than_ns` (an overloaded node publishes them late); RuntimeError when none comes within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with client._lock:
+            latest = client.diagnostics[-1] if client.diagnostics else None
+        if latest is not None and conversions.stamp_to_ns(latest.header.stamp) > newer_than_ns:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no /diagnostics from the node for {timeout_s:g} s: its frames cannot be accounted for")
+        time.sleep(0.05)
+    pipeline = next((v for name, v in client.diagnostic_values().items() if name.endswith("pipeline")), {})
+    return {k: int(v) for k, v in pipeline.items() if k in ("frames in", "frames out", "frames dropped")
+            or k.startswith("dropped (")}
 
 
 def _restamp(messages: tuple, stamp_ns: int) -> None:
@@ -142,12 +160,13 @@ def run_node_benchmark(
             raise RuntimeError(f"the node did not come up (log: {log_path})")
         stamp0 = time.time_ns()
         _restamp(frames[0], stamp0)
-        for _ in range(5):
+        for _ in range(5 + n_objects // 8):  # the node reconstructs max_reconstructions_per_frame (8) per frame
             client.publish(*frames[0])
             if client.wait_for_outputs(stamp0, n_objects=n_objects, timeout_s=10.0) is not None:
                 break
         else:
             raise RuntimeError(f"the first frame's {n_objects} objects were never published (log: {log_path})")
+        before = _pipeline_counts(client, time.time_ns())  # counts every send of the first frame
         say(f"[bench-node] all {n_objects} objects reconstructed; playing at {rate_hz:g} Hz for {seconds:g} s", flush=True)
         period_s = 1.0 / rate_hz
         sent: dict[int, float] = {}
@@ -171,7 +190,8 @@ def run_node_benchmark(
             if delay > 0:
                 time.sleep(delay)
         elapsed = time.monotonic() - start
-        time.sleep(1.5)  # let the last frames and a diagnostics message come back
+        last_sent_ns = time.time_ns()
+        time.sleep(1.5)  # let the last frames come back
         result.rss_mb.append((time.monotonic() - start, *node_rss_mb(process.pid)))
         result.published = len(sent)
         result.achieved_rate_hz = len(sent) / elapsed
@@ -184,11 +204,17 @@ def run_node_benchmark(
         values = client.diagnostic_values()
         pipeline = next((v for name, v in values.items() if name.endswith("pipeline")), {})
         worker = next((v for name, v in values.items() if name.endswith("reconstruction")), {})
-        result.node_frames_in = int(pipeline.get("frames in", 0)) - 1  # minus the first frame (sent before the clock)
-        result.node_frames_out = int(pipeline.get("frames out", 0)) - 1
-        result.node_frames_dropped = int(pipeline.get("frames dropped", 0))
-        result.node_drop_reasons = {k: int(v) for k, v in pipeline.items() if k.startswith("dropped (")}
+        after = _pipeline_counts(client, last_sent_ns + int(0.5e9))  # minus the sends of the first frame
+        counts = {key: value - before.get(key, 0) for key, value in after.items()}
+        result.node_frames_in = counts.get("frames in", 0)
+        result.node_frames_out = counts.get("frames out", 0)
+        result.node_frames_dropped = counts.get("frames dropped", 0)
+        result.node_drop_reasons = {k: v for k, v in counts.items() if k.startswith("dropped (")}
         result.reconstructions = int(worker.get("objects reconstructed", 0))
+        fusion = next((v for name, v in values.items() if name.endswith("fusion")), None)
+        if fusion is not None:
+            result.fusion = {k: float(fusion[k]) for k in ("views integrated", "views skipped", "fused meshes installed",
+                                                           "memory MB (all objects)") if k in fusion}
         if "total latency max ms (since start)" in pipeline:
             result.node_total_ms = (float(pipeline["total latency median ms"]), float(pipeline["total latency max ms (since start)"]))
     finally:
@@ -218,6 +244,8 @@ def format_node_bench(result: NodeBenchResult) -> str:
     if result.node_total_ms is not None:
         lines.append(f"  inside the node (frame taken -> published): median {result.node_total_ms[0]:.1f} ms (last 300 frames), "
                      f"max {result.node_total_ms[1]:.1f} ms")
+    if result.fusion:
+        lines.append("  fusion (since start): " + ", ".join(f"{k} {v:g}" for k, v in result.fusion.items()))
     growth = None
     if len(result.rss_mb) >= 3:
         totals = [(t, node + children) for t, node, children in result.rss_mb]

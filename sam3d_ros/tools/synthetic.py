@@ -626,6 +626,20 @@ def _sample_placement(
     return None
 
 
+def _sample_placements(
+    names: list[str], T_cam_world: np.ndarray, intrinsics: CameraIntrinsics, table_size_m: float,
+    rng: np.random.Generator,
+) -> list[tuple[str, np.ndarray]] | None:
+    """Random placements of `names` in this order (see `_sample_placement`); None when one found no place."""
+    placements: list[tuple[str, np.ndarray]] = []
+    for name in names:
+        T_world_obj = _sample_placement(name, placements, T_cam_world, intrinsics, table_size_m, rng)
+        if T_world_obj is None:
+            return None
+        placements.append((name, T_world_obj))
+    return placements
+
+
 def random_tabletop_scene(
     seed: int,
     n_objects: int = 3,
@@ -662,13 +676,8 @@ def random_tabletop_scene(
             rng.uniform(*distance_range), rng.uniform(*elevation_range_deg), rng.uniform(0.0, 360.0)
         )
         chosen = [pool[i] for i in rng.choice(len(pool), size=n_objects, replace=n_objects > len(pool))]
-        placements: list[tuple[str, np.ndarray]] = []
-        for name in chosen:
-            T_world_obj = _sample_placement(name, placements, T_cam_world, intrinsics, table_size_m, rng)
-            if T_world_obj is None:
-                break
-            placements.append((name, T_world_obj))
-        if len(placements) < n_objects:
+        placements = _sample_placements(chosen, T_cam_world, intrinsics, table_size_m, rng)
+        if placements is None:
             continue
 
         table_depth = _cast_table(T_cam_world, table_size_m, intrinsics)
@@ -721,13 +730,8 @@ def _random_first_frame(
         T_cam_world = look_at_camera(
             rng.uniform(*distance_range), rng.uniform(*elevation_range_deg), rng.uniform(0.0, 360.0)
         )
-        placements: list[tuple[str, np.ndarray]] = []
-        for name in names:
-            T_world_obj = _sample_placement(name, placements, T_cam_world, intrinsics, table_size_m, rng)
-            if T_world_obj is None:
-                break
-            placements.append((name, T_world_obj))
-        if len(placements) < len(names):
+        placements = _sample_placements(names, T_cam_world, intrinsics, table_size_m, rng)
+        if placements is None:
             continue
         table_depth = _cast_table(T_cam_world, table_size_m, intrinsics)
         hits = [_cast_object(name, T_cam_world @ T, intrinsics) for name, T in placements]

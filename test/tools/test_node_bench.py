@@ -37,6 +37,8 @@ def test_the_report_names_layout_and_the_memory_of_node_and_fusion_apart():
     assert "grid layout, camera 1.50 m out, visible pixels per object in the first frame: min 1200, median 2000" in report
     assert "700 MB at start" in report and "755 MB at the end" in report
     assert "node 400 -> 425 MB, child processes (fusion) 300 -> 330 MB" in report
+    result.fusion = {"views integrated": 12.0, "fused meshes installed": 4.0}
+    assert "fusion (since start): views integrated 12, fused meshes installed 4" in format_node_bench(result)
 
 
 def test_frames_the_node_published_or_counted_are_not_silent_and_listener_misses_are_apart():

@@ -180,7 +180,7 @@ def _serve(connection, config: FusionConfig, min_interval_s: float) -> None:
     Every frame arrives with its views' prior meshes, unpickled into new trimesh objects, and an unpickled mesh is
     cyclic garbage (its cache refers back to it): only the garbage collector frees it, and with few Python objects
     made per frame its full collections come so rarely that the meshes of hundreds of frames piled up (the process
-    grew by about 4 MB/s at 30 Hz with 5 objects). So the objects of the imports are frozen out of collection once and
+    grew by about 5 MB/s at 30 Hz with 5 objects). So the objects of the imports are frozen out of collection once and
     each frame's garbage is collected after its answer (a collection then walks only the objects made since)."""
     try:
         os.nice(10)

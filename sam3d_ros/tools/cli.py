@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--objects", type=int, default=5, help="tracked objects, 1 to 20 (default 5)")
     bn.add_argument("--layout", choices=["random", "grid"], default=None,
                     help="first frame: random (default up to 5 objects, camera 0.5-1 m out; finds none for 10) or grid "
-                         "(default above 5: rows of objects, camera 1.5 m out for any count)")
+                         "(default above 5: rows of objects, camera about 1.6 m out for any count)")
     bn.add_argument("--seconds", type=float, default=30.0, help="how long to play (default 30; 600 for the memory check)")
     bn.add_argument("--log", type=Path, default=Path("bench_node.log"), help="the node's log (default ./bench_node.log)")
     bn.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a node parameter (repeatable)")

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 from std_msgs.msg import Header
 
-from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.geometry.transforms import invert_transform
 from sam3d_ros.ros import conversions
 from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
@@ -37,7 +36,8 @@ OBJECT_NAMES = ["003_cracker_box", "004_sugar_box", "005_tomato_soup_can", "006_
                 "002_master_chef_can", "021_bleach_cleanser", "025_mug", "019_pitcher_base", "035_power_drill",
                 "022_windex_bottle", "036_wood_block", "024_bowl", "008_pudding_box", "007_tuna_fish_can",
                 "077_rubiks_cube", "065-j_cups", "070-a_colored_wood_blocks", "009_gelatin_box", "065-f_cups"]
-GRID_DISTANCE_M = 1.5  # nearest camera distance of the grid layout: 20 objects need about this much at 640x480
+GRID_DISTANCE_M = 1.5  # grid layout: camera to a point above the grid centre (about 1.6 m to the table there);
+# 20 objects need about this much at 640x480
 
 
 @dataclass
@@ -123,16 +123,15 @@ def _restamp(messages: tuple, stamp_ns: int) -> None:
         msg.header.stamp = stamp
 
 
-def bench_sequence(n_objects: int, n_frames: int = 30, seed: int = 4, layout: str | None = None,
-                   intrinsics: CameraIntrinsics | None = None) -> tuple[list[SyntheticScene], str]:
+def bench_sequence(n_objects: int, n_frames: int = 30, seed: int = 4,
+                   layout: str | None = None) -> tuple[list[SyntheticScene], str]:
     """The rendered sequence bench-node plays, and its layout (None: random up to 5 objects, grid above)."""
     if not 1 <= n_objects <= len(OBJECT_NAMES):
         raise ValueError(f"bench-node places 1 to {len(OBJECT_NAMES)} objects, not {n_objects}")
     layout = layout or ("random" if n_objects <= 5 else "grid")
     distance_range = (GRID_DISTANCE_M, GRID_DISTANCE_M) if layout == "grid" else (0.5, 1.0)
     sequence = moving_object_sequence(OBJECT_NAMES[:n_objects], n_frames=n_frames, seed=seed, max_step_m=0.004,
-                                      max_turn_deg=1.0, distance_range=distance_range, intrinsics=intrinsics,
-                                      layout=layout)
+                                      max_turn_deg=1.0, distance_range=distance_range, layout=layout)
     return sequence, layout
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import trimesh
@@ -32,7 +32,8 @@ class FusionView:
 
     track_id: str
     mesh_version: int  # the tracker's mesh version the pose refers to
-    prior_mesh_obj: trimesh.Trimesh  # the tracker's current mesh (the prior when a model starts)
+    prior_mesh_obj: trimesh.Trimesh | None  # the tracker's current mesh (the prior when a model starts); None when
+    # the receiver was given this mesh version before (FusionProcess sends each version's mesh once)
     T_cam_obj: np.ndarray
     mask: np.ndarray  # (H, W) bool
     fitness: float
@@ -93,6 +94,8 @@ class FusedModels:
         if model is not None and view.mesh_version < model.base_version:
             return None  # a view of the frame before the model's reconstruction
         if model is None or view.mesh_version > model.version:  # new, or reconstructed again
+            if view.prior_mesh_obj is None:
+                raise ValueError(f"no mesh of version {view.mesh_version} to start a model from")
             model = _Model(ObjectFusion(view.prior_mesh_obj, self.config), view.mesh_version, view.mesh_version)
             self._models[view.track_id] = model
         return model
@@ -219,6 +222,7 @@ class FusionProcess:
         self._config.validate()
         self._min_interval_s = min_interval_s
         self._closed = False
+        self._sent_versions: dict[str, int] = {}  # track id -> newest mesh version whose mesh the child was sent
         self._start()
         self.restarts = 0
         self.bytes_by_object: dict[str, int] = {}
@@ -241,6 +245,7 @@ class FusionProcess:
         failed on it, or died (it is started again, its models empty, for the next frame)."""
         if self._closed:
             raise RuntimeError("the fusion process was stopped")
+        frame = self._without_sent_meshes(frame, keep_ids)
         try:
             self._connection.send(("integrate", frame, now_s, set(keep_ids)))
             due, error, self.bytes_by_object, self.views_integrated, self.views_skipped, self.last_skip_reason = \
@@ -252,12 +257,29 @@ class FusionProcess:
             code = self._process.exitcode
             self._connection.close()
             self._start()
+            self._sent_versions = {}
             self.restarts += 1
             self.bytes_by_object = {}
             raise RuntimeError(f"the fusion process died (exit code {code}: {exc}); started again") from exc
         if error:
+            self._sent_versions = {}  # the frame may have failed before its meshes were taken: send them again
             raise RuntimeError(error)
         return due
+
+    def _without_sent_meshes(self, frame: FusionFrame, keep_ids: set[str]) -> FusionFrame:
+        """`frame` with the prior mesh left out of each view whose mesh version the child was already sent: a mesh
+        goes through the pipe once per version, not with every frame (pickling 20 objects' meshes at 30 Hz held the
+        tracking process's GIL). Versions of objects no longer tracked are forgotten, as the child forgets their models."""
+        for track_id in [t for t in self._sent_versions if t not in keep_ids]:
+            del self._sent_versions[track_id]
+        views = []
+        for view in frame.views:
+            if self._sent_versions.get(view.track_id, -1) >= view.mesh_version:
+                view = replace(view, prior_mesh_obj=None)
+            elif view.prior_mesh_obj is not None:
+                self._sent_versions[view.track_id] = view.mesh_version
+            views.append(view)
+        return replace(frame, views=views)
 
     def installed(self, track_id: str, mesh_version: int) -> None:
         """See FusedModels.installed."""

@@ -80,7 +80,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def test_the_fusion_process_frees_the_meshes_every_frame_brings(scenes):
-    # Every frame carries its views' prior meshes; unpickled, each is cyclic garbage in the child. They used to pile up
+    # Every frame with a new mesh version carries its prior mesh; unpickled, each is cyclic garbage in the child. They used to pile up
     # between the garbage collector's rare full collections (the child grew by hundreds of MB in a minute).
     prior = trimesh.creation.icosphere(subdivisions=6, radius=0.05)  # 40962 vertices: about 3 MB pickled
     prior.apply_translation(load_ycb_mesh(NAME).bounds.mean(axis=0))
@@ -91,9 +91,35 @@ def test_the_fusion_process_frees_the_meshes_every_frame_brings(scenes):
             process.integrate(frame, 0.0, {"a"})
         before = _rss_mb(process._process.pid)
         for _ in range(80):  # the same view again: not fused, only received and answered
+            process._sent_versions = {}  # the mesh goes through the pipe every time (as after every new version)
             process.integrate(frame, 0.0, {"a"})
         growth = _rss_mb(process._process.pid) - before
     finally:
         process.close()
     print(f"fusion process RSS growth over 80 frames with a 3 MB prior mesh each: {growth:+.1f} MB")
     assert growth < 40.0  # 80 frames of garbage would be about 240 MB
+
+
+def test_the_fusion_process_is_sent_each_mesh_version_once_and_fuses_the_views_that_come_without_it(scenes):
+    prior = _prior()
+    process = FusionProcess(FusionConfig(voxel_budget=100_000), min_interval_s=1e9)
+    try:
+        sent = process._without_sent_meshes(_frame(scenes[0], 1, prior), {"a"})
+        assert sent.views[0].prior_mesh_obj is prior
+        assert process._without_sent_meshes(_frame(scenes[2], 1, prior), {"a"}).views[0].prior_mesh_obj is None
+        assert process._without_sent_meshes(_frame(scenes[2], 2, prior), {"a"}).views[0].prior_mesh_obj is prior
+        process._without_sent_meshes(_frame(scenes[2], 1, prior), set())  # "a" no longer tracked: forgotten
+        assert process._without_sent_meshes(_frame(scenes[2], 2, prior), {"a"}).views[0].prior_mesh_obj is prior
+        process._sent_versions = {}
+        process.integrate(_frame(scenes[0], 1, prior), 0.0, {"a"})
+        for scene in scenes[2:]:  # new views of version 1: their frames come without the mesh, and are fused
+            process.integrate(_frame(scene, 1, prior), 0.0, {"a"})
+        assert process.views_integrated == 1 + len(scenes[2:]), process.last_skip_reason
+    finally:
+        process.close()
+
+
+def test_a_model_cannot_start_without_its_mesh_and_says_so(scenes):
+    models = FusedModels(FusionConfig(voxel_budget=100_000))
+    assert models.integrate(_frame(scenes[0], 1, None), now_s=0.0) == []
+    assert models.views_skipped == 1 and "no mesh of version 1" in models.last_skip_reason

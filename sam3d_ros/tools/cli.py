@@ -238,7 +238,7 @@ def bench_node(args: argparse.Namespace) -> int:
     from sam3d_ros.tools.node_bench import format_node_bench, run_node_benchmark
 
     params = dict(item.split("=", 1) for item in args.param)
-    result = run_node_benchmark(args.rate, args.objects, args.seconds, log_path=args.log, params=params)
+    result = run_node_benchmark(args.rate, args.objects, args.seconds, log_path=args.log, params=params, layout=args.layout)
     print(format_node_bench(result))
     return 0
 
@@ -370,7 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     be.set_defaults(func=bench)
     bn = sub.add_parser("bench-node", help="node latency image publish -> TF receipt with tracked objects, drops, memory")
     bn.add_argument("--rate", type=float, default=30.0, help="frames per second (default 30)")
-    bn.add_argument("--objects", type=int, default=5, help="tracked objects (default 5)")
+    bn.add_argument("--objects", type=int, default=5, help="tracked objects, 1 to 20 (default 5)")
+    bn.add_argument("--layout", choices=["random", "grid"], default=None,
+                    help="first frame: random (default up to 5 objects, camera 0.5-1 m out; finds none for 10) or grid "
+                         "(default above 5: rows of objects, camera about 1.6 m out for any count)")
     bn.add_argument("--seconds", type=float, default=30.0, help="how long to play (default 30; 600 for the memory check)")
     bn.add_argument("--log", type=Path, default=Path("bench_node.log"), help="the node's log (default ./bench_node.log)")
     bn.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a node parameter (repeatable)")

@@ -6,7 +6,13 @@ without a jump) to the node in its own process over DDS (shared-memory FastDDS p
 frame's latency is the time from publishing its image to receiving its TF. Every frame is accounted for from the
 node's /diagnostics: the node published it ("frames out"), or counted it as dropped (including images lost before
 its callbacks), or lost it silently (the target is none); of the frames it published, those whose TF did not reach
-this benchmark's listener are counted separately. The node's resident memory is sampled once a second.
+this benchmark's listener are counted separately. The resident memory of the node and of its child processes (the
+fusion process) is sampled once a second.
+
+Layouts (`synthetic.moving_object_sequence`): "random" (the default up to 5 objects: the scenes of the README's
+earlier figures, camera 0.5-1 m out) finds no first frame for 10 or more objects; "grid" (the default above 5) stands
+any number of objects in rows, the camera `GRID_DISTANCE_M` out for every count, so objects cover about the same
+pixels whatever their number and the cost per object can be compared across counts.
 """
 from __future__ import annotations
 
@@ -17,13 +23,21 @@ from pathlib import Path
 import numpy as np
 from std_msgs.msg import Header
 
+from sam3d_ros.geometry.transforms import invert_transform
 from sam3d_ros.ros import conversions
 from sam3d_ros.ros.ros_client import PerceptionClient, start_node_process
-from sam3d_ros.tools.synthetic import moving_object_sequence
+from sam3d_ros.tools.synthetic import SyntheticScene, moving_object_sequence
 
 FRAME_ID = "camera_color_optical_frame"
+# The first 10 are the objects of the earlier figures; the others are YCB objects of every shape category
+# (object_split.CATEGORIES) big enough to show >= 1000 pixels at GRID_DISTANCE_M (held-out or not does not matter
+# for a cost benchmark).
 OBJECT_NAMES = ["003_cracker_box", "004_sugar_box", "005_tomato_soup_can", "006_mustard_bottle", "010_potted_meat_can",
-                "002_master_chef_can", "021_bleach_cleanser", "025_mug", "019_pitcher_base", "035_power_drill"]
+                "002_master_chef_can", "021_bleach_cleanser", "025_mug", "019_pitcher_base", "035_power_drill",
+                "022_windex_bottle", "036_wood_block", "024_bowl", "008_pudding_box", "007_tuna_fish_can",
+                "077_rubiks_cube", "065-j_cups", "070-a_colored_wood_blocks", "009_gelatin_box", "065-f_cups"]
+GRID_DISTANCE_M = 1.5  # grid layout: camera to a point above the grid centre (about 1.6 m to the table there);
+# 20 objects need about this much at 640x480
 
 
 @dataclass
@@ -33,6 +47,9 @@ class NodeBenchResult:
     rate_hz: float
     n_objects: int
     seconds: float
+    layout: str = "random"
+    camera_distance_m: float = 0.0  # camera to the table point it looks at
+    object_pixels: tuple[int, int] = (0, 0)  # visible pixels per object in the first frame (min, median)
     published: int = 0
     with_tf: int = 0  # frames whose TF came back with every object
     latencies_ms: list[float] = field(default_factory=list)
@@ -41,8 +58,9 @@ class NodeBenchResult:
     node_frames_dropped: int = 0
     node_drop_reasons: dict[str, int] = field(default_factory=dict)
     reconstructions: int = 0
+    fusion: dict[str, float] | None = None  # the node's fusion status at the end (views integrated, meshes installed)
     node_total_ms: tuple[float, float] | None = None  # the node's own per-frame time (median of its window, max)
-    rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, node RSS MB)
+    rss_mb: list[tuple[float, float, float]] = field(default_factory=list)  # (s since start, node MB, children MB)
     achieved_rate_hz: float = 0.0
 
     @property
@@ -56,18 +74,18 @@ class NodeBenchResult:
         return self.node_frames_out - self.with_tf
 
 
-def node_rss_mb(pid: int) -> float:
-    """Resident memory (MB) of process `pid` and its child processes (the fusion process) from /proc (0 when it is
-    gone)."""
-    total = 0.0
+def node_rss_mb(pid: int) -> tuple[float, float]:
+    """Resident memory (MB) of process `pid` and of all its descendants together (the fusion process and
+    multiprocessing's resource tracker), from /proc (0 for what is gone)."""
+    own = 0.0
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024.0
+                own = int(line.split()[1]) / 1024.0
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        return total
-    return total + sum(node_rss_mb(int(child)) for child in children)
+        return own, 0.0
+    return own, sum(sum(node_rss_mb(int(child))) for child in children)
 
 
 def _messages(scene, stamp_ns: int) -> tuple:
@@ -82,37 +100,72 @@ def _messages(scene, stamp_ns: int) -> tuple:
     )
 
 
+def _pipeline_counts(client: PerceptionClient, newer_than_ns: int, timeout_s: float = 10.0) -> dict[str, int]:
+    """The frame counters (frames in, out, dropped and per reason) of the node's first /diagnostics message stamped
+    after `newer_than_ns` (an overloaded node publishes them late); RuntimeError when none comes within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with client._lock:
+            latest = client.diagnostics[-1] if client.diagnostics else None
+        if latest is not None and conversions.stamp_to_ns(latest.header.stamp) > newer_than_ns:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no /diagnostics from the node for {timeout_s:g} s: its frames cannot be accounted for")
+        time.sleep(0.05)
+    pipeline = next((v for name, v in client.diagnostic_values().items() if name.endswith("pipeline")), {})
+    return {k: int(v) for k, v in pipeline.items() if k in ("frames in", "frames out", "frames dropped")
+            or k.startswith("dropped (")}
+
+
 def _restamp(messages: tuple, stamp_ns: int) -> None:
     stamp = conversions.ns_to_stamp(stamp_ns)
     for msg in messages[1:]:
         msg.header.stamp = stamp
 
 
+def bench_sequence(n_objects: int, n_frames: int = 30, seed: int = 4,
+                   layout: str | None = None) -> tuple[list[SyntheticScene], str]:
+    """The rendered sequence bench-node plays, and its layout (None: random up to 5 objects, grid above)."""
+    if not 1 <= n_objects <= len(OBJECT_NAMES):
+        raise ValueError(f"bench-node places 1 to {len(OBJECT_NAMES)} objects, not {n_objects}")
+    layout = layout or ("random" if n_objects <= 5 else "grid")
+    distance_range = (GRID_DISTANCE_M, GRID_DISTANCE_M) if layout == "grid" else (0.5, 1.0)
+    sequence = moving_object_sequence(OBJECT_NAMES[:n_objects], n_frames=n_frames, seed=seed, max_step_m=0.004,
+                                      max_turn_deg=1.0, distance_range=distance_range, layout=layout)
+    return sequence, layout
+
+
 def run_node_benchmark(
     rate_hz: float = 30.0, n_objects: int = 5, seconds: float = 30.0, n_frames: int = 30, seed: int = 4,
-    log_path: Path | None = None, progress: bool = True, params: dict | None = None,
+    log_path: Path | None = None, progress: bool = True, params: dict | None = None, layout: str | None = None,
 ) -> NodeBenchResult:
     """Play a rendered sequence to a fresh node at `rate_hz` for `seconds`; see the module docstring."""
     say = print if progress else (lambda *a, **k: None)
     say(f"[bench-node] rendering {n_frames} frames with {n_objects} objects ...", flush=True)
-    sequence = moving_object_sequence(OBJECT_NAMES[:n_objects], n_frames=n_frames, seed=seed, max_step_m=0.004, max_turn_deg=1.0)
+    sequence, layout = bench_sequence(n_objects, n_frames, seed, layout)
     loop = sequence + sequence[-2:0:-1]  # forward then backward: continuous motion
     frames = [_messages(scene, 0) for scene in loop]
     namespace = "/sam3d_bench"
     process = start_node_process(namespace, params={"mesh_formats": "glb", **(params or {})}, log_path=log_path)
     client = PerceptionClient(namespace)
-    result = NodeBenchResult(rate_hz, n_objects, seconds)
+    result = NodeBenchResult(rate_hz, n_objects, seconds, layout)
+    first = sequence[0]
+    T_world_cam = invert_transform(first.T_cam_world)
+    result.camera_distance_m = float(-T_world_cam[2, 3] / T_world_cam[2, 2])  # along the optical axis to the table
+    pixels = np.bincount(first.labels.ravel(), minlength=n_objects + 1)[1:]
+    result.object_pixels = (int(pixels.min()), int(np.median(pixels)))
     try:
         if not client.wait_for_node(60.0):
             raise RuntimeError(f"the node did not come up (log: {log_path})")
         stamp0 = time.time_ns()
         _restamp(frames[0], stamp0)
-        for _ in range(5):
+        for _ in range(5 + n_objects // 8):  # the node reconstructs max_reconstructions_per_frame (8) per frame
             client.publish(*frames[0])
             if client.wait_for_outputs(stamp0, n_objects=n_objects, timeout_s=10.0) is not None:
                 break
         else:
             raise RuntimeError(f"the first frame's {n_objects} objects were never published (log: {log_path})")
+        before = _pipeline_counts(client, time.time_ns())  # counts every send of the first frame
         say(f"[bench-node] all {n_objects} objects reconstructed; playing at {rate_hz:g} Hz for {seconds:g} s", flush=True)
         period_s = 1.0 / rate_hz
         sent: dict[int, float] = {}
@@ -124,7 +177,7 @@ def run_node_benchmark(
             if now - start >= seconds:
                 break
             if now >= next_rss:
-                result.rss_mb.append((now - start, node_rss_mb(process.pid)))
+                result.rss_mb.append((now - start, *node_rss_mb(process.pid)))
                 next_rss += 1.0
             stamp = stamp0 + k * int(period_s * 1e9)
             messages = frames[k % len(frames)]
@@ -136,8 +189,9 @@ def run_node_benchmark(
             if delay > 0:
                 time.sleep(delay)
         elapsed = time.monotonic() - start
-        time.sleep(1.5)  # let the last frames and a diagnostics message come back
-        result.rss_mb.append((time.monotonic() - start, node_rss_mb(process.pid)))
+        last_sent_ns = time.time_ns()
+        time.sleep(1.5)  # let the last frames come back
+        result.rss_mb.append((time.monotonic() - start, *node_rss_mb(process.pid)))
         result.published = len(sent)
         result.achieved_rate_hz = len(sent) / elapsed
         with client._lock:
@@ -149,11 +203,17 @@ def run_node_benchmark(
         values = client.diagnostic_values()
         pipeline = next((v for name, v in values.items() if name.endswith("pipeline")), {})
         worker = next((v for name, v in values.items() if name.endswith("reconstruction")), {})
-        result.node_frames_in = int(pipeline.get("frames in", 0)) - 1  # minus the first frame (sent before the clock)
-        result.node_frames_out = int(pipeline.get("frames out", 0)) - 1
-        result.node_frames_dropped = int(pipeline.get("frames dropped", 0))
-        result.node_drop_reasons = {k: int(v) for k, v in pipeline.items() if k.startswith("dropped (")}
+        after = _pipeline_counts(client, last_sent_ns + int(0.5e9))  # minus the sends of the first frame
+        counts = {key: value - before.get(key, 0) for key, value in after.items()}
+        result.node_frames_in = counts.get("frames in", 0)
+        result.node_frames_out = counts.get("frames out", 0)
+        result.node_frames_dropped = counts.get("frames dropped", 0)
+        result.node_drop_reasons = {k: v for k, v in counts.items() if k.startswith("dropped (")}
         result.reconstructions = int(worker.get("objects reconstructed", 0))
+        fusion = next((v for name, v in values.items() if name.endswith("fusion")), None)
+        if fusion is not None:
+            result.fusion = {k: float(fusion[k]) for k in ("views integrated", "views skipped", "fused meshes installed",
+                                                           "memory MB (all objects)") if k in fusion}
         if "total latency max ms (since start)" in pipeline:
             result.node_total_ms = (float(pipeline["total latency median ms"]), float(pipeline["total latency max ms (since start)"]))
     finally:
@@ -169,6 +229,8 @@ def format_node_bench(result: NodeBenchResult) -> str:
     median, p95 = float(np.median(lat)), float(np.percentile(lat, 95))
     lines = [
         f"node end-to-end latency (image publish -> TF receipt), {result.n_objects} tracked objects, 640x480 rgb8 + 16UC1 depth + mono8 masks",
+        f"  {result.layout} layout, camera {result.camera_distance_m:.2f} m out, visible pixels per object in the first "
+        f"frame: min {result.object_pixels[0]}, median {result.object_pixels[1]}",
         f"  published {result.published} frames in {result.seconds:g} s ({result.achieved_rate_hz:.1f} Hz achieved, {result.rate_hz:g} Hz asked)",
         f"  TF received for {result.with_tf}; the node received {result.node_frames_in} images and counted {result.node_frames_dropped} dropped "
         f"({', '.join(f'{k[9:-1]}: {v}' for k, v in result.node_drop_reasons.items())})",
@@ -181,12 +243,17 @@ def format_node_bench(result: NodeBenchResult) -> str:
     if result.node_total_ms is not None:
         lines.append(f"  inside the node (frame taken -> published): median {result.node_total_ms[0]:.1f} ms (last 300 frames), "
                      f"max {result.node_total_ms[1]:.1f} ms")
+    if result.fusion:
+        lines.append("  fusion (since start): " + ", ".join(f"{k} {v:g}" for k, v in result.fusion.items()))
     growth = None
     if len(result.rss_mb) >= 3:
-        warm = next((mb for t, mb in result.rss_mb if t >= min(30.0, 0.1 * result.seconds)), result.rss_mb[1][1])
-        growth = result.rss_mb[-1][1] - warm
-        lines.append(f"  node RSS: {result.rss_mb[0][1]:.0f} MB at start, {warm:.0f} MB after warm-up, "
-                     f"{result.rss_mb[-1][1]:.0f} MB at the end (growth {growth:+.0f} MB)")
+        totals = [(t, node + children) for t, node, children in result.rss_mb]
+        warm = next((mb for t, mb in totals if t >= min(30.0, 0.1 * result.seconds)), totals[1][1])
+        growth = totals[-1][1] - warm
+        (_, node0, children0), (_, node1, children1) = result.rss_mb[0], result.rss_mb[-1]
+        lines.append(f"  node + child processes RSS: {totals[0][1]:.0f} MB at start, {warm:.0f} MB after warm-up, "
+                     f"{totals[-1][1]:.0f} MB at the end (growth {growth:+.0f} MB); node {node0:.0f} -> {node1:.0f} MB, "
+                     f"child processes (fusion) {children0:.0f} -> {children1:.0f} MB")
     verdict = lambda ok: "PASS" if ok else "FAIL"
     lines.append(f"targets: median {median:.1f} ms (<= 33): {verdict(median <= 33)}; p95 {p95:.1f} ms (<= 60): {verdict(p95 <= 60)}; "
                  f"silently lost {result.silently_lost} (= 0): {verdict(result.silently_lost == 0)}")

@@ -92,6 +92,7 @@ class ReplaySummary:
     seconds: float = 0.0
     messages_written: Counter = field(default_factory=Counter)  # topic -> count
     undecodable: int = 0  # input messages that could not be deserialised (skipped)
+    untrimmed: Counter = field(default_factory=Counter)  # msgtype -> output records rosbags could not measure (written as is)
 
     @property
     def frames_per_s(self) -> float:
@@ -288,6 +289,7 @@ class OutputBag:
         self._lock = threading.Lock()  # the node publishes from its reconstruction thread too
         self.counts: Counter = Counter()
         self.object_ids: set[str] = set()
+        self.untrimmed: Counter = Counter()  # msgtype -> records written as rclpy serialised them (see _exact)
 
     def __call__(self, output: Any) -> None:
         """Write one RecordedOutput (the node's sink)."""
@@ -313,7 +315,11 @@ class OutputBag:
         leak process memory into the file."""
         msgdef = self.typestore.get_msgdef(msgtype)
         parse = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
-        _, pos = parse(memoryview(raw)[4:], 0, msgdef.cls, self.typestore)
+        try:
+            _, pos = parse(memoryview(raw)[4:], 0, msgdef.cls, self.typestore)
+        except Exception:  # rosbags cannot measure it: the record is kept as it is (counted, reported at the end)
+            self.untrimmed[msgtype] += 1
+            return raw
         end = 4 + pos
         if len(raw) <= end + 3:
             return raw
@@ -528,6 +534,7 @@ def run_replay(options: ReplayOptions, say: Callable[[str], None] = print, progr
             output.close()
             summary.messages_written = output.counts
             summary.objects = len(output.object_ids)
+            summary.untrimmed = output.untrimmed
             if not replayed:  # nothing was replayed: leave no half-made bag behind
                 shutil.rmtree(options.out_bag, ignore_errors=True)
     finally:
@@ -548,6 +555,9 @@ def format_summary(summary: ReplaySummary, out_bag: Path) -> str:
     ]
     if summary.undecodable:
         lines.append(f"{summary.undecodable} input messages did not deserialise and were skipped")
+    if summary.untrimmed:
+        lines.append("written as serialised, not checked by rosbags (readers may refuse them): "
+                     + ", ".join(f"{msgtype} {n}" for msgtype, n in sorted(summary.untrimmed.items())))
     return "\n".join(lines)
 
 

@@ -626,6 +626,20 @@ def _sample_placement(
     return None
 
 
+def _sample_placements(
+    names: list[str], T_cam_world: np.ndarray, intrinsics: CameraIntrinsics, table_size_m: float,
+    rng: np.random.Generator,
+) -> list[tuple[str, np.ndarray]] | None:
+    """Random placements of `names` in this order (see `_sample_placement`); None when one found no place."""
+    placements: list[tuple[str, np.ndarray]] = []
+    for name in names:
+        T_world_obj = _sample_placement(name, placements, T_cam_world, intrinsics, table_size_m, rng)
+        if T_world_obj is None:
+            return None
+        placements.append((name, T_world_obj))
+    return placements
+
+
 def random_tabletop_scene(
     seed: int,
     n_objects: int = 3,
@@ -662,13 +676,8 @@ def random_tabletop_scene(
             rng.uniform(*distance_range), rng.uniform(*elevation_range_deg), rng.uniform(0.0, 360.0)
         )
         chosen = [pool[i] for i in rng.choice(len(pool), size=n_objects, replace=n_objects > len(pool))]
-        placements: list[tuple[str, np.ndarray]] = []
-        for name in chosen:
-            T_world_obj = _sample_placement(name, placements, T_cam_world, intrinsics, table_size_m, rng)
-            if T_world_obj is None:
-                break
-            placements.append((name, T_world_obj))
-        if len(placements) < n_objects:
+        placements = _sample_placements(chosen, T_cam_world, intrinsics, table_size_m, rng)
+        if placements is None:
             continue
 
         table_depth = _cast_table(T_cam_world, table_size_m, intrinsics)
@@ -711,6 +720,90 @@ def _visible_enough(table_depth: np.ndarray, object_hits: list[_ObjectHits], min
     )
 
 
+def _random_first_frame(
+    names: list[str], rng: np.random.Generator, distance_range: tuple[float, float],
+    elevation_range_deg: tuple[float, float], intrinsics: CameraIntrinsics, max_occlusion: float, table_size_m: float,
+    seed: int,
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    """(T_cam_world, placements) of a first frame placed like `random_tabletop_scene`; RuntimeError when none found."""
+    for _ in range(_MAX_CAMERA_TRIES):
+        T_cam_world = look_at_camera(
+            rng.uniform(*distance_range), rng.uniform(*elevation_range_deg), rng.uniform(0.0, 360.0)
+        )
+        placements = _sample_placements(names, T_cam_world, intrinsics, table_size_m, rng)
+        if placements is None:
+            continue
+        table_depth = _cast_table(T_cam_world, table_size_m, intrinsics)
+        hits = [_cast_object(name, T_cam_world @ T, intrinsics) for name, T in placements]
+        if _visible_enough(table_depth, hits, 1.0 - max_occlusion):
+            return T_cam_world, placements
+    raise RuntimeError(
+        f"no first frame with {len(names)} objects meeting max_occlusion={max_occlusion} found for seed {seed}; "
+        "use fewer objects or layout='grid'"
+    )
+
+
+_GRID_GAP_M = 0.03  # free gap between the turning circles of neighbours in a grid
+_GRID_MAX_DISTANCE_M = 6.0
+
+
+def grid_first_frame(
+    names: list[str] | tuple[str, ...], rng: np.random.Generator, min_distance_m: float = 0.5,
+    elevation_range_deg: tuple[float, float] = (30.0, 55.0), intrinsics: CameraIntrinsics | None = None,
+    max_occlusion: float = 0.4, table_size_m: float = 1.5,
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray]], float]:
+    """(T_cam_world, placements in the order of `names`, table size) of objects standing in rows across the view.
+
+    Rows of ceil(sqrt(1.5 n)) objects run across the image, lowest objects in the front row, tallest at the back;
+    each object gets a cell as wide as its turning circle (half the footprint diagonal) plus 3 cm, so any yaw (random
+    here) keeps footprints apart. The table grows to hold the grid. The camera looks at the grid from the front (world
+    -y, azimuth jittered by up to 10 degrees) at a random elevation from `elevation_range_deg`, at the nearest
+    distance (from `min_distance_m`, 5 cm steps) that shows every object inside the image; when objects hide each
+    other beyond `max_occlusion` there, the elevation rises by 5 degrees (up to 85). RuntimeError when even that fails.
+    """
+    names = list(names)
+    intrinsics = intrinsics or default_intrinsics()
+    n = len(names)
+    heights = [float(_model_bounds(name)[1, 2] - _model_bounds(name)[0, 2]) for name in names]
+    radii = [float(np.linalg.norm(_model_bounds(name)[1, :2] - _model_bounds(name)[0, :2])) / 2 for name in names]
+    per_row = max(1, math.ceil(math.sqrt(1.5 * n)))
+    order = sorted(range(n), key=lambda i: (heights[i], i))  # front row first
+    rows = [order[k : k + per_row] for k in range(0, n, per_row)]
+    row_depths = [2 * max(radii[i] for i in row) + _GRID_GAP_M for row in rows]
+    y = -sum(row_depths) / 2
+    centres: dict[int, tuple[float, float]] = {}
+    for row, depth in zip(rows, row_depths):
+        widths = [2 * radii[i] + _GRID_GAP_M for i in row]
+        x = -sum(widths) / 2
+        for i, width in zip(row, widths):
+            centres[i] = (x + width / 2, y + depth / 2)
+            x += width
+        y += depth
+    yaws = rng.uniform(0.0, 2 * np.pi, n)
+    placements = [(name, upright_pose(name, *centres[i], yaws[i])) for i, name in enumerate(names)]
+    extent = max(max(abs(cx), abs(cy)) + r for (cx, cy), r in zip(centres.values(), (radii[i] for i in centres)))
+    table_size_m = max(table_size_m, 2 * (extent + _TABLE_EDGE_MARGIN_M + 0.05))
+
+    elevation = rng.uniform(*elevation_range_deg)
+    azimuth = -90.0 + rng.uniform(-10.0, 10.0)
+    target_world = (0.0, 0.0, 0.5 * float(np.median(heights)))
+    margin_px = max(4.0, 0.015 * intrinsics.width)
+    while elevation <= 85.0:
+        for distance in np.arange(min_distance_m, _GRID_MAX_DISTANCE_M, 0.05):
+            T_cam_world = look_at_camera(float(distance), elevation, azimuth, target_world)
+            if all(_inside_image(name, T_cam_world @ T, intrinsics, margin_px) for name, T in placements):
+                break
+        else:
+            break
+        table_depth = _cast_table(T_cam_world, table_size_m, intrinsics)
+        hits = [_cast_object(name, T_cam_world @ T, intrinsics) for name, T in placements]
+        if _visible_enough(table_depth, hits, 1.0 - max_occlusion):
+            return T_cam_world, placements, table_size_m
+        elevation += 5.0
+    raise RuntimeError(f"no grid view of {n} objects meeting max_occlusion={max_occlusion} at {intrinsics.width}x"
+                       f"{intrinsics.height}; use a larger image or fewer objects")
+
+
 def moving_object_sequence(
     names: list[str] | tuple[str, ...],
     n_frames: int,
@@ -723,6 +816,7 @@ def moving_object_sequence(
     noise: NoiseModel | None = NoiseModel(),
     max_occlusion: float = 0.4,
     table_size_m: float = 1.5,
+    layout: str = "random",
 ) -> list[SyntheticScene]:
     """`n_frames` renders (30 Hz frames) of the YCB objects `names` sliding and turning on the table, fixed camera.
 
@@ -730,9 +824,11 @@ def moving_object_sequence(
     Each object moves upright: its bounding-box centre slides by at most `max_step_m` and it turns about the table
     normal (through that centre) by at most `max_turn_deg` per frame, with a velocity that drifts smoothly at random.
     A step that would leave the table or the image, make two footprints overlap, or hide an object beyond
-    `max_occlusion` is not taken (the object turns back instead). The first frame is placed like
-    `random_tabletop_scene` (camera from `distance_range` / `elevation_range_deg`, random azimuth). `noise` (default
-    the evaluation's `NoiseModel()`, None for exact depth) gets a fresh draw per frame. Fully determined by `seed`.
+    `max_occlusion` is not taken (the object turns back instead). With `layout="random"` the first frame is placed
+    like `random_tabletop_scene` (camera from `distance_range` / `elevation_range_deg`, random azimuth), which finds
+    no frame for many objects (about 10 or more at 640x480); `layout="grid"` stands them in rows (see
+    `grid_first_frame`) and places any number. `noise` (default the evaluation's `NoiseModel()`, None for exact
+    depth) gets a fresh draw per frame. Fully determined by `seed`.
     """
     if n_frames < 1:
         raise ValueError("n_frames must be >= 1")
@@ -750,28 +846,16 @@ def moving_object_sequence(
     rng, noise_rng = np.random.default_rng(motion_seed), np.random.default_rng(noise_seed)
     min_fraction = 1.0 - max_occlusion
     margin_px = max(4.0, 0.015 * intrinsics.width)
-    half = table_size_m / 2 - _TABLE_EDGE_MARGIN_M
-
-    for _ in range(_MAX_CAMERA_TRIES):
-        T_cam_world = look_at_camera(
-            rng.uniform(*distance_range), rng.uniform(*elevation_range_deg), rng.uniform(0.0, 360.0)
-        )
-        placements: list[tuple[str, np.ndarray]] = []
-        for name in names:
-            T_world_obj = _sample_placement(name, placements, T_cam_world, intrinsics, table_size_m, rng)
-            if T_world_obj is None:
-                break
-            placements.append((name, T_world_obj))
-        if len(placements) < len(names):
-            continue
-        table_depth = _cast_table(T_cam_world, table_size_m, intrinsics)
-        hits = [_cast_object(name, T_cam_world @ T, intrinsics) for name, T in placements]
-        if _visible_enough(table_depth, hits, min_fraction):
-            break
+    if layout == "grid":
+        T_cam_world, placements, table_size_m = grid_first_frame(
+            names, rng, distance_range[0], elevation_range_deg, intrinsics, max_occlusion, table_size_m)
+    elif layout == "random":
+        T_cam_world, placements = _random_first_frame(
+            names, rng, distance_range, elevation_range_deg, intrinsics, max_occlusion, table_size_m, seed)
     else:
-        raise RuntimeError(
-            f"no first frame with {len(names)} objects meeting max_occlusion={max_occlusion} found for seed {seed}"
-        )
+        raise ValueError(f"layout must be 'random' or 'grid', not {layout!r}")
+    half = table_size_m / 2 - _TABLE_EDGE_MARGIN_M
+    table_depth = _cast_table(T_cam_world, table_size_m, intrinsics)
 
     # State per object: bounding-box centre (x, y) and yaw on the table, and their per-frame velocities.
     state = []

@@ -1,12 +1,44 @@
-"""bench-node's frame accounting (its report, not the timing): every frame published by the node or counted dropped."""
-from sam3d_ros.tools.node_bench import NodeBenchResult, format_node_bench
+"""bench-node's frame accounting (its report, not the timing): every frame published by the node or counted dropped;
+the scenes it plays: every object visible, for 1 to 20 objects."""
+import numpy as np
+import pytest
+
+from sam3d_ros.tools.node_bench import OBJECT_NAMES, NodeBenchResult, bench_sequence, format_node_bench
 
 
 def _result(**counts) -> NodeBenchResult:
     result = NodeBenchResult(rate_hz=30.0, n_objects=5, seconds=10.0, latencies_ms=[20.0, 30.0, 40.0],
-                             rss_mb=[(0.0, 400.0), (1.0, 420.0), (10.0, 425.0)], **counts)
+                             rss_mb=[(0.0, 400.0, 0.0), (1.0, 420.0, 0.0), (10.0, 425.0, 0.0)], **counts)
     result.node_drop_reasons = {"dropped (tracking busy)": 7, "dropped (lost before the node)": 3}
     return result
+
+
+@pytest.mark.parametrize("n_objects", [1, 5, 10, 20])
+def test_the_played_sequence_shows_every_object_in_its_first_frames(n_objects):
+    sequence, layout = bench_sequence(n_objects, n_frames=2)
+    assert layout == ("random" if n_objects <= 5 else "grid")
+    for scene in sequence:
+        pixels = np.bincount(scene.labels.ravel(), minlength=n_objects + 1)[1:]
+        assert len(pixels) == n_objects and pixels.min() >= 400, pixels  # the node's masks: one label per object
+        assert min(obj.visible_fraction for obj in scene.objects) >= 0.6
+        assert [obj.name for obj in scene.objects] == OBJECT_NAMES[:n_objects]
+
+
+def test_more_objects_than_names_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="1 to 20 objects, not 21"):
+        bench_sequence(21)
+
+
+def test_the_report_names_layout_and_the_memory_of_node_and_fusion_apart():
+    result = _result(published=300, with_tf=288, node_frames_in=297, node_frames_out=290, node_frames_dropped=10)
+    result.layout, result.camera_distance_m, result.object_pixels = "grid", 1.5, (1200, 2000)
+    result.rss_mb = [(0.0, 400.0, 300.0), (1.0, 420.0, 310.0), (10.0, 425.0, 330.0)]
+    report = format_node_bench(result)
+    assert "grid layout, camera 1.50 m out, visible pixels per object in the first frame: min 1200, median 2000" in report
+    assert "700 MB at start" in report and "755 MB at the end" in report
+    assert "node 400 -> 425 MB, child processes (fusion) 300 -> 330 MB" in report
+    result.fusion = {"views integrated": 12.0, "fused meshes installed": 4.0}
+    assert "fusion (since start): views integrated 12, fused meshes installed 4" in format_node_bench(result)
 
 
 def test_frames_the_node_published_or_counted_are_not_silent_and_listener_misses_are_apart():

@@ -249,3 +249,27 @@ def test_topics_are_found_by_usual_names_and_types():
         choose_topics({"/image": "sensor_msgs/msg/Image", "/camera_info": "sensor_msgs/msg/CameraInfo"}, {})
     with pytest.raises(ReplayError, match="--depth /dets is vision_msgs/msg/Detection2DArray"):
         choose_topics(other, {"image": "/left/image", "depth": "/dets"})
+
+
+def test_output_records_are_cut_to_their_cdr_length_and_unmeasurable_ones_are_kept_and_counted(tmp_path):
+    """rclpy can hand over a buffer longer than the message: the writer cuts it to the CDR length; a record rosbags
+    cannot parse is written as it is (not the end of the replay) and counted for the summary."""
+    from rclpy.qos import QoSProfile
+    from std_msgs.msg import String
+
+    from sam3d_ros.ros.offline_node import RecordedOutput
+    from sam3d_ros.tools.replay import OutputBag, ReplaySummary, format_summary
+
+    bag = OutputBag(tmp_path / "out")
+    try:
+        bag(RecordedOutput("/text", String, QoSProfile(depth=1), String(data="hi"), 5))
+        cdr = b"\x00\x01\x00\x00" + (3).to_bytes(4, "little") + b"hi\x00"
+        assert bag._exact(cdr + b"\x00" + b"stale memory....", "std_msgs/msg/String") == cdr + b"\x00"
+        assert not bag.untrimmed
+        broken = b"\x00\x01\x00\x00" + (1000).to_bytes(4, "little") + b"hi"  # a string longer than the record
+        assert bag._exact(broken, "std_msgs/msg/String") == broken
+        assert bag.untrimmed == {"std_msgs/msg/String": 1}
+    finally:
+        bag.close()
+    summary = ReplaySummary(untrimmed=bag.untrimmed)
+    assert "not checked by rosbags" in format_summary(summary, tmp_path / "out") and "std_msgs/msg/String 1" in format_summary(summary, tmp_path / "out")

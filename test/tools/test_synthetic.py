@@ -17,6 +17,7 @@ from sam3d_ros.tools.synthetic import (
     default_intrinsics,
     load_ycb_mesh,
     look_at_camera,
+    moving_object_sequence,
     random_tabletop_scene,
     render_scene,
     upright_pose,
@@ -397,3 +398,39 @@ def test_render_of_five_objects_at_640x480_is_fast(random_scenes):
         render_scene(placements, scene.T_cam_world, scene.intrinsics, noise=NoiseModel())
         seconds.append(time.perf_counter() - start)
     assert min(seconds) < 1.0
+
+
+# ------------------------------------------------------------------------------------------------ grid layout
+
+GRID_NAMES = ("003_cracker_box", "006_mustard_bottle", "025_mug", "019_pitcher_base", "035_power_drill",
+              "022_windex_bottle", "024_bowl", "007_tuna_fish_can", "077_rubiks_cube", "036_wood_block")
+
+
+def test_grid_layout_places_every_object_visible_apart_and_keeps_them_so_while_they_move():
+    frames = moving_object_sequence(GRID_NAMES, n_frames=3, seed=4, noise=None, layout="grid")
+    for scene in frames:
+        assert [obj.name for obj in scene.objects] == list(GRID_NAMES)  # ids in the order of the names
+        T_world_cam = invert_transform(scene.T_cam_world)
+        footprints = []
+        for obj in scene.objects:
+            assert int((scene.labels == obj.object_id).sum()) >= 400, obj.name
+            assert obj.visible_fraction >= 0.6, obj.name
+            T_world_obj = T_world_cam @ obj.T_cam_obj
+            np.testing.assert_allclose(T_world_obj[:3, 2], [0.0, 0.0, 1.0], atol=1e-9)
+            xy = transform_points(T_world_obj, obj.mesh_model.vertices)[:, :2]
+            footprints.append(xy[ConvexHull(xy).vertices])
+            rows, cols = np.nonzero(scene.labels == obj.object_id)
+            assert rows.min() >= 2 and cols.min() >= 2 and rows.max() <= 477 and cols.max() <= 637, obj.name
+        for i in range(len(footprints)):
+            for j in range(i + 1, len(footprints)):
+                assert not _polygons_overlap(footprints[i], footprints[j]), (i, j)
+    np.testing.assert_array_equal(frames[0].T_cam_world, frames[-1].T_cam_world)  # a fixed camera
+    assert any(not np.allclose(a.T_cam_obj, b.T_cam_obj) for a, b in zip(frames[0].objects, frames[-1].objects))
+
+
+def test_random_layout_is_still_the_default_and_layouts_are_checked():
+    default = moving_object_sequence(GRID_NAMES[:2], n_frames=1, seed=4, noise=None)
+    random = moving_object_sequence(GRID_NAMES[:2], n_frames=1, seed=4, noise=None, layout="random")
+    np.testing.assert_array_equal(default[0].depth_m, random[0].depth_m)
+    with pytest.raises(ValueError, match="layout must be 'random' or 'grid'"):
+        moving_object_sequence(GRID_NAMES[:2], n_frames=1, seed=4, layout="spiral")

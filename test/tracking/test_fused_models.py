@@ -6,7 +6,7 @@ import trimesh
 from sam3d_ros.geometry.transforms import make_transform
 from sam3d_ros.reconstruction.fusion import FusionConfig
 from sam3d_ros.tools.synthetic import default_intrinsics, load_ycb_mesh, look_at_camera, render_scene, upright_pose
-from sam3d_ros.tracking.fused_models import FusedModels, FusionFrame, FusionView
+from sam3d_ros.tracking.fused_models import FusedModels, FusionFrame, FusionProcess, FusionView
 
 NAME = "004_sugar_box"  # a tuning object
 INTRINSICS = default_intrinsics(320, 240)
@@ -70,3 +70,56 @@ def test_a_wrong_view_is_counted_not_fused(scenes):
     T_wrong = scenes[4].objects[0].T_cam_obj @ make_transform(np.eye(3), [0.06, 0.04, 0.0])
     assert models.integrate(_frame(scenes[4], 1, prior, T_wrong), now_s=9.0) == []
     assert models.views_skipped == 1 and "disagrees" in models.last_skip_reason
+
+
+def _rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def test_the_fusion_process_frees_the_meshes_every_frame_brings(scenes):
+    # Every frame with a new mesh version carries its prior mesh; unpickled, each is cyclic garbage in the child. They used to pile up
+    # between the garbage collector's rare full collections (the child grew by hundreds of MB in a minute).
+    prior = trimesh.creation.icosphere(subdivisions=6, radius=0.05)  # 40962 vertices: about 3 MB pickled
+    prior.apply_translation(load_ycb_mesh(NAME).bounds.mean(axis=0))
+    process = FusionProcess(FusionConfig(voxel_budget=20_000), min_interval_s=1e9)
+    try:
+        frame = _frame(scenes[0], 1, prior)
+        for _ in range(10):  # warm-up: imports, the model, its first view
+            process.integrate(frame, 0.0, {"a"})
+        before = _rss_mb(process._process.pid)
+        for _ in range(80):  # the same view again: not fused, only received and answered
+            process._sent_versions = {}  # the mesh goes through the pipe every time (as after every new version)
+            process.integrate(frame, 0.0, {"a"})
+        growth = _rss_mb(process._process.pid) - before
+    finally:
+        process.close()
+    print(f"fusion process RSS growth over 80 frames with a 3 MB prior mesh each: {growth:+.1f} MB")
+    assert growth < 40.0  # 80 frames of garbage would be about 240 MB
+
+
+def test_the_fusion_process_is_sent_each_mesh_version_once_and_fuses_the_views_that_come_without_it(scenes):
+    prior = _prior()
+    process = FusionProcess(FusionConfig(voxel_budget=100_000), min_interval_s=1e9)
+    try:
+        sent = process._without_sent_meshes(_frame(scenes[0], 1, prior), {"a"})
+        assert sent.views[0].prior_mesh_obj is prior
+        assert process._without_sent_meshes(_frame(scenes[2], 1, prior), {"a"}).views[0].prior_mesh_obj is None
+        assert process._without_sent_meshes(_frame(scenes[2], 2, prior), {"a"}).views[0].prior_mesh_obj is prior
+        process._without_sent_meshes(_frame(scenes[2], 1, prior), set())  # "a" no longer tracked: forgotten
+        assert process._without_sent_meshes(_frame(scenes[2], 2, prior), {"a"}).views[0].prior_mesh_obj is prior
+        process._sent_versions = {}
+        process.integrate(_frame(scenes[0], 1, prior), 0.0, {"a"})
+        for scene in scenes[2:]:  # new views of version 1: their frames come without the mesh, and are fused
+            process.integrate(_frame(scene, 1, prior), 0.0, {"a"})
+        assert process.views_integrated == 1 + len(scenes[2:]), process.last_skip_reason
+    finally:
+        process.close()
+
+
+def test_a_model_cannot_start_without_its_mesh_and_says_so(scenes):
+    models = FusedModels(FusionConfig(voxel_budget=100_000))
+    assert models.integrate(_frame(scenes[0], 1, None), now_s=0.0) == []
+    assert models.views_skipped == 1 and "no mesh of version 1" in models.last_skip_reason

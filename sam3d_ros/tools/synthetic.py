@@ -207,6 +207,17 @@ def _model_bounds(name: str) -> np.ndarray:
     return bounds
 
 
+def stretched_model_box(name: str, stretch_xyz: tuple[float, float, float]) -> trimesh.Trimesh:
+    """A box mesh in the model frame of YCB object `name`: its bounding box with each extent multiplied by
+    `stretch_xyz`, centred on the box in x and y and standing on its bottom. A wrong single-view completion (too deep,
+    too short) for tests of what later views correct."""
+    bounds = _model_bounds(name)
+    extents = (bounds[1] - bounds[0]) * np.asarray(stretch_xyz, dtype=float)
+    centre = bounds.mean(axis=0)
+    centre[2] = bounds[0, 2] + extents[2] / 2
+    return trimesh.creation.box(extents=extents, transform=make_transform(np.eye(3), centre))
+
+
 @functools.lru_cache(maxsize=None)
 def _model_box_corners(name: str) -> np.ndarray:
     """(8, 3) corners of the model-frame axis-aligned bounding box of a YCB mesh."""

@@ -6,7 +6,9 @@ import trimesh
 from sam3d_ros.geometry.transforms import make_transform
 from sam3d_ros.reconstruction.fusion import BYTES_PER_VOXEL, FusionConfig, ObjectFusion
 from sam3d_ros.tools.evaluation import chamfer_and_fscore, surface_samples
-from sam3d_ros.tools.synthetic import default_intrinsics, load_ycb_mesh, look_at_camera, render_scene, upright_pose
+from sam3d_ros.tools.synthetic import (
+    default_intrinsics, load_ycb_mesh, look_at_camera, render_scene, stretched_model_box, upright_pose,
+)
 
 NAME = "004_sugar_box"  # a tuning object (tools/object_split.py)
 INTRINSICS = default_intrinsics(320, 240)
@@ -19,11 +21,7 @@ def _views(n: int, sweep_deg: float = 360.0) -> list:
 
 def _wrong_completion() -> trimesh.Trimesh:
     """A box in the model frame, too deep and too short: what a single view might guess."""
-    bounds = load_ycb_mesh(NAME).bounds
-    extents = (bounds[1] - bounds[0]) * np.array([1.0, 2.2, 0.8])
-    centre = bounds.mean(axis=0)
-    centre[2] = bounds[0, 2] + extents[2] / 2
-    return trimesh.creation.box(extents=extents, transform=make_transform(np.eye(3), centre))
+    return stretched_model_box(NAME, (1.0, 2.2, 0.8))
 
 
 def _f1(mesh_obj: trimesh.Trimesh) -> float:

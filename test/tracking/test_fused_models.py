@@ -5,7 +5,9 @@ import trimesh
 
 from sam3d_ros.geometry.transforms import make_transform
 from sam3d_ros.reconstruction.fusion import FusionConfig
-from sam3d_ros.tools.synthetic import default_intrinsics, load_ycb_mesh, look_at_camera, render_scene, upright_pose
+from sam3d_ros.tools.synthetic import (
+    default_intrinsics, load_ycb_mesh, look_at_camera, render_scene, stretched_model_box, upright_pose,
+)
 from sam3d_ros.tracking.fused_models import FusedModels, FusionFrame, FusionProcess, FusionView
 
 NAME = "004_sugar_box"  # a tuning object
@@ -20,11 +22,7 @@ def scenes():
 
 
 def _prior() -> trimesh.Trimesh:
-    bounds = load_ycb_mesh(NAME).bounds
-    extents = (bounds[1] - bounds[0]) * np.array([1.0, 2.0, 0.8])
-    centre = bounds.mean(axis=0)
-    centre[2] = bounds[0, 2] + extents[2] / 2
-    return trimesh.creation.box(extents=extents, transform=make_transform(np.eye(3), centre))
+    return stretched_model_box(NAME, (1.0, 2.0, 0.8))
 
 
 def _frame(scene, version: int, prior: trimesh.Trimesh, T_cam_obj=None) -> FusionFrame:

@@ -200,10 +200,10 @@ def run_node_benchmark(
                 if out is not None and out.tf_received_s is not None and len(out.transforms) >= n_objects:
                     result.with_tf += 1
                     result.latencies_ms.append((out.tf_received_s - sent_s) * 1000.0)
-        values = client.diagnostic_values()
+        after = _pipeline_counts(client, last_sent_ns + int(0.5e9))  # minus the sends of the first frame
+        values = client.diagnostic_values()  # the rest from the same fresh /diagnostics
         pipeline = next((v for name, v in values.items() if name.endswith("pipeline")), {})
         worker = next((v for name, v in values.items() if name.endswith("reconstruction")), {})
-        after = _pipeline_counts(client, last_sent_ns + int(0.5e9))  # minus the sends of the first frame
         counts = {key: value - before.get(key, 0) for key, value in after.items()}
         result.node_frames_in = counts.get("frames in", 0)
         result.node_frames_out = counts.get("frames out", 0)

@@ -54,6 +54,11 @@ class Grasp:
     width_m: float  # jaw opening at contact
     score: float  # [0, 1], higher is better
 
+    def contacts_obj(self) -> np.ndarray:
+        """(2, 3) the two jaw contacts in the object frame: the TCP moved by half the width along +-y."""
+        half_y = self.T_obj_grasp[:3, 1] * (self.width_m / 2)
+        return np.stack([self.T_obj_grasp[:3, 3] + half_y, self.T_obj_grasp[:3, 3] - half_y])
+
 
 @dataclass
 class _Obstacle:

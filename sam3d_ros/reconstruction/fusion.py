@@ -369,7 +369,9 @@ class ObjectFusion:
         if len(parts) > 1:
             mesh = max(parts, key=lambda part: len(part.faces))
         if mesh.is_watertight and mesh.volume < 0:
-            mesh.invert()
+            # A new mesh, not `mesh.invert()`: trimesh 5.2's invert flips the faces but keeps the old face normals
+            # cached (inward), which the grasp planner and the tracking model read.
+            mesh = trimesh.Trimesh(mesh.vertices, np.ascontiguousarray(mesh.faces[:, ::-1]), process=False)
         if self.config.max_triangles and len(mesh.faces) > self.config.max_triangles:
             reduced = simplified_mesh(mesh, self.config.max_triangles)
             if reduced.is_watertight or not mesh.is_watertight:

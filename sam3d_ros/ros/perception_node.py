@@ -346,7 +346,7 @@ class PerceptionNode(Node):
         # Fusion runs in a child process (its numpy work never holds this process's GIL), fed from a thread with the
         # newest tracked frame (a newer one replaces a waiting one).
         self.fused_models = FusionProcess(FusionConfig(voxel_budget=int(p["fusion_voxel_budget"])),
-                                          float(p["fusion_min_interval_s"])) if p["fusion"] else None
+                                          float(p["fusion_min_interval_s"]), self.grasp_planner) if p["fusion"] else None
         self.fusion_scheduler = ReconstructionScheduler(
             self._fuse, self._on_fused, queue_size=1, name="sam3d_fusion") if p["fusion"] else None
         self._scene_frame: tuple[np.ndarray | None, str, int] | None = None  # latest (T_frame_cam, frame id, stamp)
@@ -820,7 +820,10 @@ class PerceptionNode(Node):
             if self._stopping:
                 return
             for fused, model, prepared in result:
-                track = self.tracker.install_mesh(fused.track_id, fused.mesh_obj, fused.mesh_version, model)
+                if fused.grasp_error:
+                    self.warn(f"fusion_grasps:{fused.grasp_error[:40]}", f"object {fused.track_id}: grasps of its fused "
+                              f"mesh: {fused.grasp_error} (the grasps of its previous mesh are kept)")
+                track = self.tracker.install_mesh(fused.track_id, fused.mesh_obj, fused.mesh_version, model, fused.grasps_obj)
                 if track is None:
                     continue
                 self.fused_models.installed(track.track_id, track.mesh_version)

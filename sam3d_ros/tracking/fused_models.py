@@ -9,6 +9,11 @@ the last views flipped at least `min_changed_voxels` voxels; the node installs i
 (`ObjectTracker.install_mesh`) and reports the new mesh version back (`installed`). When the tracker got a new
 reconstruction (a newer mesh version than the model knows), the model starts again from it: its object frame may
 differ.
+
+With a `GraspPlanner`, each fused mesh handed out comes with its grasps (`FusedMesh.grasps_obj`), planned here (off the
+tracking thread; in `FusionProcess`, in the child process) against the frame's support plane and the other objects
+seen in the same frame, each at its tracked pose with the newest mesh this side knows of it: a fused mesh's grasps
+fit its fused shape, not the single-view guess the grasps of its reconstruction were planned on.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import numpy as np
 import trimesh
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.grasps import Grasp, GraspPlanner, SceneMeshes
 from sam3d_ros.geometry.transforms import invert_transform
 from sam3d_ros.geometry.types import ObjectPrompt
 from sam3d_ros.reconstruction.fusion import FusionConfig, ObjectFusion
@@ -60,6 +66,8 @@ class FusedMesh:
     mesh_version: int
     mesh_obj: trimesh.Trimesh
     views: int  # views integrated so far
+    grasps_obj: list[Grasp] | None = None  # planned on mesh_obj, best first, object frame; None: not planned
+    grasp_error: str = ""  # why planning failed (grasps_obj is then None)
 
 
 @dataclass
@@ -67,6 +75,7 @@ class _Model:
     fusion: ObjectFusion
     base_version: int  # the mesh version the model started from (its object frame)
     version: int  # the newest mesh version in that frame (its own installed meshes included)
+    mesh_obj: trimesh.Trimesh  # the newest mesh of the object this side knows (the prior, then each fused mesh)
     directions_obj: list[np.ndarray] = field(default_factory=list)  # unit camera directions of the views taken
     distances_m: list[float] = field(default_factory=list)
     last_mesh_s: float = -1e18
@@ -76,7 +85,7 @@ class FusedModels:
     """Per tracked object, an `ObjectFusion` (used from one thread at a time)."""
 
     def __init__(self, config: FusionConfig | None = None, min_interval_s: float = 1.0, min_changed_voxels: int = 200,
-                 min_view_change_deg: float = 5.0) -> None:
+                 min_view_change_deg: float = 5.0, grasp_planner: GraspPlanner | None = None) -> None:
         self.config = config or FusionConfig()
         self.config.validate()
         if min_interval_s < 0 or min_changed_voxels < 0 or min_view_change_deg < 0:
@@ -84,6 +93,7 @@ class FusedModels:
         self.min_interval_s = min_interval_s
         self.min_changed_voxels = min_changed_voxels
         self.min_view_change_rad = np.radians(min_view_change_deg)
+        self.grasp_planner = grasp_planner
         self._models: dict[str, _Model] = {}
         self.views_integrated = 0
         self.views_skipped = 0
@@ -96,7 +106,8 @@ class FusedModels:
         if model is None or view.mesh_version > model.version:  # new, or reconstructed again
             if view.prior_mesh_obj is None:
                 raise ValueError(f"no mesh of version {view.mesh_version} to start a model from")
-            model = _Model(ObjectFusion(view.prior_mesh_obj, self.config), view.mesh_version, view.mesh_version)
+            model = _Model(ObjectFusion(view.prior_mesh_obj, self.config), view.mesh_version, view.mesh_version,
+                           view.prior_mesh_obj)
             self._models[view.track_id] = model
         return model
 
@@ -154,8 +165,34 @@ class FusedModels:
                     self.last_skip_reason = f"object {view.track_id}: {exc}"
                     continue
                 model.last_mesh_s = now_s
+                model.mesh_obj = mesh
                 due.append(FusedMesh(view.track_id, model.version, mesh, model.fusion.views_integrated))
+        if due and self.grasp_planner is not None:
+            self._plan_grasps(due, frame, plane_cam)
         return due
+
+    def _plan_grasps(self, due: list[FusedMesh], frame: FusionFrame, plane_cam: np.ndarray | None) -> None:
+        """Plan the grasps of each fused mesh in `due` among the frame's objects (each view's newest known mesh at its
+        tracked pose) and its support plane; a failure costs that object's grasps only."""
+        meshes, poses, index_of = [], [], {}
+        for view in frame.views:
+            model = self._models.get(view.track_id)
+            if model is None or view.mesh_version < model.base_version or view.track_id in index_of:
+                continue  # no mesh known in the frame this view's pose refers to
+            index_of[view.track_id] = len(meshes)
+            meshes.append(model.mesh_obj)
+            poses.append(view.T_cam_obj)
+        try:
+            scene = SceneMeshes(meshes, poses)
+        except Exception as exc:  # noqa: BLE001 - a mesh fcl cannot take costs the grasps, never the meshes
+            for fused in due:
+                fused.grasp_error = f"no collision models of the frame's meshes: {type(exc).__name__}: {exc}"
+            return
+        for fused in due:
+            try:
+                fused.grasps_obj = scene.plan(self.grasp_planner, index_of[fused.track_id], plane_cam)
+            except Exception as exc:  # noqa: BLE001 - one object's grasps never cost the others
+                fused.grasp_error = f"{type(exc).__name__}: {exc}"
 
     def installed(self, track_id: str, mesh_version: int) -> None:
         """The tracker installed a fused mesh of `track_id` as `mesh_version` (same object frame)."""
@@ -176,7 +213,7 @@ class FusedModels:
 
 
 
-def _serve(connection, config: FusionConfig, min_interval_s: float) -> None:
+def _serve(connection, config: FusionConfig, min_interval_s: float, grasp_planner: GraspPlanner | None) -> None:
     """The child process of `FusionProcess`: one FusedModels, driven by messages until "stop" or a closed pipe. It
     runs at a lower CPU priority (nice 10): on a busy machine tracking comes first.
 
@@ -189,7 +226,7 @@ def _serve(connection, config: FusionConfig, min_interval_s: float) -> None:
         os.nice(10)
     except OSError:
         pass
-    models = FusedModels(config, min_interval_s)
+    models = FusedModels(config, min_interval_s, grasp_planner=grasp_planner)
     gc.freeze()
     while True:
         try:
@@ -217,10 +254,13 @@ class FusionProcess:
     """`FusedModels` in a child process, so its numpy work never holds the caller's GIL (a node's tracking thread
     keeps its latency). `integrate` blocks its calling thread until the child answers; one caller at a time."""
 
-    def __init__(self, config: FusionConfig | None = None, min_interval_s: float = 1.0) -> None:
+    def __init__(self, config: FusionConfig | None = None, min_interval_s: float = 1.0,
+                 grasp_planner: GraspPlanner | None = None) -> None:
+        """`grasp_planner`: each fused mesh comes with its grasps (see the module docstring); None: none planned."""
         self._config = config or FusionConfig()
         self._config.validate()
         self._min_interval_s = min_interval_s
+        self._grasp_planner = grasp_planner
         self._closed = False
         self._sent_versions: dict[str, int] = {}  # track id -> newest mesh version whose mesh the child was sent
         self._start()
@@ -235,7 +275,7 @@ class FusionProcess:
 
         context = multiprocessing.get_context("spawn")  # no fork of a process with DDS threads
         self._connection, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, self._config, self._min_interval_s),
+        self._process = context.Process(target=_serve, args=(child, self._config, self._min_interval_s, self._grasp_planner),
                                         name="sam3d_fusion", daemon=True)
         self._process.start()
         child.close()

@@ -429,9 +429,11 @@ class ObjectTracker:
             updated.append(track)
         return updated
 
-    def install_mesh(self, track_id: str, mesh_obj, based_on_version: int, model: ObjectModel | None = None) -> Track | None:
+    def install_mesh(self, track_id: str, mesh_obj, based_on_version: int, model: ObjectModel | None = None,
+                     grasps_obj: list | None = None) -> Track | None:
         """Replace a track's mesh by a refined one in the same object frame (a fused multi-view model): the pose is
-        kept, the tracking model (`model`, built from the mesh when None) replaced, `mesh_version` counts up. None
+        kept, the tracking model (`model`, built from the mesh when None) replaced, `mesh_version` counts up; the
+        grasps become `grasps_obj` (planned on the refined mesh) unless it is None (the old ones are kept). None
         (nothing changed) when the track is gone, has no mesh, or was reconstructed again since `based_on_version`
         (the refined mesh is in an old frame)."""
         track = self.tracks.get(track_id)
@@ -440,6 +442,8 @@ class ObjectTracker:
         model = model or ObjectModel.from_mesh(mesh_obj)
         size_obj = np.asarray(mesh_obj.extents, dtype=np.float64)
         track.reconstruction = replace(track.reconstruction, mesh_obj=mesh_obj, size_obj=size_obj)
+        if grasps_obj is not None:
+            track.reconstruction.grasps_obj = grasps_obj
         track.model = model
         track.mesh_version += 1
         return track

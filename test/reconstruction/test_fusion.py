@@ -58,6 +58,22 @@ def test_views_from_around_converge_to_the_true_shape(views):
     assert colours.shape == (len(mesh.vertices), 4) and colours[:, :3].std() > 5  # coloured from the views
 
 
+def test_the_fused_mesh_faces_point_outward(views):
+    # The face normals the mesh hands out (the grasp planner and the tracking model read them) are those of its
+    # winding, pointing out of the object: trimesh 5.2's invert() kept the old, inward ones cached. A coarser grid
+    # (a smaller voxel budget) keeps the mesh below max_triangles, so it is not decimated into a new mesh.
+    fusion = ObjectFusion(_wrong_completion(), FusionConfig(voxel_budget=100_000))
+    for scene in views[:4]:
+        _integrate(fusion, scene)
+    mesh = fusion.mesh()
+    assert len(mesh.faces) < fusion.config.max_triangles
+    fresh = trimesh.Trimesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), process=False)
+    assert mesh.volume > 0
+    assert np.allclose(mesh.face_normals, fresh.face_normals, atol=1e-6)
+    outward = np.einsum("ij,ij->i", mesh.face_normals, mesh.triangles_center - mesh.center_mass)
+    assert np.average(outward > 0, weights=mesh.area_faces) > 0.9
+
+
 def test_a_view_at_a_wrong_pose_is_skipped_and_does_not_corrupt(views):
     fusion = ObjectFusion(_wrong_completion())
     for scene in views[:6]:

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 import trimesh
+from scipy.spatial import cKDTree
 
+from sam3d_ros.geometry.grasps import GraspPlanner, SceneMeshes
 from sam3d_ros.geometry.transforms import make_transform
 from sam3d_ros.reconstruction.fusion import FusionConfig
 from sam3d_ros.tools.synthetic import (
@@ -58,6 +60,41 @@ def test_installed_meshes_keep_the_model_and_a_new_reconstruction_restarts_it(sc
     assert models._models["a"].fusion.views_integrated == 1
     models.forget(set())
     assert models.bytes_by_object() == {}
+
+
+def _contact_error_mm(grasps) -> list[float]:
+    """Per grasp, how far (mm) its farther jaw contact lies from the true object's surface (object frame)."""
+    tree = cKDTree(trimesh.sample.sample_surface(load_ycb_mesh(NAME), 100_000, seed=0)[0])
+    return [float(tree.query(g.contacts_obj())[0].max() * 1e3) for g in grasps]
+
+
+def test_each_fused_mesh_comes_with_grasps_planned_on_it(scenes):
+    # The prior is twice as deep as the sugar box: grasps planned on it close on air. The fused mesh's grasps must
+    # close on the true object's surface.
+    planner = GraspPlanner(max_grasps=5)
+    models = FusedModels(FusionConfig(voxel_budget=100_000), min_interval_s=0.0, min_changed_voxels=10,
+                         grasp_planner=planner)
+    prior = _prior()
+    for k in (0, 2, 3, 4):
+        due = models.integrate(_frame(scenes[k], 1, prior), now_s=float(k))
+        assert len(due) == 1 and due[0].grasp_error == ""
+    fused = due[0]
+    assert fused.grasps_obj, "no grasp on the fused mesh"
+    scene = scenes[4]
+    prior_grasps = SceneMeshes([prior], [scene.objects[0].T_cam_obj]).plan(planner, 0, scene.support_plane_cam)
+    fused_error, prior_error = _contact_error_mm(fused.grasps_obj), _contact_error_mm(prior_grasps)
+    assert max(prior_error) > 20, prior_error  # the test can tell: the prior's grasps miss the true surface
+    assert max(fused_error) < 8, (fused_error, prior_error)
+    # The grasps are checked against the table: no jaw contact below it.
+    plane_obj = scene.support_plane_cam @ scene.objects[0].T_cam_obj
+    for grasp in fused.grasps_obj:
+        assert (grasp.contacts_obj() @ plane_obj[:3] + plane_obj[3] > 0).all()
+
+
+def test_without_a_planner_fused_meshes_come_without_grasps(scenes):
+    models = FusedModels(FusionConfig(voxel_budget=100_000), min_interval_s=0.0, min_changed_voxels=10)
+    due = models.integrate(_frame(scenes[0], 1, _prior()), now_s=0.0)
+    assert len(due) == 1 and due[0].grasps_obj is None
 
 
 def test_a_wrong_view_is_counted_not_fused(scenes):

@@ -305,3 +305,22 @@ def test_a_reconstruction_requested_before_time_jumped_back_is_mapped_into_the_n
     retried = [k for k in range(1, 40) if tracker.update(40 * S + k * NS_PER_FRAME, _two_objects()).to_reconstruct]
     # Frame k is k + 1 frames after the request's (mapped) frame; 31 frames of 33.333333 ms are the first >= 1 s.
     assert retried and retried[0] == 30, f"retried at frames {retried[:3]}, not 1 s after the request's frame (30)"
+
+
+def test_an_installed_mesh_brings_its_grasps_or_keeps_the_old_ones(sequence, pipeline):
+    tracker = ObjectTracker(TrackerConfig())
+    scene = sequence[0]
+    update = tracker.update(0, _observe(tracker, scene))
+    _reconstruct(tracker, pipeline, scene, 0, update)
+    track = tracker.tracks["1"]
+    old_grasps = ["grasp of the single-view mesh"]
+    track.reconstruction.grasps_obj = old_grasps
+    refined = trimesh.creation.box(extents=track.reconstruction.size_obj)
+    version = track.mesh_version
+    assert tracker.install_mesh(track.track_id, refined, version) is track  # no grasps given: the old ones stay
+    assert track.reconstruction.grasps_obj is old_grasps and track.mesh_version == version + 1
+    new_grasps = ["grasp of the refined mesh"]
+    assert tracker.install_mesh(track.track_id, refined, version + 1, grasps_obj=new_grasps) is track
+    assert track.reconstruction.grasps_obj is new_grasps and track.reconstruction.mesh_obj is refined
+    assert tracker.install_mesh(track.track_id, refined, version, grasps_obj=[]) is None  # an old frame: nothing changes
+    assert track.reconstruction.grasps_obj is new_grasps

@@ -123,7 +123,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "mesh_cache_dir": ("", "Folder of the mesh files (<id>_v<version>.<ext>); '' = <temp dir>/sam3d_ros_meshes/<node name>."),
     "mesh_formats": ("glb,ply", "Mesh file formats written on each reconstruction, comma-separated: glb, ply, stl, obj ('' = none)."),
     "scene_dir": ("", "Folder where ~/save_scene writes scene_<stamp>/ (objects.json + meshes); '' = ~/.ros/sam3d_ros/scenes."),
-    "publish_grasps": (True, "Plan parallel-jaw grasps for each new mesh (reconstruction thread) and publish them every tracked frame on ~/grasps (sam3d_ros_msgs/ObjectGraspArray), ~/grasp_poses (PoseArray) and ~/grasp_markers, best first."),
+    "publish_grasps": (True, "Plan parallel-jaw grasps for each new mesh (reconstruction thread; fused meshes: fusion process) and publish them every tracked frame on ~/grasps (sam3d_ros_msgs/ObjectGraspArray), ~/grasp_poses (PoseArray) and ~/grasp_markers, best first."),
     "max_grasps": (5, "Grasps kept per object, best first."),
     "gripper_joint_names": (["panda_finger_joint1", "panda_finger_joint2"], "Finger joints of the moveit_msgs/Grasp postures (each at half the jaw opening)."),
     **{f"gripper_{key}": (float(getattr(GripperParams(), key)), f"Gripper: {text} (default: Franka Hand).")

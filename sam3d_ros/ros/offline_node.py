@@ -1,12 +1,14 @@
 """The perception node driven from recorded messages: its own code, every frame, no DDS traffic.
 
-`OfflinePerceptionNode` is the PerceptionNode with three seams set (see its docstring) and its rclpy entry points
+`OfflinePerceptionNode` is the PerceptionNode with four seams set (see its docstring) and its rclpy entry points
 redirected, nothing else: subscriptions are made as usual and their callbacks kept by topic, so `feed(topic, msg,
 time_ns)` calls exactly what a received message would call (the inputs, /tf and /tf_static of the TF listener, in
 whatever form this ROS installation builds it); every publisher the node makes becomes a recorder handing each message
 to a sink, with the time of the input that caused it. The node's clock is simulated time (use_sim_time, as with
 `ros2 bag play --clock`), set to each fed message's time. Every completed frame is tracked in the caller's thread, in
-order, and a frame that sends objects to reconstruction waits for it, so the same messages give the same outputs.
+order; a frame that sends objects to reconstruction waits for it, then the fusion of its views (multi-view fusion,
+on by default) is waited for too, its mesh interval counted in recording time; so the same messages give the same
+outputs.
 Nothing spins: timers, services and the tracking thread stay idle; diagnostics are published every
 diagnostics_period_s of fed time.
 """
@@ -22,6 +24,7 @@ from rclpy.time import Time
 
 from sam3d_ros.ros.perception_node import PerceptionNode
 from sam3d_ros.ros.sync import FrameSet
+from sam3d_ros.tracking.fused_models import FusionFrame
 
 #: rclpy's own topics: real publishers (parameter events), never recorded as the node's outputs.
 INFRASTRUCTURE_TOPICS = frozenset({"/parameter_events", "/rosout"})
@@ -83,10 +86,8 @@ class OfflinePerceptionNode(PerceptionNode):
         self.inputs: dict[str, list[tuple[type, Callable]]] = {}
         self.frames_processed = 0
         self._next_diagnostics_ns: int | None = None
-        # Fusion runs in a process of its own at its own pace: offline its output would depend on the machine's speed
-        # (not replayed yet: README "Recorded data").
-        kwargs["parameter_overrides"] = [*kwargs.get("parameter_overrides", ()), Parameter("use_sim_time", value=True),
-                                         Parameter("fusion", value=False)]
+        self._fusion_frame: FusionFrame | None = None  # the frame being tracked's views, fused once it is done
+        kwargs["parameter_overrides"] = [*kwargs.get("parameter_overrides", ()), Parameter("use_sim_time", value=True)]
         super().__init__(**kwargs)
 
     # -- rclpy entry points --------------------------------------------------------------------------------------
@@ -109,11 +110,26 @@ class OfflinePerceptionNode(PerceptionNode):
         return self.time_ns / 1e9
 
     def _hand_over(self, frames: list[FrameSet]) -> None:
-        """Every completed frame, in order, here and now; its reconstruction is waited for before the next one."""
+        """Every completed frame, in order, here and now; its reconstruction, then the fusion of its views, are waited
+        for before the next one."""
         for frame_set in frames:
             self._process_guarded(frame_set)
             self.frames_processed += 1
             self.wait_for_reconstructions()
+            self._fuse_frame()
+
+    def _submit_fusion(self, frame: FusionFrame) -> None:
+        """Kept until the frame's reconstruction is in (live, the two race; here their order is fixed)."""
+        self._fusion_frame = frame
+
+    def _fuse_frame(self) -> None:
+        """Fuse the views of the frame just tracked and wait until its fused meshes, if any, are installed."""
+        frame, self._fusion_frame = self._fusion_frame, None
+        if frame is None or self.fusion_scheduler is None:
+            return
+        self.fusion_scheduler.submit(frame)
+        while not self.fusion_scheduler.wait_idle(_WAIT_SLICE_S):
+            pass
 
     # -- driving -------------------------------------------------------------------------------------------------
     def topics(self) -> dict[str, type]:

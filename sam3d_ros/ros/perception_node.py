@@ -450,8 +450,13 @@ class PerceptionNode(Node):
         self._hand_over(frames)
 
     def _arrival_s(self) -> float:
-        """When an input arrives, for the frame assembler's depth wait (monotonic s)."""
+        """The node's pacing clock (monotonic s): when an input arrives, for the frame assembler's depth wait, and
+        fusion's time between an object's fused meshes."""
         return time.monotonic()
+
+    def _submit_fusion(self, frame: FusionFrame) -> None:
+        """Hand a tracked frame's views to the fusion thread (a newer frame replaces one still waiting)."""
+        self.fusion_scheduler.submit(frame)
 
     def _hand_over(self, frames: list[FrameSet]) -> None:
         """The newest complete frame goes to the tracking thread."""
@@ -554,7 +559,7 @@ class PerceptionNode(Node):
             if update.to_reconstruct:
                 self._submit(frame, update.to_reconstruct)
             if self.fusion_scheduler is not None and frame.depth_m is not None and update.seen:
-                self.fusion_scheduler.submit(FusionFrame(frame.stamp_ns, frame.depth_m, frame.rgb, frame.intrinsics, None, [
+                self._submit_fusion(FusionFrame(frame.stamp_ns, frame.depth_m, frame.rgb, frame.intrinsics, None, [
                     FusionView(t.track_id, t.mesh_version, t.reconstruction.mesh_obj, t.T_cam_obj, t.last_observation.mask,
                                t.fitness, t.rmse_m) for t in update.seen]))
             out_header = Header(stamp=header.stamp, frame_id=frame_id)
@@ -800,7 +805,7 @@ class PerceptionNode(Node):
         with self._lock:
             reconstructions = {t.track_id: t.reconstruction for t in self.tracker.tracks.values()}
         due = []
-        for fused in self.fused_models.integrate(frame, time.monotonic(), set(reconstructions)):
+        for fused in self.fused_models.integrate(frame, self._arrival_s(), set(reconstructions)):
             reconstruction = reconstructions.get(fused.track_id)
             if reconstruction is not None:
                 model = ObjectModel.from_mesh(fused.mesh_obj)

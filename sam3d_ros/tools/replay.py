@@ -89,6 +89,7 @@ class ReplaySummary:
     objects: int = 0  # distinct object ids published
     reconstructions: int = 0
     reconstruction_failures: int = 0
+    fused_meshes: int = 0  # multi-view fused meshes installed (fusion on)
     seconds: float = 0.0
     messages_written: Counter = field(default_factory=Counter)  # topic -> count
     undecodable: int = 0  # input messages that could not be deserialised (skipped)
@@ -527,6 +528,7 @@ def run_replay(options: ReplayOptions, say: Callable[[str], None] = print, progr
             summary.frames_pending = node.assembler.pending_images()
             summary.reconstructions = stats.reconstructions
             summary.reconstruction_failures = stats.reconstruction_failures
+            summary.fused_meshes = stats.fused_meshes
         finally:
             if node is not None:
                 node.destroy_node()
@@ -549,7 +551,8 @@ def format_summary(summary: ReplaySummary, out_bag: Path) -> str:
         f"{summary.frames_tracked} frames tracked, {summary.frames_invalid} invalid, {summary.frames_unmatched} "
         f"without their other inputs, {summary.frames_dropped_tf} without target_frame transform"
         + (f", {summary.frames_pending} still waiting for their other inputs at the end" if summary.frames_pending else ""),
-        f"{summary.objects} objects, {summary.reconstructions} reconstructions ({summary.reconstruction_failures} failed)",
+        f"{summary.objects} objects, {summary.reconstructions} reconstructions ({summary.reconstruction_failures} failed), "
+        f"{summary.fused_meshes} fused meshes",
         f"wrote {out_bag} (MCAP): " + (", ".join(f"{topic} {n}" for topic, n in sorted(summary.messages_written.items()))
                                       or "no messages") + f"; meshes in {out_bag / 'meshes'}",
     ]

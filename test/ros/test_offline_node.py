@@ -8,7 +8,7 @@ from rclpy.parameter import Parameter
 
 from sam3d_ros.ros.offline_node import OfflinePerceptionNode
 from sam3d_ros.ros.ros_client import rgbd_messages
-from sam3d_ros.tools.synthetic import default_intrinsics, moving_object_sequence
+from sam3d_ros.tools.synthetic import default_intrinsics, look_at_camera, moving_object_sequence, render_scene, upright_pose
 
 START_NS = 1_750_000_000_000_000_000
 
@@ -55,7 +55,34 @@ def test_every_frame_is_tracked_with_its_reconstruction_and_outputs_carry_the_in
     assert {"/sam3d_perception/detections", "/sam3d_perception/markers", "/sam3d_perception/collision_objects",
             "/diagnostics"} <= topics
     assert "/parameter_events" not in topics
-    assert sorted(p.name for p in (tmp_path / "meshes").iterdir()) == ["1_v1.glb", "1_v1.ply"]
+    # v1: the reconstruction of frame 0; v2: the fused mesh of frame 1's view (fusion is on; frame 0's view came
+    # before its reconstruction), installed before frame 2 and no more within fusion_min_interval_s (1 s).
+    assert node.stats.fused_meshes == 1
+    assert sorted(p.name for p in (tmp_path / "meshes").iterdir()) == ["1_v1.glb", "1_v1.ply", "1_v2.glb", "1_v2.ply"]
+
+
+def test_fused_meshes_come_at_the_recording_times_interval(context, tmp_path):
+    # Frames 0.4 s apart in the recording, fed as fast as the machine goes: a fused mesh at most once per
+    # fusion_min_interval_s (1 s) of recording time, so after the views of frames 1 (0.4 s) and 4 (1.6 s) only.
+    # On the wall clock they fall where the machine's speed puts them (seen: [1, 2, 3, 3, 3, 3]).
+    name = "004_sugar_box"  # still; the camera circles it by 7 degrees a frame: every frame is a new view
+    scenes = [render_scene([(name, upright_pose(name, 0.0, 0.0, 0.4))], look_at_camera(0.55, 35.0, 10.0 + 7.0 * k),
+                           default_intrinsics(320, 240), rng=k) for k in range(6)]
+    recorded = []
+    node = make_node(context, tmp_path, recorded.append, fusion_min_interval_s=1.0)
+    versions = []
+    try:
+        for k, scene in enumerate(scenes):
+            stamp = START_NS + k * 400_000_000
+            _, image, info, depth, masks, _ = rgbd_messages(stamp, "cam", scene.rgb, scene.depth_m, scene.intrinsics,
+                                                            scene.labels)
+            for topic, msg in (("/camera_info", info), ("/depth", depth), ("/image", image), ("/masks", masks)):
+                node.feed(topic, msg, stamp + 1)
+            versions.append(node.tracker.tracks["1"].mesh_version)
+        node.finish()
+    finally:
+        node.destroy_node()
+    assert versions == [1, 2, 2, 2, 3, 3], versions
 
 
 def test_its_clock_is_the_recording_time(context, tmp_path):

@@ -90,18 +90,22 @@ def object_tf_by_stamp(outputs) -> dict[int, dict[str, object]]:
 
 def test_mcap_replay_follows_the_truth_every_frame_and_gives_the_same_output_twice(mcap_bag, sequence, tmp_path):
     bag, stamps = mcap_bag
-    results = [run_cli("replay", bag, "--out", tmp_path / f"out{i}", timeout_s=600) for i in range(2)]
+    # The node's defaults (fusion on, as live), then twice without fusion: the same output every time.
+    results = [run_cli("replay", bag, "--out", tmp_path / f"out{i}", *([] if i == 0 else ["--param", "fusion=false"]),
+                       timeout_s=600) for i in range(3)]
     for result in results:
         assert result.returncode == 0, result.stderr
     out = results[0].stdout
     assert "image: /camera/camera/color/image_raw (Image, usual RealSense name)" in out
     assert "masks: /segmenter/masks" in out and f"replayed {N_FRAMES} images" in out
-    assert f"{N_FRAMES} frames tracked" in out and "2 objects, 2 reconstructions (0 failed)" in out
+    # Fusion is replayed: each object's fused mesh of its first view after its reconstruction (0.4 s of recording:
+    # one each, fusion_min_interval_s is 1 s).
+    assert f"{N_FRAMES} frames tracked" in out and "2 objects, 2 reconstructions (0 failed), 2 fused meshes" in out
+    assert "2 objects, 2 reconstructions (0 failed), 0 fused meshes" in results[1].stdout
     outputs = read_outputs(tmp_path / "out0")
-    again = read_outputs(tmp_path / "out1")
     # Same bag, same output: every message, field for field, at the same time (the timings of /diagnostics aside).
-    first = [(t, ts, leaves) for t, ts, _, leaves in outputs if t != "/diagnostics"]
-    second = [(t, ts, leaves) for t, ts, _, leaves in again if t != "/diagnostics"]
+    first, second = ([(t, ts, leaves) for t, ts, _, leaves in read_outputs(tmp_path / f"out{i}") if t != "/diagnostics"]
+                     for i in (1, 2))
     assert [(t, ts) for t, ts, _ in first] == [(t, ts) for t, ts, _ in second]
     assert all(same(a, b) for (_, _, a), (_, _, b) in zip(first, second))
     # The MCAP file as Foxglove reads it (the mcap library, not rosbags): a ros2msg schema for every channel, CDR.

@@ -933,6 +933,10 @@ class PerceptionNode(Node):
             triangle_lists=self._marker_meshes,
         )
         self.markers_pub.publish(markers)
+        if send.full:
+            self.stats.marker_arrays_whole += 1
+        else:
+            self.stats.marker_arrays_partial += 1
 
     def _publish_removed(self, header: Header, T_frame_cam: np.ndarray | None, tracks: list[Track]) -> None:
         """Delete the markers, REMOVE from the planning scene and forget the files of objects that are gone."""
@@ -946,6 +950,7 @@ class PerceptionNode(Node):
         if marker_ids:  # live viewers drop them now; the array latched for later viewers is no longer complete
             self.markers_pub.publish(conversions.make_delete_markers(header, marker_ids))
             self._marker_updates.partial_sent()
+            self.stats.marker_arrays_partial += 1
         removals = [conversions.make_collision_object(header, i, "remove") for i in ids if self._published.pop(i, None) is not None]
         self._send_collisions(removals)
         if self.mesh_cache is not None:

@@ -922,6 +922,7 @@ class PerceptionNode(Node):
         send = self._marker_updates.due(time.monotonic(), reconstructions.keys(), self.markers_pub.get_subscription_count())
         if send is None:
             return
+        started_s = time.perf_counter()
         objects = [obj for track_id, obj in reconstructions.items() if send.full or track_id in send.object_ids]
         uris = None
         if self.params["marker_mesh"] == "mesh_resource" and self.mesh_cache is not None:
@@ -933,6 +934,7 @@ class PerceptionNode(Node):
             triangle_lists=self._marker_meshes,
         )
         self.markers_pub.publish(markers)
+        self.stats.marker_send_s += time.perf_counter() - started_s
         if send.full:
             self.stats.marker_arrays_whole += 1
         else:

@@ -60,6 +60,7 @@ class NodeBenchResult:
     reconstructions: int = 0
     fusion: dict[str, float] | None = None  # the node's fusion status at the end (views integrated, meshes installed)
     marker_arrays: tuple[int, int] | None = None  # ~/markers arrays sent since start: (changed objects only, every object)
+    marker_send_s: float = 0.0  # the node's time building and publishing them (since start)
     node_total_ms: tuple[float, float] | None = None  # the node's own per-frame time (median of its window, max)
     rss_mb: list[tuple[float, float, float]] = field(default_factory=list)  # (s since start, node MB, children MB)
     achieved_rate_hz: float = 0.0
@@ -218,6 +219,7 @@ def run_node_benchmark(
         if "marker arrays sent (every object)" in pipeline:
             result.marker_arrays = (int(pipeline["marker arrays sent (changed objects only)"]),
                                     int(pipeline["marker arrays sent (every object)"]))
+            result.marker_send_s = float(pipeline.get("marker arrays build + send s (since start)", 0.0))
         if "total latency max ms (since start)" in pipeline:
             result.node_total_ms = (float(pipeline["total latency median ms"]), float(pipeline["total latency max ms (since start)"]))
     finally:
@@ -249,7 +251,7 @@ def format_node_bench(result: NodeBenchResult) -> str:
                      f"max {result.node_total_ms[1]:.1f} ms")
     if result.marker_arrays is not None:
         lines.append(f"  ~/markers arrays sent (since start): {result.marker_arrays[0]} with the changed objects only, "
-                     f"{result.marker_arrays[1]} with every object")
+                     f"{result.marker_arrays[1]} with every object; {result.marker_send_s:.2f} s building and sending them")
     if result.fusion:
         lines.append("  fusion (since start): " + ", ".join(f"{k} {v:g}" for k, v in result.fusion.items()))
     growth = None

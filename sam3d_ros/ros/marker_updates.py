@@ -6,11 +6,12 @@ TRIANGLE_LIST markers it costs the whole array's serialisation (about 20 ms per 
 GIL-holding call) for every mesh swap. So:
 
 - a changed object (new or swapped mesh) gets its markers sent alone: a partial array, which live viewers merge
-  (a marker with the same ns/id replaces the old one, the others stay);
+  (a marker with the same ns/id replaces the old one, the others stay); at most `max_objects_per_send` objects go in
+  one partial array, those changed longest ago first, the others with the next sends (so many swaps at once do not
+  stall one frame; an object changed again meanwhile is sent once, with its newest mesh);
 - once a partial array was sent, the latched array no longer holds every object: the whole array (a snapshot) is sent
   again when a new subscriber has matched since the last send, and otherwise at most once per `snapshot_period_s`;
-- a send whose changed objects are all the known objects is a snapshot anyway, and a snapshot is due while the
-  period has passed: then the changed objects go in a snapshot instead of a partial array.
+  the changes waiting then go in it.
 """
 from __future__ import annotations
 
@@ -31,11 +32,14 @@ class MarkerUpdates:
     """The markers due with the next send, from the objects changed since the last one (not thread-safe: the node
     calls it under its lock)."""
 
-    def __init__(self, snapshot_period_s: float) -> None:
+    def __init__(self, snapshot_period_s: float, max_objects_per_send: int) -> None:
         if not snapshot_period_s >= 0.0:
             raise ValueError(f"snapshot_period_s must be >= 0, got {snapshot_period_s}")
+        if not max_objects_per_send >= 1:
+            raise ValueError(f"max_objects_per_send must be >= 1, got {max_objects_per_send}")
         self.snapshot_period_s = float(snapshot_period_s)
-        self._changed: set[str] = set()
+        self.max_objects_per_send = int(max_objects_per_send)
+        self._changed: dict[str, None] = {}  # changed objects, oldest change first
         self._everything = False  # every object's markers must go (labels or frame-locking changed)
         self._latched_complete = True  # the last array sent holds every known object's current markers
         self._last_snapshot_s = -math.inf
@@ -43,7 +47,8 @@ class MarkerUpdates:
 
     def changed(self, object_ids: Iterable[str]) -> None:
         """These objects' markers changed (a new or swapped mesh): they go with the next send."""
-        self._changed.update(object_ids)
+        for object_id in object_ids:
+            self._changed.setdefault(object_id, None)
 
     def resend_all(self) -> None:
         """Every object's markers go with the next send."""
@@ -55,24 +60,25 @@ class MarkerUpdates:
 
     def forget(self, object_ids: Iterable[str]) -> None:
         """These objects are gone: nothing of theirs is sent any more."""
-        self._changed.difference_update(object_ids)
+        for object_id in object_ids:
+            self._changed.pop(object_id, None)
 
     def due(self, now_s: float, known_ids: Set[str], subscribers: int) -> MarkerSend | None:
         """What to send now (None: nothing), given the objects that have markers and the number of subscribers
         matched now; the caller sends it."""
         joined = subscribers > self._subscribers
         self._subscribers = subscribers
-        changed = self._changed & set(known_ids)
-        self._changed.clear()
+        changed = [object_id for object_id in self._changed if object_id in known_ids]
         snapshot_wanted = not self._latched_complete or changed
-        full = (self._everything or (known_ids and changed >= set(known_ids))
-                or (snapshot_wanted and (joined or now_s - self._last_snapshot_s >= self.snapshot_period_s)))
+        full = self._everything or (snapshot_wanted and (joined or now_s - self._last_snapshot_s >= self.snapshot_period_s))
         self._everything = False
         if full:
+            self._changed.clear()
             self._latched_complete = True
             self._last_snapshot_s = now_s
             return MarkerSend(True)
+        self._changed = dict.fromkeys(changed[self.max_objects_per_send:])
         if not changed:
             return None
         self._latched_complete = False
-        return MarkerSend(False, frozenset(changed))
+        return MarkerSend(False, frozenset(changed[:self.max_objects_per_send]))

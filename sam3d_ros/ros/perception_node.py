@@ -121,6 +121,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "marker_mesh": ("triangle_list", "Mesh markers: 'triangle_list' (vertices in the message) or 'mesh_resource' (file:// URI of the cached mesh file)."),
     "marker_max_triangles": (20000, "Largest number of mesh triangles per TRIANGLE_LIST marker (strided subset above)."),
     "marker_labels": (True, "Also publish a text marker with each object's id and label."),
+    "marker_objects_per_send": (2, "Most objects whose new or swapped mesh markers go in one ~/markers array (one per tracked frame at most); the others follow with the next frames, so many swaps at once never stall one frame."),
     "marker_snapshot_period_s": (60.0, "A new or swapped mesh sends that object's markers alone (live viewers merge them by ns/id); the whole latched MarkerArray, for viewers that join later, is sent again when a subscriber has joined since, else at most once per this period (s) after such partial arrays."),
     "mesh_cache_dir": ("", "Folder of the mesh files (<id>_v<version>.<ext>); '' = <temp dir>/sam3d_ros_meshes/<node name>."),
     "mesh_formats": ("glb,ply", "Mesh file formats written on each reconstruction, comma-separated: glb, ply, stl, obj ('' = none)."),
@@ -144,7 +145,7 @@ RUNTIME_PARAMETERS = frozenset({
     "segmentation_slop_s", "depth_timeout_s", "min_mask_pixels", "association", "max_association_distance_m",
     "lost_timeout_s", "reconstruct_interval_s", "min_fitness", "max_rmse_m", "degraded_frames", "tracking_points",
     "publish_tf", "publish_collision_objects", "apply_planning_scene", "collision_min_motion_m",
-    "collision_max_triangles", "marker_max_triangles", "marker_labels", "marker_snapshot_period_s", "scene_dir", "warning_period_s",
+    "collision_max_triangles", "marker_max_triangles", "marker_labels", "marker_objects_per_send", "marker_snapshot_period_s", "scene_dir", "warning_period_s",
     "depth_range_m", "max_objects", "max_reconstructions_per_frame", "undistort",
 })
 INPUT_QOS_RELIABILITY = ("best_effort", "reliable")
@@ -174,7 +175,8 @@ def validate_parameters(params: dict[str, Any]) -> None:
     at_least = {"target_frame_timeout_s": 0.0, "target_frame_hold_s": 0.0, "sync_slop_s": 0.0, "segmentation_slop_s": 0.0,
                 "depth_timeout_s": 0.0, "collision_min_motion_m": 0.0, "warning_period_s": 0.0, "min_mask_pixels": 1,
                 "sync_queue_size": 1, "input_qos_depth": 1, "reconstruction_queue_size": 0, "marker_max_triangles": 1,
-                "fusion_voxel_budget": 1000, "fusion_min_interval_s": 0.0, "marker_snapshot_period_s": 0.0}
+                "fusion_voxel_budget": 1000, "fusion_min_interval_s": 0.0, "marker_snapshot_period_s": 0.0,
+                "marker_objects_per_send": 1}
     for name, low in at_least.items():
         if not params[name] >= low:
             raise ValueError(f"{name} must be >= {low}, got {params[name]}")
@@ -328,7 +330,7 @@ class PerceptionNode(Node):
         self.tf_broadcaster = None
         self.tf_lookup = None
         # Whose markers go with the next tracked frame, and when the whole latched array goes again.
-        self._marker_updates = MarkerUpdates(float(p["marker_snapshot_period_s"]))
+        self._marker_updates = MarkerUpdates(float(p["marker_snapshot_period_s"]), int(p["marker_objects_per_send"]))
         # The newest target_frame transform found: (stamp ns, camera frame, target frame, T_target_cam).
         self._held_transform: tuple[int, str, str, np.ndarray] | None = None
         self._apply_output_parameters()
@@ -397,6 +399,7 @@ class PerceptionNode(Node):
             if candidate["target_frame"] != old["target_frame"]:
                 self._held_transform = None
             self._marker_updates.snapshot_period_s = float(candidate["marker_snapshot_period_s"])
+            self._marker_updates.max_objects_per_send = int(candidate["marker_objects_per_send"])
             if candidate["publish_tf"] != old["publish_tf"] or candidate["marker_labels"] != old["marker_labels"]:
                 self._marker_updates.resend_all()  # frame-locked to the object frames or not, labels or not
         with self._assembler_lock:

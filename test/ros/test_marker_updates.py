@@ -6,9 +6,9 @@ from sam3d_ros.ros.marker_updates import MarkerSend, MarkerUpdates
 KNOWN = {"1", "2", "3"}
 
 
-def _settled(period_s: float = 10.0) -> MarkerUpdates:
+def _settled(period_s: float = 10.0, per_send: int = 10) -> MarkerUpdates:
     """Every object's markers sent once at t=0 (the first send is a snapshot), one subscriber matched."""
-    updates = MarkerUpdates(period_s)
+    updates = MarkerUpdates(period_s, per_send)
     updates.changed(KNOWN)
     assert updates.due(0.0, KNOWN, 1) == MarkerSend(True)
     return updates
@@ -64,13 +64,22 @@ def test_a_new_subscriber_needs_nothing_when_the_latched_array_is_complete():
     assert updates.due(1.0, KNOWN, 3) is None
 
 
-def test_every_known_object_changed_is_a_snapshot():
-    updates = _settled(period_s=1000.0)
-    updates.changed(["1"])
-    assert updates.due(1.0, KNOWN, 1).full is False
-    updates.changed(KNOWN | {"gone"})  # an object without markers any more counts for nothing
-    assert updates.due(2.0, KNOWN, 1) == MarkerSend(True)
-    assert updates.due(3.0, KNOWN, 2) is None  # that snapshot is latched: a new viewer gets it from DDS
+def test_the_first_send_is_a_snapshot_and_a_viewer_joining_after_it_needs_nothing():
+    updates = MarkerUpdates(1000.0, 1)
+    assert updates.due(0.0, set(), 0) is None  # nothing to show yet
+    updates.changed(["1", "2"])
+    assert updates.due(1.0, {"1", "2"}, 0) == MarkerSend(True)
+    assert updates.due(2.0, {"1", "2"}, 1) is None  # that snapshot is latched: a new viewer gets it from DDS
+
+
+def test_many_changes_at_once_are_spread_over_sends_oldest_first_newest_mesh_once():
+    updates = _settled(period_s=1000.0, per_send=2)
+    updates.changed(["3", "1"])
+    updates.changed(["2", "gone"])  # an object without markers any more counts for nothing
+    assert updates.due(1.0, KNOWN | {"9"}, 1) == MarkerSend(False, frozenset({"3", "1"}))
+    updates.changed(["3"])  # changed again meanwhile: after the one still waiting
+    assert updates.due(1.1, KNOWN, 1) == MarkerSend(False, frozenset({"2", "3"}))
+    assert updates.due(1.2, KNOWN, 1) is None
 
 
 def test_resend_all_and_partial_sends_outside():
@@ -89,6 +98,16 @@ def test_forgotten_objects_are_not_sent():
     assert updates.due(1.0, KNOWN, 1) == MarkerSend(False, frozenset({"1"}))
 
 
-def test_a_negative_period_is_refused():
+def test_a_joining_viewer_takes_the_waiting_changes_with_its_snapshot():
+    updates = _settled(period_s=1000.0, per_send=1)
+    updates.changed(["1", "2"])
+    assert updates.due(1.0, KNOWN, 1) == MarkerSend(False, frozenset({"1"}))
+    assert updates.due(1.1, KNOWN, 2) == MarkerSend(True)
+    assert updates.due(1.2, KNOWN, 2) is None
+
+
+def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="snapshot_period_s"):
-        MarkerUpdates(-1.0)
+        MarkerUpdates(-1.0, 2)
+    with pytest.raises(ValueError, match="max_objects_per_send"):
+        MarkerUpdates(10.0, 0)

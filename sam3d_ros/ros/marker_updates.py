@@ -63,9 +63,10 @@ class MarkerUpdates:
         for object_id in object_ids:
             self._changed.pop(object_id, None)
 
-    def due(self, now_s: float, known_ids: Set[str], subscribers: int) -> MarkerSend | None:
+    def due(self, now_s: float, known_ids: Set[str], subscribers: int, paced: bool = True) -> MarkerSend | None:
         """What to send now (None: nothing), given the objects that have markers and the number of subscribers
-        matched now; the caller sends it."""
+        matched now; the caller sends it. `paced` False: every changed object goes now (new objects of one
+        reconstruction, at most max_reconstructions_per_frame, must not wait for frames that may not come)."""
         joined = subscribers > self._subscribers
         self._subscribers = subscribers
         changed = [object_id for object_id in self._changed if object_id in known_ids]
@@ -77,8 +78,9 @@ class MarkerUpdates:
             self._latched_complete = True
             self._last_snapshot_s = now_s
             return MarkerSend(True)
-        self._changed = dict.fromkeys(changed[self.max_objects_per_send:])
+        limit = self.max_objects_per_send if paced else len(changed)
+        self._changed = dict.fromkeys(changed[limit:])
         if not changed:
             return None
         self._latched_complete = False
-        return MarkerSend(False, frozenset(changed[:self.max_objects_per_send]))
+        return MarkerSend(False, frozenset(changed[:limit]))

@@ -121,7 +121,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "marker_mesh": ("triangle_list", "Mesh markers: 'triangle_list' (vertices in the message) or 'mesh_resource' (file:// URI of the cached mesh file)."),
     "marker_max_triangles": (20000, "Largest number of mesh triangles per TRIANGLE_LIST marker (strided subset above)."),
     "marker_labels": (True, "Also publish a text marker with each object's id and label."),
-    "marker_objects_per_send": (2, "Most objects whose new or swapped mesh markers go in one ~/markers array (one per tracked frame at most); the others follow with the next frames, so many swaps at once never stall one frame."),
+    "marker_objects_per_send": (1, "Most objects whose new or swapped mesh markers go in one ~/markers array (one per tracked frame at most); the others follow with the next frames, so many swaps at once never stall one frame."),
     "marker_snapshot_period_s": (60.0, "A new or swapped mesh sends that object's markers alone (live viewers merge them by ns/id); the whole latched MarkerArray, for viewers that join later, is sent again when a subscriber has joined since, else at most once per this period (s) after such partial arrays."),
     "mesh_cache_dir": ("", "Folder of the mesh files (<id>_v<version>.<ext>); '' = <temp dir>/sam3d_ros_meshes/<node name>."),
     "mesh_formats": ("glb,ply", "Mesh file formats written on each reconstruction, comma-separated: glb, ply, stl, obj ('' = none)."),
@@ -802,7 +802,7 @@ class PerceptionNode(Node):
                     self._mesh_files[track_id] = files
             self._marker_updates.changed(track_id for track_id, _, _ in new_meshes)
             if output_frame is not None:  # else sent with the next frame that has an output frame
-                self._publish_markers(out_header, T_frame_cam)
+                self._publish_markers(out_header, T_frame_cam, paced=False)
 
     # -- fusion (fusion thread) ----------------------------------------------------------------------------------
     def _fuse(self, frame: FusionFrame) -> list[tuple[Any, _PreparedMeshes]]:
@@ -917,12 +917,13 @@ class PerceptionNode(Node):
         if self.params["apply_planning_scene"]:
             self.planning_scene_pub.publish(conversions.make_planning_scene_diff(messages))
 
-    def _publish_markers(self, header: Header, T_frame_cam: np.ndarray | None) -> None:
+    def _publish_markers(self, header: Header, T_frame_cam: np.ndarray | None, paced: bool = True) -> None:
         """The MarkerArray due now (see MarkerUpdates): the mesh (and label) of the objects whose mesh changed, or of
         every known object (a snapshot for viewers that join later), frame-locked to each object's TF frame when TF is
         published (so it is sent again only when something changes)."""
         reconstructions = {t.track_id: t.reconstruction for t in self.tracker.tracks.values() if t.reconstruction is not None}
-        send = self._marker_updates.due(time.monotonic(), reconstructions.keys(), self.markers_pub.get_subscription_count())
+        send = self._marker_updates.due(time.monotonic(), reconstructions.keys(), self.markers_pub.get_subscription_count(),
+                                        paced)
         if send is None:
             return
         started_s = time.perf_counter()

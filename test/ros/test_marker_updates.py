@@ -98,6 +98,12 @@ def test_forgotten_objects_are_not_sent():
     assert updates.due(1.0, KNOWN, 1) == MarkerSend(False, frozenset({"1"}))
 
 
+def test_unpaced_sends_take_every_change():
+    updates = _settled(period_s=1000.0, per_send=1)
+    updates.changed(["1", "2"])
+    assert updates.due(1.0, KNOWN, 1, paced=False) == MarkerSend(False, frozenset({"1", "2"}))
+
+
 def test_a_joining_viewer_takes_the_waiting_changes_with_its_snapshot():
     updates = _settled(period_s=1000.0, per_send=1)
     updates.changed(["1", "2"])

@@ -8,7 +8,8 @@ GIL-holding call) for every mesh swap. So:
 - a changed object (new or swapped mesh) gets its markers sent alone: a partial array, which live viewers merge
   (a marker with the same ns/id replaces the old one, the others stay); at most `max_objects_per_send` objects go in
   one partial array, those changed longest ago first, the others with the next sends (so many swaps at once do not
-  stall one frame; an object changed again meanwhile is sent once, with its newest mesh);
+  stall one frame; an object changed again meanwhile is sent once, with its newest mesh); an unpaced send (the
+  new objects of one reconstruction) takes every change;
 - once a partial array was sent, the latched array no longer holds every object: the whole array (a snapshot) is sent
   again when a new subscriber has matched since the last send, and otherwise at most once per `snapshot_period_s`;
   the changes waiting then go in it.

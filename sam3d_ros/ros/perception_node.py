@@ -121,7 +121,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "marker_mesh": ("triangle_list", "Mesh markers: 'triangle_list' (vertices in the message) or 'mesh_resource' (file:// URI of the cached mesh file)."),
     "marker_max_triangles": (20000, "Largest number of mesh triangles per TRIANGLE_LIST marker (strided subset above)."),
     "marker_labels": (True, "Also publish a text marker with each object's id and label."),
-    "marker_objects_per_send": (1, "Most objects whose new or swapped mesh markers go in one ~/markers array (one per tracked frame at most); the others follow with the next frames, so many swaps at once never stall one frame."),
+    "marker_objects_per_send": (1, "Most objects whose swapped (fused) mesh markers go in one ~/markers array (one per tracked frame at most); the others follow with the next frames, so many swaps at once never stall one frame. A reconstruction's new meshes go at once."),
     "marker_snapshot_period_s": (60.0, "A new or swapped mesh sends that object's markers alone (live viewers merge them by ns/id); the whole latched MarkerArray, for viewers that join later, is sent again when a subscriber has joined since, else at most once per this period (s) after such partial arrays."),
     "mesh_cache_dir": ("", "Folder of the mesh files (<id>_v<version>.<ext>); '' = <temp dir>/sam3d_ros_meshes/<node name>."),
     "mesh_formats": ("glb,ply", "Mesh file formats written on each reconstruction, comma-separated: glb, ply, stl, obj ('' = none)."),

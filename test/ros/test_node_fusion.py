@@ -149,6 +149,8 @@ def test_the_fused_meshes_grasps_close_on_the_true_objects():
     for object_id, fused in errors["fused"].items():
         assert fused, f"object {object_id}: no grasps saved with its fused mesh ({errors})"
         assert float(np.median(fused)) <= 5.0, errors
+
+
 def _fingerprint(points) -> tuple[int, np.ndarray]:
     """Triangle corners of a TRIANGLE_LIST marker's points: how many, and their mean (a changed mesh changes it)."""
     return len(points), np.array([[p.x, p.y, p.z] for p in points]).mean(axis=0)

@@ -457,8 +457,8 @@ class PerceptionNode(Node):
         self._hand_over(frames)
 
     def _arrival_s(self) -> float:
-        """The node's pacing clock (monotonic s): when an input arrives, for the frame assembler's depth wait, and
-        fusion's time between an object's fused meshes."""
+        """The node's pacing clock (monotonic s): when an input arrives, for the frame assembler's depth wait,
+        fusion's time between an object's fused meshes and the markers' snapshot period."""
         return time.monotonic()
 
     def _submit_fusion(self, frame: FusionFrame) -> None:
@@ -922,7 +922,7 @@ class PerceptionNode(Node):
         every known object (a snapshot for viewers that join later), frame-locked to each object's TF frame when TF is
         published (so it is sent again only when something changes)."""
         reconstructions = {t.track_id: t.reconstruction for t in self.tracker.tracks.values() if t.reconstruction is not None}
-        send = self._marker_updates.due(time.monotonic(), reconstructions.keys(), self.markers_pub.get_subscription_count(),
+        send = self._marker_updates.due(self._arrival_s(), reconstructions.keys(), self.markers_pub.get_subscription_count(),
                                         paced)
         if send is None:
             return

@@ -31,6 +31,9 @@ class NodeStatistics:
     last_no_mesh_reason: str = ""
     objects_removed: int = 0
     fused_meshes: int = 0  # fused multi-view meshes installed
+    marker_arrays_partial: int = 0  # ~/markers arrays with only the changed objects' markers (or DELETEs)
+    marker_arrays_whole: int = 0  # ~/markers arrays with every object's markers
+    marker_send_s: float = 0.0  # time spent building and publishing (serialising) ~/markers arrays
     # Per input topic: messages lost before the node's callbacks (publisher sequence gaps); None where the ROS
     # distribution gives callbacks no message info (Humble), so such losses cannot be seen. Where the message info
     # does not name the publisher (Jazzy), messages that came while the topic had several publishers are not checked
@@ -97,6 +100,9 @@ class NodeStatistics:
             "objects lost (kept)": sum(1 for t in tracks if t.reconstruction is not None and not t.seen_in_last_frame),
             "objects waiting for a mesh": sum(1 for t in tracks if t.reconstruction is None),
             "objects removed": self.objects_removed,
+            "marker arrays sent (changed objects only)": self.marker_arrays_partial,
+            "marker arrays sent (every object)": self.marker_arrays_whole,
+            "marker arrays build + send s (since start)": round(self.marker_send_s, 3),
         }
         for kind, gaps in self.input_gaps.items():
             values[f"{kind} messages lost before the node"] = gaps.lost if gaps is not None else "not counted (no message info)"

@@ -46,6 +46,7 @@ from sam3d_ros.reconstruction.fusion import FusionConfig
 from sam3d_ros.reconstruction.pipeline import PerceptionPipeline, PipelineResult, plan_grasps, support_plane_around
 from sam3d_ros.reconstruction.segmentation import best_scored_prompts, boxes_in_image, largest_label_prompts
 from sam3d_ros.ros import conversions
+from sam3d_ros.ros.marker_updates import MarkerUpdates
 from sam3d_ros.ros.node_statistics import NodeStatistics
 from sam3d_ros.ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
 from sam3d_ros.ros.tf_listener import TransformLookupError, make_transform_lookup
@@ -120,6 +121,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "marker_mesh": ("triangle_list", "Mesh markers: 'triangle_list' (vertices in the message) or 'mesh_resource' (file:// URI of the cached mesh file)."),
     "marker_max_triangles": (20000, "Largest number of mesh triangles per TRIANGLE_LIST marker (strided subset above)."),
     "marker_labels": (True, "Also publish a text marker with each object's id and label."),
+    "marker_objects_per_send": (1, "Most objects whose swapped (fused) mesh markers go in one ~/markers array (one per tracked frame at most); the others follow with the next frames, so many swaps at once never stall one frame. A reconstruction's new meshes go at once."),
+    "marker_snapshot_period_s": (60.0, "A new or swapped mesh sends that object's markers alone (live viewers merge them by ns/id); the whole latched MarkerArray, for viewers that join later, is sent again when a subscriber has joined since, else at most once per this period (s) after such partial arrays."),
     "mesh_cache_dir": ("", "Folder of the mesh files (<id>_v<version>.<ext>); '' = <temp dir>/sam3d_ros_meshes/<node name>."),
     "mesh_formats": ("glb,ply", "Mesh file formats written on each reconstruction, comma-separated: glb, ply, stl, obj ('' = none)."),
     "scene_dir": ("", "Folder where ~/save_scene writes scene_<stamp>/ (objects.json + meshes); '' = ~/.ros/sam3d_ros/scenes."),
@@ -142,7 +145,7 @@ RUNTIME_PARAMETERS = frozenset({
     "segmentation_slop_s", "depth_timeout_s", "min_mask_pixels", "association", "max_association_distance_m",
     "lost_timeout_s", "reconstruct_interval_s", "min_fitness", "max_rmse_m", "degraded_frames", "tracking_points",
     "publish_tf", "publish_collision_objects", "apply_planning_scene", "collision_min_motion_m",
-    "collision_max_triangles", "marker_max_triangles", "marker_labels", "scene_dir", "warning_period_s",
+    "collision_max_triangles", "marker_max_triangles", "marker_labels", "marker_objects_per_send", "marker_snapshot_period_s", "scene_dir", "warning_period_s",
     "depth_range_m", "max_objects", "max_reconstructions_per_frame", "undistort",
 })
 INPUT_QOS_RELIABILITY = ("best_effort", "reliable")
@@ -172,7 +175,8 @@ def validate_parameters(params: dict[str, Any]) -> None:
     at_least = {"target_frame_timeout_s": 0.0, "target_frame_hold_s": 0.0, "sync_slop_s": 0.0, "segmentation_slop_s": 0.0,
                 "depth_timeout_s": 0.0, "collision_min_motion_m": 0.0, "warning_period_s": 0.0, "min_mask_pixels": 1,
                 "sync_queue_size": 1, "input_qos_depth": 1, "reconstruction_queue_size": 0, "marker_max_triangles": 1,
-                "fusion_voxel_budget": 1000, "fusion_min_interval_s": 0.0}
+                "fusion_voxel_budget": 1000, "fusion_min_interval_s": 0.0, "marker_snapshot_period_s": 0.0,
+                "marker_objects_per_send": 1}
     for name, low in at_least.items():
         if not params[name] >= low:
             raise ValueError(f"{name} must be >= {low}, got {params[name]}")
@@ -325,7 +329,8 @@ class PerceptionNode(Node):
         self.planning_scene_pub = None
         self.tf_broadcaster = None
         self.tf_lookup = None
-        self._markers_stale = False  # markers must be sent again with the next tracked frame
+        # Whose markers go with the next tracked frame, and when the whole latched array goes again.
+        self._marker_updates = MarkerUpdates(float(p["marker_snapshot_period_s"]), int(p["marker_objects_per_send"]))
         # The newest target_frame transform found: (stamp ns, camera frame, target frame, T_target_cam).
         self._held_transform: tuple[int, str, str, np.ndarray] | None = None
         self._apply_output_parameters()
@@ -393,8 +398,10 @@ class PerceptionNode(Node):
             self._apply_output_parameters()
             if candidate["target_frame"] != old["target_frame"]:
                 self._held_transform = None
+            self._marker_updates.snapshot_period_s = float(candidate["marker_snapshot_period_s"])
+            self._marker_updates.max_objects_per_send = int(candidate["marker_objects_per_send"])
             if candidate["publish_tf"] != old["publish_tf"] or candidate["marker_labels"] != old["marker_labels"]:
-                self._markers_stale = True  # frame-locked to the object frames or not, labels or not
+                self._marker_updates.resend_all()  # frame-locked to the object frames or not, labels or not
         with self._assembler_lock:
             self.assembler.configure(float(candidate["sync_slop_s"]), float(candidate["depth_timeout_s"]),
                                      candidate["segmentation_input"], float(candidate["segmentation_slop_s"]))
@@ -450,8 +457,8 @@ class PerceptionNode(Node):
         self._hand_over(frames)
 
     def _arrival_s(self) -> float:
-        """The node's pacing clock (monotonic s): when an input arrives, for the frame assembler's depth wait, and
-        fusion's time between an object's fused meshes."""
+        """The node's pacing clock (monotonic s): when an input arrives, for the frame assembler's depth wait,
+        fusion's time between an object's fused meshes and the markers' snapshot period."""
         return time.monotonic()
 
     def _submit_fusion(self, frame: FusionFrame) -> None:
@@ -793,10 +800,9 @@ class PerceptionNode(Node):
                     self.mesh_cache.remove(track_id)
                 elif track.mesh_version == version:
                     self._mesh_files[track_id] = files
-            if output_frame is None:
-                self._markers_stale = True  # sent with the next frame that has an output frame
-            else:
-                self._publish_markers(out_header, T_frame_cam)
+            self._marker_updates.changed(track_id for track_id, _, _ in new_meshes)
+            if output_frame is not None:  # else sent with the next frame that has an output frame
+                self._publish_markers(out_header, T_frame_cam, paced=False)
 
     # -- fusion (fusion thread) ----------------------------------------------------------------------------------
     def _fuse(self, frame: FusionFrame) -> list[tuple[Any, _PreparedMeshes]]:
@@ -839,7 +845,7 @@ class PerceptionNode(Node):
                     if track.track_id in new:
                         kept[track.track_id] = new[track.track_id]
                 new_meshes.append((track.track_id, track.mesh_version, fused.mesh_obj))
-                self._markers_stale = True
+                self._marker_updates.changed([track.track_id])
         if self.mesh_cache is None or not new_meshes:
             return
         for track_id, version, mesh in new_meshes:
@@ -852,7 +858,8 @@ class PerceptionNode(Node):
                 track = self.tracker.tracks.get(track_id)
                 if track is not None and track.mesh_version == version:
                     self._mesh_files[track_id] = files
-                    self._markers_stale = True
+                    if self.params["marker_mesh"] == "mesh_resource":
+                        self._marker_updates.changed([track_id])  # the marker names the new file
 
     # -- outputs -------------------------------------------------------------------------------------------------
     def _publish_poses(self, header: Header, T_frame_cam: np.ndarray | None, seen: list[Track], kept: list[Track]) -> None:
@@ -863,9 +870,9 @@ class PerceptionNode(Node):
             self.tf_broadcaster.sendTransform(conversions.make_transforms(header, kept_objects, self.params["frame_prefix"], T_frame_cam=T_frame_cam))
         self._publish_collisions(header, T_frame_cam, seen_objects, force_add=False)
         self._publish_grasps(header, T_frame_cam, kept_objects)
-        if (not self.params["publish_tf"] and kept_objects) or self._markers_stale:
-            self._markers_stale = False  # markers carry the pose when there is no object TF frame
-            self._publish_markers(header, T_frame_cam)
+        if not self.params["publish_tf"] and kept_objects:
+            self._marker_updates.resend_all()  # markers carry the pose when there is no object TF frame
+        self._publish_markers(header, T_frame_cam)
 
     def _publish_grasps(self, header: Header, T_frame_cam: np.ndarray | None, objects: list) -> None:
         """The grasps of `objects` (object frame, planned with each mesh) at their current poses, best first."""
@@ -910,10 +917,17 @@ class PerceptionNode(Node):
         if self.params["apply_planning_scene"]:
             self.planning_scene_pub.publish(conversions.make_planning_scene_diff(messages))
 
-    def _publish_markers(self, header: Header, T_frame_cam: np.ndarray | None, deleted_marker_ids: list[int] = ()) -> None:
-        """One MarkerArray: DELETE for `deleted_marker_ids`, then every known object's mesh (and label), frame-locked to
-        its TF frame when TF is published (so it is sent again only when something changes; latched for late viewers)."""
-        objects = [t.reconstruction for t in self.tracker.tracks.values() if t.reconstruction is not None]
+    def _publish_markers(self, header: Header, T_frame_cam: np.ndarray | None, paced: bool = True) -> None:
+        """The MarkerArray due now (see MarkerUpdates): the mesh (and label) of the objects whose mesh changed, or of
+        every known object (a snapshot for viewers that join later), frame-locked to each object's TF frame when TF is
+        published (so it is sent again only when something changes)."""
+        reconstructions = {t.track_id: t.reconstruction for t in self.tracker.tracks.values() if t.reconstruction is not None}
+        send = self._marker_updates.due(self._arrival_s(), reconstructions.keys(), self.markers_pub.get_subscription_count(),
+                                        paced)
+        if send is None:
+            return
+        started_s = time.perf_counter()
+        objects = [obj for track_id, obj in reconstructions.items() if send.full or track_id in send.object_ids]
         uris = None
         if self.params["marker_mesh"] == "mesh_resource" and self.mesh_cache is not None:
             uris = {oid: self.mesh_cache.uri(next(iter(files.values()))) for oid, files in self._mesh_files.items()}
@@ -923,9 +937,12 @@ class PerceptionNode(Node):
             frame_locked_prefix=self.params["frame_prefix"] if self.params["publish_tf"] else None, mesh_uris=uris,
             triangle_lists=self._marker_meshes,
         )
-        if deleted_marker_ids:
-            markers.markers[:0] = conversions.make_delete_markers(header, deleted_marker_ids).markers
         self.markers_pub.publish(markers)
+        self.stats.marker_send_s += time.perf_counter() - started_s
+        if send.full:
+            self.stats.marker_arrays_whole += 1
+        else:
+            self.stats.marker_arrays_partial += 1
 
     def _publish_removed(self, header: Header, T_frame_cam: np.ndarray | None, tracks: list[Track]) -> None:
         """Delete the markers, REMOVE from the planning scene and forget the files of objects that are gone."""
@@ -935,8 +952,11 @@ class PerceptionNode(Node):
             self._mesh_files.pop(track_id, None)
             self._collision_shapes.pop(track_id, None)
             self._marker_meshes.pop(track_id, None)
-        if marker_ids:
-            self._publish_markers(header, T_frame_cam, marker_ids)
+        self._marker_updates.forget(ids)
+        if marker_ids:  # live viewers drop them now; the array latched for later viewers is no longer complete
+            self.markers_pub.publish(conversions.make_delete_markers(header, marker_ids))
+            self._marker_updates.partial_sent()
+            self.stats.marker_arrays_partial += 1
         removals = [conversions.make_collision_object(header, i, "remove") for i in ids if self._published.pop(i, None) is not None]
         self._send_collisions(removals)
         if self.mesh_cache is not None:

@@ -59,6 +59,8 @@ class NodeBenchResult:
     node_drop_reasons: dict[str, int] = field(default_factory=dict)
     reconstructions: int = 0
     fusion: dict[str, float] | None = None  # the node's fusion status at the end (views integrated, meshes installed)
+    marker_arrays: tuple[int, int] | None = None  # ~/markers arrays sent since start: (changed objects only, every object)
+    marker_send_s: float = 0.0  # the node's time building and publishing them (since start)
     node_total_ms: tuple[float, float] | None = None  # the node's own per-frame time (median of its window, max)
     rss_mb: list[tuple[float, float, float]] = field(default_factory=list)  # (s since start, node MB, children MB)
     achieved_rate_hz: float = 0.0
@@ -214,6 +216,10 @@ def run_node_benchmark(
         if fusion is not None:
             result.fusion = {k: float(fusion[k]) for k in ("views integrated", "views skipped", "fused meshes installed",
                                                            "memory MB (all objects)") if k in fusion}
+        if "marker arrays sent (every object)" in pipeline:
+            result.marker_arrays = (int(pipeline["marker arrays sent (changed objects only)"]),
+                                    int(pipeline["marker arrays sent (every object)"]))
+            result.marker_send_s = float(pipeline.get("marker arrays build + send s (since start)", 0.0))
         if "total latency max ms (since start)" in pipeline:
             result.node_total_ms = (float(pipeline["total latency median ms"]), float(pipeline["total latency max ms (since start)"]))
     finally:
@@ -243,6 +249,9 @@ def format_node_bench(result: NodeBenchResult) -> str:
     if result.node_total_ms is not None:
         lines.append(f"  inside the node (frame taken -> published): median {result.node_total_ms[0]:.1f} ms (last 300 frames), "
                      f"max {result.node_total_ms[1]:.1f} ms")
+    if result.marker_arrays is not None:
+        lines.append(f"  ~/markers arrays sent (since start): {result.marker_arrays[0]} with the changed objects only, "
+                     f"{result.marker_arrays[1]} with every object; {result.marker_send_s:.2f} s building and sending them")
     if result.fusion:
         lines.append("  fusion (since start): " + ", ".join(f"{k} {v:g}" for k, v in result.fusion.items()))
     growth = None

@@ -185,11 +185,7 @@ def track_pose(
         fitness, rmse_m = float(result.fitness), float(result.inlier_rmse)
     else:  # keep it upright on the plane, then score that pose
         T_cam_obj = upright_motion(T_cam_obj_init, T_cam_obj, support_plane_cam)
-        distance, _ = model.tree_obj.query(transform_points(invert_transform(T_cam_obj), points_cam),
-                                           distance_upper_bound=max_correspondence_m)
-        inliers = distance[np.isfinite(distance)]
-        fitness = len(inliers) / n_points
-        rmse_m = float(np.sqrt(np.mean(inliers**2))) if len(inliers) else 0.0
+        fitness, rmse_m = pose_fit(model, points_cam, T_cam_obj, max_correspondence_m)
     rmse_m = rmse_m if fitness > 0 else float("inf")
     return TrackResult(
         T_cam_obj=T_cam_obj,
@@ -200,6 +196,19 @@ def track_pose(
         step_m=float(np.linalg.norm(T_cam_obj[:3, 3] - T_cam_obj_init[:3, 3])),
         step_rad=rotation_angle_between(T_cam_obj_init[:3, :3], T_cam_obj[:3, :3]),
     )
+
+
+def pose_fit(model: ObjectModel, points_cam: np.ndarray, T_cam_obj: np.ndarray,
+             max_correspondence_m: float = 0.01) -> tuple[float, float]:
+    """How well `model` at `T_cam_obj` fits the observed `points_cam` (N, 3): the fraction of the points within
+    `max_correspondence_m` of its surface samples (fitness) and their RMS distance (inf without any)."""
+    points_cam = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
+    if len(points_cam) == 0:
+        return 0.0, float("inf")
+    distance, _ = model.tree_obj.query(transform_points(invert_transform(T_cam_obj), points_cam),
+                                       distance_upper_bound=max_correspondence_m)
+    inliers = distance[np.isfinite(distance)]
+    return len(inliers) / len(points_cam), float(np.sqrt(np.mean(inliers**2))) if len(inliers) else float("inf")
 
 
 def upright_motion(T_cam_obj_from: np.ndarray, T_cam_obj_to: np.ndarray, plane_cam: np.ndarray) -> np.ndarray:

@@ -28,7 +28,9 @@ from scipy.optimize import linear_sum_assignment
 from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.geometry.transforms import invert_transform, rotation_angle_between, transform_points
 from sam3d_ros.geometry.types import ObjectPrompt, ObjectReconstruction
-from sam3d_ros.tracking.pose_tracking import ObjectModel, centroid_motion_prior, observed_tracking_points, track_pose
+from sam3d_ros.tracking.pose_tracking import (
+    ObjectModel, centroid_motion_prior, observed_tracking_points, pose_fit, track_pose,
+)
 
 ASSOCIATION_MODES = ("auto", "input_id", "overlap")
 _NS_PER_S = 1_000_000_000
@@ -53,6 +55,10 @@ class TrackerConfig:
     # still object would now be is taken as model error, not motion: the pose stays put in the fixed frame (0: never).
     static_hold_m: float = 0.01
     static_hold_deg: float = 5.0
+    # ... and a fit that moves it further is followed only when it fits the observed points clearly better than the
+    # still pose does (by at least this much fitness): a mesh that is only approximate slides beyond the hold too,
+    # while the still pose fits as well as the slid one; a real motion leaves the still pose off the points.
+    static_hold_fitness: float = 0.5
     # While the camera moves with its pose known, an object whose mask shrank below this fraction of the largest it
     # had (as seen from 1 m) is taken as mostly hidden: a fit to the sliver left is not trusted, the pose stays put.
     hidden_area_fraction: float = 0.3
@@ -68,6 +74,8 @@ class TrackerConfig:
             raise ValueError("reconstruct_interval_s >= 0, degraded_frames >= 1 and tracking_points >= 10 are required")
         if self.static_hold_m < 0 or self.static_hold_deg < 0 or not 0 <= self.hidden_area_fraction < 1:
             raise ValueError("static_hold_m and static_hold_deg must be >= 0, hidden_area_fraction in [0, 1)")
+        if not 0 <= self.static_hold_fitness <= 1:
+            raise ValueError(f"static_hold_fitness must be in [0, 1], got {self.static_hold_fitness}")
 
 
 @dataclass
@@ -335,7 +343,8 @@ class ObjectTracker:
             good = result.ok and result.rmse_m <= self.config.max_rmse_m
             track.fitness, track.rmse_m = result.fitness, result.rmse_m
             hidden = observation.area_px_at_1m < self.config.hidden_area_fraction * track.largest_area_px_at_1m
-            if self._camera_moved and (hidden or (good and self._holds_still(T_cam_obj_still, result.T_cam_obj))):
+            if self._camera_moved and (hidden or (good and self._holds_still(
+                    track.model, observation.points_cam, T_cam_obj_still, result.T_cam_obj, result.fitness))):
                 result.T_cam_obj = T_cam_obj_still  # a still object where the camera's motion puts it
                 good = good or hidden  # a sliver's poor fit says nothing of the model: no new reconstruction for it
             if good:
@@ -354,15 +363,22 @@ class ObjectTracker:
         track.centroid_cam = centroid if centroid is not None else track.centroid_cam
         track.largest_area_px_at_1m = max(track.largest_area_px_at_1m, observation.area_px_at_1m)
 
-    def _holds_still(self, T_cam_obj_still: np.ndarray, T_cam_obj_fitted: np.ndarray) -> bool:
+    def _holds_still(self, model: ObjectModel, points_cam: np.ndarray, T_cam_obj_still: np.ndarray,
+                     T_cam_obj_fitted: np.ndarray, fitness_fitted: float) -> bool:
         """The fit moved the object less than the static hold from where it would be had it not moved (the camera's
-        motion is known): a model that is only approximate (one view's completion) slides along the surfaces a
-        moving camera newly sees, frame after frame; holding it keeps the pose in the fixed frame, so it neither
-        drifts nor feeds drifted views to multi-view fusion. A real motion beyond the hold is followed."""
+        motion is known), or further but without fitting the points clearly better than that still pose: a model
+        that is only approximate (one view's completion) slides along the surfaces a moving camera newly sees, frame
+        after frame, and once past the hold it jumped there; holding it keeps the pose in the fixed frame, so it
+        neither drifts nor feeds drifted views to multi-view fusion. A real motion beyond the hold is followed."""
         c = self.config
         moved_m = float(np.linalg.norm(T_cam_obj_fitted[:3, 3] - T_cam_obj_still[:3, 3]))
         turned_rad = rotation_angle_between(T_cam_obj_fitted[:3, :3], T_cam_obj_still[:3, :3])
-        return moved_m < c.static_hold_m and turned_rad < np.radians(c.static_hold_deg)
+        if moved_m < c.static_hold_m and turned_rad < np.radians(c.static_hold_deg):
+            return True
+        if c.static_hold_m == 0 or c.static_hold_deg == 0:  # the hold is off
+            return False
+        fitness_still, _ = pose_fit(model, points_cam, T_cam_obj_still)
+        return fitness_still >= fitness_fitted - c.static_hold_fitness
 
     # -- reconstruction ----------------------------------------------------------------------------------------
     def request_reconstruction(self, track_id: str | None = None, reason: str = "requested") -> int:

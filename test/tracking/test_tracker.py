@@ -244,14 +244,46 @@ def test_with_the_camera_pose_known_a_still_object_does_not_drift_on_its_approxi
     assert max(frame["1"][0] for frame in moving) > 5.0  # without the hold it drifts: the sweep is a real test
 
 
+def test_with_the_camera_pose_known_a_slide_beyond_the_hold_that_fits_no_better_is_held_too(pipeline):
+    # 90 degrees of the sweep: at 84 degrees the too shallow single-view box's fit slides beyond the 1 cm hold (it
+    # jumped 14 mm in the world and stayed there), yet the still pose fits the points not much worse (fitness 0.51 and
+    # 0.47 against 0.94 and 0.93): held. (Further on this one-view mesh is so wrong that the still pose fits far
+    # worse, 0.33 against 0.89 at 102 degrees, and the slide is followed; with fusion the installed fused mesh has
+    # the newly seen faces by then.)
+    from sam3d_ros.tools.synthetic import default_intrinsics, look_at_camera, render_scene, upright_pose
+
+    placements = [(name, upright_pose(name, *where)) for name, where in WRIST_PLACEMENTS[:1]]
+    scenes = [render_scene(placements, look_at_camera(0.65, 35.0, 200.0 + 6.0 * k), default_intrinsics(), rng=k)
+              for k in range(16)]
+    errors = [round(float(frame["1"][0]), 1) for frame in _world_pose_errors(ObjectTracker(TrackerConfig()), pipeline, scenes)]
+    assert max(errors) < 3.0, str(errors)
+
+
+def test_with_the_camera_pose_known_a_real_move_beyond_the_hold_is_followed(pipeline):
+    # The camera circles as above; from the fourth frame the box stands 3 cm further along the table: the still pose
+    # is off the points, the fit is followed.
+    from sam3d_ros.tools.synthetic import default_intrinsics, look_at_camera, render_scene, upright_pose
+
+    name, (x, y, yaw) = WRIST_PLACEMENTS[0]
+    scenes = [render_scene([(name, upright_pose(name, x + (0.03 if k >= 3 else 0.0), y, yaw))],
+                           look_at_camera(0.65, 35.0, 200.0 + 6.0 * k), default_intrinsics(), rng=k) for k in range(6)]
+    errors = [round(float(frame["1"][0]), 1) for frame in _world_pose_errors(ObjectTracker(TrackerConfig()), pipeline, scenes)]
+    assert max(errors[:2]) < 3.0 and all(abs(mm - 30.0) < 5.0 for mm in errors[2:]), str(errors)
+
+
 def test_with_the_camera_pose_known_a_mostly_hidden_object_keeps_its_pose(wrist_sweep, pipeline):
     # Behind the box only a sliver of the bottle is seen; a fit to it turned the bottle by 50-80 degrees and moved it
     # by 5-7 cm (with a fitness near 1). Mostly hidden, it stays where the camera's motion puts it.
     errors = _world_pose_errors(ObjectTracker(TrackerConfig()), pipeline, wrist_sweep)
     bottle = [(round(float(frame["2"][0]), 1), round(float(frame["2"][1]), 1)) for frame in errors]
     assert max(mm for mm, _ in bottle) < 10.0 and max(deg for _, deg in bottle) < 10.0, str(bottle)
-    unheld = _world_pose_errors(ObjectTracker(TrackerConfig(hidden_area_fraction=0.0)), pipeline, wrist_sweep)
-    assert max(frame["2"][1] for frame in unheld) > 30.0  # fitted to the sliver it turns: the sweep is a real test
+    # Without the holds it turns, fitted to the sliver: the sweep is a real test. (The static hold alone now keeps it
+    # too: the still pose fits the sliver about as well as the turned one.)
+    unheld = _world_pose_errors(ObjectTracker(TrackerConfig(hidden_area_fraction=0.0, static_hold_m=0.0)), pipeline,
+                                wrist_sweep)
+    assert max(frame["2"][1] for frame in unheld) > 30.0
+    static_only = _world_pose_errors(ObjectTracker(TrackerConfig(hidden_area_fraction=0.0)), pipeline, wrist_sweep)
+    assert max(frame["2"][1] for frame in static_only) < 10.0
 
 
 def test_the_holds_need_the_camera_pose():

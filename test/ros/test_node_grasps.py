@@ -42,8 +42,10 @@ def grasp_node(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("grasps")
     namespace = "/it_grasps"
     log_path = workdir / "node.log"
+    # Fusion off: a fused mesh comes with grasps planned anew (test_node_fusion.py), and this test checks that the
+    # grasps of one mesh stay fixed in the object's frame as it moves.
     params = {"target_frame": "world", "target_frame_timeout_s": 0.5, "mesh_cache_dir": str(workdir / "meshes"),
-              "max_grasps": 4}
+              "max_grasps": 4, "fusion": False}
     with running_node(namespace, params=params, log_path=log_path) as (process, client):
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         static = client.node.create_publisher(TFMessage, "/tf_static", qos)

@@ -1,6 +1,7 @@
 """ROS 2 node: a thin shell mapping camera, depth and mask/detection messages to the pipeline and back."""
 from __future__ import annotations
 
+import faulthandler
 import re
 import signal
 import sys
@@ -1070,11 +1071,15 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main(args: list[str] | None = None) -> int:
     """Entry point of `ros2 run sam3d_ros perception_node`. Ctrl-C and SIGTERM end the node in order: its threads
     are stopped and joined, then the context shuts down (rclpy's own signal handler would shut the context down
-    first, under a running reconstruction)."""
+    first, under a running reconstruction). Once the node is up, a signal only asks the spin loop to stop: a
+    KeyboardInterrupt raised wherever the main thread happens to be (inside a callback, between taking a lock and
+    its `try`) could leave a lock held that the way out then waits on."""
     from rclpy.signals import SignalHandlerOptions
 
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, _interrupt)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's Python stack to stderr (a node that hangs)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         node = PerceptionNode()
     except (ValueError, InputError, OSError) as exc:  # bad parameters, unwritable mesh cache: one line, exit 2
@@ -1084,12 +1089,20 @@ def main(args: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         rclpy.try_shutdown()
         return 0
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:
+        executor.remove_node(node)
         node.destroy_node()
+        executor.shutdown()
         rclpy.try_shutdown()
     return 0
 

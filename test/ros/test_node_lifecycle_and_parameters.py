@@ -154,7 +154,13 @@ def test_ctrl_c_during_a_reconstruction_ends_the_node_in_order(tmp_path, scene):
         # A bound that tells a hang from an ordered end: the joins on the way out may take up to 18 s in all (tracking
         # thread 5 s, reconstruction 5 s, fusion process 3 s, fusion thread 5 s); on a loaded 2-core machine the node
         # once took more than 20 s.
-        assert node.process.wait(timeout=45) == 0
+        try:
+            node.process.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            node.process.send_signal(signal.SIGUSR1)  # the node dumps every thread's stack into its log
+            time.sleep(2.0)
+            raise AssertionError(f"the node did not end; its log with its threads' stacks:\n{node.log_path.read_text()[-6000:]}")
+        assert node.process.returncode == 0
         log = node.log_path.read_text()
         assert "Traceback" not in log and "Exception in thread" not in log and "context is invalid" not in log, log
     finally:

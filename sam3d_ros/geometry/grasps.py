@@ -97,6 +97,25 @@ class SceneMeshes:
         self._spheres = [(m.bounding_sphere.primitive.center, m.bounding_sphere.primitive.radius) if len(m.faces)
                          else (np.zeros(3), 0.0) for m in meshes]
 
+    @classmethod
+    def build(cls, meshes: list[trimesh.Trimesh], T_ref_objs: list[np.ndarray]) -> tuple["SceneMeshes | None", str]:
+        """(the scene, "") or (None, the reason) when a mesh cannot be made a collision model: that costs the grasps
+        of the scene's objects, never the objects."""
+        try:
+            return cls(meshes, T_ref_objs), ""
+        except Exception as exc:  # noqa: BLE001 - whatever fcl or trimesh raise on a degenerate mesh
+            return None, f"no collision models of the frame's meshes: {type(exc).__name__}: {exc}"
+
+    def plan_or_reason(
+        self, planner: "GraspPlanner", index: int, support_plane_ref: np.ndarray | None
+    ) -> tuple[list["Grasp"], str]:
+        """(`plan`'s grasps, "") or ([], the reason) when planning mesh `index` failed: one object's grasps never
+        cost the others'."""
+        try:
+            return self.plan(planner, index, support_plane_ref), ""
+        except Exception as exc:  # noqa: BLE001 - one object's grasps never cost the others
+            return [], f"{type(exc).__name__}: {exc}"
+
     def obstacles_in(self, index: int) -> list[_Obstacle]:
         """All meshes (the object `index` itself included) in the frame of object `index`."""
         T_obj_ref = invert_transform(self.T_ref_objs[index])

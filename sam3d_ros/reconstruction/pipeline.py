@@ -138,22 +138,19 @@ def plan_grasps(
     node's tracked ones); return one line per object whose planning failed (it gets none)."""
     errors = []
     start, start_cpu = time.perf_counter(), time.thread_time()
-    try:
-        scene = SceneMeshes([o.mesh_obj for o in objects] + [m for m, _ in obstacles],
-                            [o.T_cam_obj for o in objects] + [T for _, T in obstacles])
-    except Exception as exc:  # noqa: BLE001 - a mesh fcl cannot take costs the grasps, never the objects
+    scene, reason = SceneMeshes.build([o.mesh_obj for o in objects] + [m for m, _ in obstacles],
+                                      [o.T_cam_obj for o in objects] + [T for _, T in obstacles])
+    if scene is None:
         for obj in objects:
             obj.grasps_obj = []
-        return [f"grasps: no collision models of the frame's meshes: {type(exc).__name__}: {exc}"]
+        return [f"grasps: {reason}"]
     shared_ms = (time.perf_counter() - start) * 1e3 / max(len(objects), 1)  # collision models, split evenly
     shared_cpu_ms = (time.thread_time() - start_cpu) * 1e3 / max(len(objects), 1)
     for index, obj in enumerate(objects):
         start, start_cpu = time.perf_counter(), time.thread_time()
-        try:
-            obj.grasps_obj = scene.plan(planner, index, support_plane_cam)
-        except Exception as exc:  # noqa: BLE001 - one object's grasps never cost the others
-            obj.grasps_obj = []
-            errors.append(f"object {obj.object_id}: grasps: {type(exc).__name__}: {exc}")
+        obj.grasps_obj, reason = scene.plan_or_reason(planner, index, support_plane_cam)
+        if reason:
+            errors.append(f"object {obj.object_id}: grasps: {reason}")
         obj.info["grasps_ms"] = shared_ms + (time.perf_counter() - start) * 1e3
         obj.info["grasps_cpu_ms"] = shared_cpu_ms + (time.thread_time() - start_cpu) * 1e3  # this thread's CPU time
     return errors

@@ -846,7 +846,8 @@ class PerceptionNode(Node):
                     if track.track_id in new:
                         kept[track.track_id] = new[track.track_id]
                 new_meshes.append((track.track_id, track.mesh_version, fused.mesh_obj))
-                self._marker_updates.changed([track.track_id])
+                if self.params["marker_mesh"] != "mesh_resource" or self.mesh_cache is None:
+                    self._marker_updates.changed([track.track_id])  # else once its file is written, below
         if self.mesh_cache is None or not new_meshes:
             return
         for track_id, version, mesh in new_meshes:

@@ -182,17 +182,16 @@ class FusedModels:
             index_of[view.track_id] = len(meshes)
             meshes.append(model.mesh_obj)
             poses.append(view.T_cam_obj)
-        try:
-            scene = SceneMeshes(meshes, poses)
-        except Exception as exc:  # noqa: BLE001 - a mesh fcl cannot take costs the grasps, never the meshes
-            for fused in due:
-                fused.grasp_error = f"no collision models of the frame's meshes: {type(exc).__name__}: {exc}"
-            return
+        scene, reason = SceneMeshes.build(meshes, poses)
         for fused in due:
-            try:
-                fused.grasps_obj = scene.plan(self.grasp_planner, index_of[fused.track_id], plane_cam)
-            except Exception as exc:  # noqa: BLE001 - one object's grasps never cost the others
-                fused.grasp_error = f"{type(exc).__name__}: {exc}"
+            if scene is None:
+                fused.grasp_error = reason
+                continue
+            grasps, reason_one = scene.plan_or_reason(self.grasp_planner, index_of[fused.track_id], plane_cam)
+            if reason_one:
+                fused.grasp_error = reason_one
+            else:
+                fused.grasps_obj = grasps
 
     def installed(self, track_id: str, mesh_version: int) -> None:
         """The tracker installed a fused mesh of `track_id` as `mesh_version` (same object frame)."""

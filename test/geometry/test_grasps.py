@@ -4,7 +4,7 @@ import pytest
 import trimesh
 
 from sam3d_ros.geometry.gripper import GripperParams
-from sam3d_ros.geometry.grasps import GraspPlanner, transform_plane
+from sam3d_ros.geometry.grasps import GraspPlanner, SceneMeshes, transform_plane
 from sam3d_ros.geometry.transforms import make_transform
 from sam3d_ros.geometry.types import InputError
 
@@ -131,3 +131,17 @@ def test_a_thin_bar_lying_flat_is_taken_near_the_fingertips_with_the_fingers_abo
     assert top_down and all(abs(g.width_m - 0.025) < 0.004 for g in top_down)
     for g in top_down:  # the pads still reach the bar (its top is 1.2 cm up): the contacts lie on them
         assert g.T_obj_grasp[:3, 3] @ UP + plane[3] - gripper.pad_length_m / 2 <= 0.012
+
+
+def test_a_mesh_without_collision_model_or_a_failed_plan_gives_a_reason_not_an_exception():
+    """The one way both the pipeline and fusion handle planning failures: a reason per scene or per object."""
+    box = trimesh.creation.box((0.05, 0.05, 0.1))
+    nan_mesh = trimesh.Trimesh(np.full((3, 3), np.nan), [[0, 1, 2]], process=False)
+    scene, reason = SceneMeshes.build([box, nan_mesh], [np.eye(4), np.eye(4)])
+    assert scene is None and reason.startswith("no collision models of the frame's meshes: ValueError")
+    scene, reason = SceneMeshes.build([box], [make_transform(np.eye(3), [0.0, 0.0, 0.05])])
+    assert scene is not None and reason == ""
+    grasps, reason = scene.plan_or_reason(GraspPlanner(), 0, np.array([0.0, 0.0, 1.0, 0.0]))
+    assert grasps and reason == ""
+    grasps, reason = scene.plan_or_reason(GraspPlanner(), 1, None)  # no such mesh
+    assert grasps == [] and reason.startswith("IndexError")

@@ -21,6 +21,7 @@ from sam3d_ros.tools.evaluation import (
     summarize,
     surface_samples,
     true_box,
+    true_centre_in_axes,
 )
 from sam3d_ros.geometry.transforms import invert_transform, make_transform, transform_points
 from sam3d_ros.geometry.types import RGBDFrame
@@ -99,6 +100,34 @@ def test_true_box_holds_the_true_mesh(small_scene):
         in_box = transform_points(invert_transform(T_cam_box), vertices_cam)
         np.testing.assert_allclose(in_box.min(axis=0), -size / 2, atol=1e-9)  # tight on every side
         np.testing.assert_allclose(in_box.max(axis=0), size / 2, atol=1e-9)
+
+
+def _exact_reconstruction_along(obj, R_model_axes: np.ndarray):
+    """The true mesh itself, expressed along other axes and centred on its box along them, as a backend would."""
+    vertices_axes = obj.mesh_model.vertices @ R_model_axes  # rows: R_model_axes.T @ v
+    centre_axes = (vertices_axes.min(axis=0) + vertices_axes.max(axis=0)) / 2
+    mesh_obj = trimesh.Trimesh(vertices_axes - centre_axes, obj.mesh_model.faces, process=False)
+    T_cam_obj = obj.T_cam_obj @ make_transform(R_model_axes, R_model_axes @ centre_axes)
+    return T_cam_obj, mesh_obj
+
+
+def test_the_centre_error_compares_boxes_along_the_same_axes():
+    """An exact drill along axes turned 40 degrees about the vertical scores no centre error; along the model's axes
+    its box centre lies over a centimetre from the model-axes box's; a real 2 cm shift scores 2 cm either way."""
+    scene = random_tabletop_scene(3, n_objects=1, names=["035_power_drill"], intrinsics=default_intrinsics(160, 120))
+    obj = scene.objects[0]
+    R_model_axes = Rotation.from_rotvec([0.0, 0.0, np.radians(40.0)]).as_matrix()  # YCB models stand on z
+    T_cam_obj, mesh_obj = _exact_reconstruction_along(obj, R_model_axes)
+    true_points = surface_samples(obj.mesh_model, obj.T_cam_obj)
+    score = evaluation._score(obj, 0, "exact", T_cam_obj, mesh_obj.extents, mesh_obj, true_points)
+    assert score.centre_error_m < 1e-6
+    assert score.centre_error_model_axes_m > 0.01  # what the earlier metric charged for the choice of axes alone
+    assert score.fscore > 0.95
+    np.testing.assert_allclose(true_centre_in_axes(obj, obj.T_cam_obj), obj.center_cam, atol=1e-9)  # model axes
+    shifted = T_cam_obj.copy()
+    shifted[:3, 3] += [0.02, 0.0, 0.0]
+    moved = evaluation._score(obj, 0, "exact", shifted, mesh_obj.extents, mesh_obj, true_points)
+    assert abs(moved.centre_error_m - 0.02) < 1e-6
 
 
 def test_surface_samples_lie_on_the_posed_surface_and_are_seeded():

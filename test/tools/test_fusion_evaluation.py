@@ -32,3 +32,21 @@ def test_a_short_sweep_is_scored_at_the_tracked_pose_fused_and_single():
     assert all(0.0 <= score.f1 <= 1.0 and score.chamfer_mm > 0 for score in run.fused.values())
     report = format_fusion_evaluation([run], "chosen")
     assert NAME in report and "sweep after 5 views" in report
+
+
+def test_the_centre_is_scored_against_the_true_box_along_the_meshs_axes():
+    """A fused mesh exactly the true drill's, along axes turned 40 degrees: no centre error (the box along the YCB
+    model's axes would charge the choice of axes alone)."""
+    from scipy.spatial.transform import Rotation
+    import trimesh
+
+    from sam3d_ros.geometry.transforms import make_transform
+    from sam3d_ros.tools import fusion_evaluation
+
+    scene = camera_sweep_sequence(["035_power_drill"], 1, sweep_deg=0.0, seed=3, intrinsics=default_intrinsics(160, 120))[0]
+    obj = scene.objects[0]
+    R_model_axes = Rotation.from_rotvec([0.0, 0.0, np.radians(40.0)]).as_matrix()
+    mesh_obj = trimesh.Trimesh(obj.mesh_model.vertices @ R_model_axes, obj.mesh_model.faces, process=False)  # not centred
+    score = fusion_evaluation._score(mesh_obj, obj.T_cam_obj @ make_transform(R_model_axes, np.zeros(3)), scene)
+    assert score.centre_cm < 1e-4 and score.f1 > 0.95
+    assert score.centre_model_axes_cm > 0.5

@@ -74,6 +74,16 @@ class ObjectReconstruction:
     # image, `geometry/depth_explanation.py`); None when the backend gives none.
     confidence: float | None = None
     grasps_obj: list | None = None  # geometry.grasps.Grasp best first, object frame; None when not planned
+    # (3,) centre of the size_obj box in the object frame; None: the frame's origin (a backend's reconstruction). A
+    # fused mesh keeps the frame it was tracked in, so its box need not be centred on the origin.
+    box_centre_obj: np.ndarray | None = None
+
+    def T_obj_box(self) -> np.ndarray:
+        """(4, 4) pose of the size_obj box (the object's axes, centred on the box) in the object frame."""
+        T = np.eye(4)
+        if self.box_centre_obj is not None:
+            T[:3, 3] = np.asarray(self.box_centre_obj, dtype=np.float64)
+        return T
 
     def grasps_in(self, T_frame_obj: np.ndarray) -> list[tuple[np.ndarray, float, float]]:
         """(T_frame_grasp, width_m, score) of every grasp, best first, moved by the object's pose T_frame_obj."""

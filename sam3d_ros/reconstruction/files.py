@@ -157,6 +157,8 @@ def write_results(out_dir: Path, frame_id: str, objects: list[ObjectReconstructi
             "position": position.tolist(), "orientation_xyzw": q_xyzw.tolist(), "size": obj.size_obj.tolist(),
             "mesh": f"{stem}.ply", "metric_scale": obj.metric_scale, "backend": obj.backend,
         })
+        if obj.box_centre_obj is not None:  # the size box's centre in the object frame (a fused mesh's box)
+            entries[-1]["box_centre_obj"] = np.asarray(obj.box_centre_obj, dtype=np.float64).tolist()
         if obj.confidence is not None:
             entries[-1]["confidence"] = round(float(obj.confidence), 4)
         if obj.grasps_obj is not None:  # best first, in frame_id like the object's pose

@@ -11,7 +11,12 @@ completion elsewhere. Because the field lives in the object frame, a moving came
 
 The grid is dense over the prior's bounding box grown by `padding_fraction`, its voxel size relative to the object
 (`voxel_fraction` of the largest extent, at least `min_voxel_m`) and grown until the grid fits `voxel_budget`
-voxels: memory is bounded (`bytes_used`; 12 bytes per voxel). The mesh is the zero level set (scikit-image's
+voxels: memory is bounded (`bytes_used`; 12 bytes per voxel). A completion can be too small (the first view saw
+half of the object, the rest hidden or outside the image): when an accepted view's surface reaches beyond the grid,
+the grid grows to hold it (its 1st-99th percentile per axis, plus the truncation band), at most `max_growth_fraction`
+of the prior's largest extent beyond the first grid on each side; new voxels start as "outside" at the prior's
+weight (they lie beyond the padding, so beyond the truncation band of the prior), the field is resampled
+(trilinearly) when the budget makes the voxels coarser. The mesh is the zero level set (scikit-image's
 marching cubes) of the field padded with "outside", so it is closed; its largest component is kept (watertight) and
 coloured from the observations (running average per voxel), or from the prior mesh where nothing was observed.
 
@@ -28,7 +33,7 @@ import cv2
 import numpy as np
 import open3d as o3d
 import trimesh
-from scipy.ndimage import binary_fill_holes
+from scipy.ndimage import binary_fill_holes, map_coordinates
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
@@ -60,6 +65,7 @@ class FusionConfig:
     mask_erode_px: int = 2  # the mask's rim (flying pixels, mixed depth) is not integrated as surface
     carve_margin_px: int = 3  # free space is carved only this far outside the mask (pose and mask error)
     max_triangles: int = 5000  # the fused mesh is decimated (quadric) above this many triangles (0 = never)
+    max_growth_fraction: float = 1.0  # the grid grows for surface seen beyond it by at most this x the prior's extent
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
@@ -70,6 +76,8 @@ class FusionConfig:
             raise ValueError(f"fusion voxel_budget must be >= 1000 voxels, got {self.voxel_budget}")
         if self.padding_fraction < 0 or self.carve_weight < 0 or self.mask_erode_px < 0 or self.carve_margin_px < 0:
             raise ValueError("fusion padding_fraction, carve_weight, mask_erode_px and carve_margin_px must be >= 0")
+        if not self.max_growth_fraction >= 0:
+            raise ValueError(f"fusion max_growth_fraction must be >= 0, got {self.max_growth_fraction}")
 
 
 @dataclass
@@ -82,6 +90,7 @@ class ViewResult:
     agreement: float = float("nan")  # fraction of its points on observed voxels that lie near the surface there
     occlusion: float = float("nan")  # fraction of the expected silhouette covered by occluders
     changed_voxels: int = 0  # voxels whose inside/outside sign it flipped
+    grew: bool = False  # whether the grid grew to hold surface it saw beyond it
 
 
 @dataclass
@@ -97,6 +106,10 @@ class _Grid:
         x, y, z = np.meshgrid(*self.axes_obj(), indexing="ij")
         return np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
 
+    def bounds_obj(self) -> np.ndarray:
+        """(2, 3) centres of the first and the last voxel."""
+        return np.stack([self.origin_obj, self.origin_obj + self.voxel_m * (np.array(self.shape) - 1)])
+
     def index_of(self, points_obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Flat index of the voxel nearest each point, and whether the point lies in the grid."""
         ijk = np.rint((points_obj - self.origin_obj) / self.voxel_m).astype(np.int64)
@@ -108,10 +121,14 @@ class _Grid:
 def _grid_for(bounds_obj: np.ndarray, config: FusionConfig) -> _Grid:
     extent = float(np.max(bounds_obj[1] - bounds_obj[0]))
     pad = config.padding_fraction * extent
-    lo, hi = bounds_obj[0] - pad, bounds_obj[1] + pad
+    return _grid_over(bounds_obj[0] - pad, bounds_obj[1] + pad, max(config.voxel_fraction * extent, config.min_voxel_m),
+                      config.voxel_budget)
+
+
+def _grid_over(lo: np.ndarray, hi: np.ndarray, voxel_m: float, voxel_budget: int) -> _Grid:
+    """The grid over the box lo..hi (object frame) with voxels of `voxel_m`, coarser until it fits the budget."""
     span = hi - lo
-    voxel_m = max(config.voxel_fraction * extent, config.min_voxel_m)
-    while np.prod(np.ceil(span / voxel_m) + 1) > config.voxel_budget:
+    while np.prod(np.ceil(span / voxel_m) + 1) > voxel_budget:
         voxel_m *= 1.05
     shape = tuple(int(n) for n in np.ceil(span / voxel_m) + 1)
     centre = (lo + hi) / 2
@@ -137,6 +154,8 @@ class ObjectFusion:
         if len(prior_mesh_obj.faces) == 0 or not np.isfinite(prior_mesh_obj.bounds).all():
             raise ValueError("the prior mesh has no faces or no finite bounds")
         self.grid = _grid_for(np.asarray(prior_mesh_obj.bounds, dtype=np.float64), self.config)
+        growth_m = self.config.max_growth_fraction * float(np.max(prior_mesh_obj.extents))
+        self._growth_limit_obj = self.grid.bounds_obj() + np.array([[-growth_m], [growth_m]])  # the grid's widest
         self.truncation_m = self.config.truncation_voxels * self.grid.voxel_m
         sdf = self._prior_sdf(prior_mesh_obj)
         self.tsdf = np.clip(sdf / self.truncation_m, -1.0, 1.0).astype(np.float32)  # normalised by the truncation
@@ -215,11 +234,12 @@ class ObjectFusion:
             view_weight *= min(1.0, max(0.0, (fitness - c.min_fitness) / max(1e-6, 1.0 - c.min_fitness)) + 0.5)
         if not view_weight > 0:
             return self._skip("zero weight", agreement=agreement, occlusion=occlusion)
+        grew = self._grow_to(surface_depth, intrinsics, T_obj_cam)
         changed = self._update(depth, surface_depth, mask, rgb, intrinsics, np.asarray(T_cam_obj, dtype=np.float64),
                                view_weight, support_plane_cam)
         self.views_integrated += 1
         self.changed_voxels += changed
-        return ViewResult(True, "", view_weight, agreement, occlusion, changed)
+        return ViewResult(True, "", view_weight, agreement, occlusion, changed, grew)
 
     def _skip(self, reason: str, fitness: float | None = None, agreement: float = float("nan"),
               occlusion: float = float("nan")) -> ViewResult:
@@ -292,6 +312,50 @@ class ObjectFusion:
         if not (cv2.dilate(seen.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & hidden).any():
             return covered  # nothing next to the object could hide it: a smaller mask means a wrong model, not hiding
         return max(covered, 1.0 - min(1.0, np.count_nonzero(seen) / np.count_nonzero(expected)))
+
+    def _grow_to(self, surface_depth: np.ndarray, intrinsics: CameraIntrinsics, T_obj_cam: np.ndarray) -> bool:
+        """Grow the grid (within the growth limit and the voxel budget) to hold the view's surface, 1st-99th
+        percentile per axis plus the truncation band; whether it grew."""
+        points_cam, _ = intrinsics.backproject(surface_depth)
+        if len(points_cam) > 4000:
+            points_cam = points_cam[np.linspace(0, len(points_cam) - 1, 4000).astype(np.int64)]
+        points_obj = transform_points(T_obj_cam, points_cam)
+        band = self.truncation_m + 2.0 * self.grid.voxel_m
+        lo_needed = np.percentile(points_obj, 1, axis=0) - band
+        hi_needed = np.percentile(points_obj, 99, axis=0) + band
+        lo_old, hi_old = self.grid.bounds_obj()
+        lo = np.maximum(np.minimum(lo_old, lo_needed), self._growth_limit_obj[0])
+        hi = np.minimum(np.maximum(hi_old, hi_needed), self._growth_limit_obj[1])
+        if np.all(lo >= lo_old - 0.5 * self.grid.voxel_m) and np.all(hi <= hi_old + 0.5 * self.grid.voxel_m):
+            return False
+        # Whole voxels of the old grid on every side, so that an unchanged voxel size keeps every value exactly.
+        steps_lo = np.ceil(np.maximum(lo_old - lo, 0.0) / self.grid.voxel_m)
+        steps_hi = np.ceil(np.maximum(hi - hi_old, 0.0) / self.grid.voxel_m)
+        lo, hi = lo_old - steps_lo * self.grid.voxel_m, hi_old + steps_hi * self.grid.voxel_m
+        new = _grid_over(lo, hi, self.grid.voxel_m, self.config.voxel_budget)
+        if new.voxel_m == self.grid.voxel_m:
+            new = _Grid(lo, self.grid.voxel_m, tuple(int(n) for n in np.rint((hi - lo) / self.grid.voxel_m) + 1))
+        self._resample_to(new)
+        return True
+
+    def _resample_to(self, new: _Grid) -> None:
+        """Carry the field over to the grid `new`: trilinear (tsdf, weight), nearest (colour); voxels outside the
+        old grid start as "outside" at the prior's weight."""
+        old = self.grid
+        centres_obj = new.centres_obj()
+        coords = ((centres_obj - old.origin_obj) / old.voxel_m).T  # (3, N) continuous indices in the old grid
+        inside = np.all((coords >= -1e-6) & (coords <= (np.array(old.shape) - 1)[:, None] + 1e-6), axis=0)
+        shape = old.shape
+        tsdf = np.ones(len(centres_obj), dtype=np.float32)
+        weight = np.full(len(centres_obj), self.config.prior_weight, dtype=np.float32)
+        tsdf[inside] = map_coordinates(self.tsdf.reshape(shape), coords[:, inside], order=1, mode="nearest")
+        weight[inside] = map_coordinates(self.weight.reshape(shape), coords[:, inside], order=1, mode="nearest")
+        nearest, _ = old.index_of(centres_obj[inside])
+        colour = np.zeros((len(centres_obj), 3), dtype=np.uint8)
+        colour_seen = np.zeros(len(centres_obj), dtype=bool)
+        colour[inside], colour_seen[inside] = self.colour[nearest], self.colour_seen[nearest]
+        self.grid, self.tsdf, self.weight, self.colour, self.colour_seen = new, tsdf, weight, colour, colour_seen
+        self.truncation_m = self.config.truncation_voxels * new.voxel_m
 
     def _update(self, depth: np.ndarray, surface_depth: np.ndarray, mask: np.ndarray, rgb: np.ndarray | None,
                 intrinsics: CameraIntrinsics, T_cam_obj: np.ndarray, view_weight: float,

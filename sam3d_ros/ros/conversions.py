@@ -550,7 +550,8 @@ def _object_size(obj: ObjectReconstruction) -> np.ndarray:
 def make_detection3d_array(
     header: Header, objects: Iterable[ObjectReconstruction], T_frame_cam: np.ndarray | None = None
 ) -> Detection3DArray:
-    """Detection3DArray with one Detection3D per object: bbox = object pose and size_obj, one hypothesis (score: the
+    """Detection3DArray with one Detection3D per object: bbox = the size_obj box (the object's axes, centred on
+    `box_centre_obj`: the origin but for fused meshes), one hypothesis at the object's pose (score: the
     detection's score x the reconstruction's confidence when it has one).
 
     The pose is T_frame_cam @ T_cam_obj in header.frame_id (just T_cam_obj, header in the optical frame, without
@@ -565,7 +566,7 @@ def make_detection3d_array(
         detection = Detection3D()
         detection.header = _copy_header(header)
         detection.id = str(obj.object_id)
-        detection.bbox.center = _pose(T_frame_obj)
+        detection.bbox.center = _pose(T_frame_obj @ obj.T_obj_box())
         detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z = (float(v) for v in size)
         result = ObjectHypothesisWithPose()
         result.hypothesis.class_id = str(obj.label)

@@ -456,8 +456,9 @@ class ObjectTracker:
         if track is None or track.reconstruction is None or track.mesh_version != based_on_version:
             return None
         model = model or ObjectModel.from_mesh(mesh_obj)
-        size_obj = np.asarray(mesh_obj.extents, dtype=np.float64)
-        track.reconstruction = replace(track.reconstruction, mesh_obj=mesh_obj, size_obj=size_obj)
+        bounds_obj = np.asarray(mesh_obj.bounds, dtype=np.float64)
+        track.reconstruction = replace(track.reconstruction, mesh_obj=mesh_obj, size_obj=bounds_obj[1] - bounds_obj[0],
+                                       box_centre_obj=bounds_obj.mean(axis=0))
         if grasps_obj is not None:
             track.reconstruction.grasps_obj = grasps_obj
         track.model = model

@@ -130,3 +130,57 @@ def test_bad_input_is_named_not_raised(views):
     assert not result.accepted and "valid depth" in result.reason
     with pytest.raises(ValueError, match="voxel_budget"):
         FusionConfig(voxel_budget=10).validate()
+
+
+def _half_completion() -> tuple[trimesh.Trimesh, int]:
+    """A box over the true model's bounds but only 45 % of its longest side (from one end): a first view that saw
+    half of the object (the rest hidden or outside the image). Returns it and the cut axis."""
+    bounds = load_ycb_mesh(NAME).bounds.copy()
+    axis = int(np.argmax(bounds[1] - bounds[0]))
+    bounds[1, axis] = bounds[0, axis] + 0.45 * (bounds[1, axis] - bounds[0, axis])
+    box = trimesh.creation.box(extents=bounds[1] - bounds[0])
+    box.apply_translation(bounds.mean(axis=0))
+    return box, axis
+
+
+def test_surface_seen_beyond_a_too_small_completion_grows_the_model(views):
+    """The grid first spans the prior's box padded by 35 %: without growth the fused mesh cannot reach the far half
+    of the box, whatever the views show; with it the views complete the whole box."""
+    true_extent = load_ycb_mesh(NAME).extents
+    results = {}
+    for growth in (0.0, FusionConfig().max_growth_fraction):
+        prior, axis = _half_completion()
+        fusion = ObjectFusion(prior, FusionConfig(max_growth_fraction=growth))
+        grew = [_integrate(fusion, scene).grew for scene in views]
+        mesh = fusion.mesh()
+        results[growth] = (mesh.extents[axis] / true_extent[axis], _f1(mesh), any(grew), mesh.is_watertight,
+                           fusion.bytes_used)
+    (stuck, f1_stuck, grew_stuck, _, _), (full, f1_full, grew_full, watertight, bytes_used) = results.values()
+    assert not grew_stuck and stuck < 0.8, results
+    assert grew_full and full > 0.95 and watertight, results
+    assert f1_full > 0.85 and f1_full > f1_stuck + 0.1, results
+    assert bytes_used <= FusionConfig().voxel_budget * BYTES_PER_VOXEL
+
+
+def test_growth_stops_at_its_limit_and_the_budget():
+    """A view whose mask holds far-away surface (half of it 30 cm nearer the camera: spill onto something in front)
+    grows the grid only up to the growth limit, and never past the voxel budget."""
+    prior, _ = _half_completion()
+    config = FusionConfig(voxel_budget=50_000, max_growth_fraction=0.5)
+    fusion = ObjectFusion(prior, config)
+    first = fusion.grid.bounds_obj()
+    scene = _views(1)[0]
+    obj = scene.objects[0]
+    mask = scene.mask(obj.object_id)
+    depth = scene.depth_m.copy()
+    rows, cols = np.nonzero(mask)
+    spill = rows < np.percentile(rows, 50)
+    depth[rows[spill], cols[spill]] -= 0.3
+    result = fusion.integrate(depth, mask, scene.intrinsics, obj.T_cam_obj, support_plane_cam=scene.support_plane_cam)
+    assert result.accepted and result.grew
+    lo, hi = fusion.grid.bounds_obj()
+    growth = np.concatenate([first[0] - lo, hi - first[1]])
+    limit = 0.5 * float(np.max(prior.extents))
+    assert np.all(growth <= limit + 1.01 * fusion.grid.voxel_m), (growth, limit)
+    assert np.any(growth >= limit - 1.01 * fusion.grid.voxel_m), (growth, limit)  # the spill reached the limit
+    assert fusion.bytes_used <= config.voxel_budget * BYTES_PER_VOXEL

@@ -334,6 +334,19 @@ def test_detection3d_array_pose_size_header() -> None:
     assert make_detection3d_array(hdr, objects).detections[0].results[0].hypothesis.score == pytest.approx(0.375)
 
 
+def test_detection3d_bbox_is_centred_on_a_fused_meshs_box() -> None:
+    """A box off the object's origin (box_centre_obj) moves the bbox centre along the object's axes; the
+    hypothesis pose stays the object's pose (its TF frame)."""
+    obj = reconstruction("a", "cup", seed=5)
+    obj.box_centre_obj = np.array([0.03, -0.01, 0.02])
+    det = make_detection3d_array(header("optical", 1, 2), [obj]).detections[0]
+    centre = det.bbox.center.position
+    np.testing.assert_allclose([centre.x, centre.y, centre.z], obj.T_cam_obj[:3, :3] @ obj.box_centre_obj + obj.T_cam_obj[:3, 3],
+                               atol=1e-12)
+    pose = det.results[0].pose.pose.position
+    np.testing.assert_allclose([pose.x, pose.y, pose.z], obj.T_cam_obj[:3, 3], atol=1e-12)
+
+
 def test_transforms_frames_and_parent() -> None:
     objects = [reconstruction("mug 3/a-b", seed=3), reconstruction("7", seed=4)]
     tfs = make_transforms(header("optical", 1, 2), objects, "sam3d_")

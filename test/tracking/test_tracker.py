@@ -356,3 +356,20 @@ def test_an_installed_mesh_brings_its_grasps_or_keeps_the_old_ones(sequence, pip
     assert track.reconstruction.grasps_obj is new_grasps and track.reconstruction.mesh_obj is refined
     assert tracker.install_mesh(track.track_id, refined, version, grasps_obj=[]) is None  # an old frame: nothing changes
     assert track.reconstruction.grasps_obj is new_grasps
+
+
+def test_an_installed_mesh_off_the_origin_brings_its_box_centre(sequence, pipeline):
+    """A fused mesh keeps the tracked frame, so its box need not be centred on the origin (the grid grew toward
+    surface first seen later): the size box follows the mesh, the pose stays."""
+    tracker = ObjectTracker(TrackerConfig())
+    scene = sequence[0]
+    update = tracker.update(0, _observe(tracker, scene))
+    _reconstruct(tracker, pipeline, scene, 0, update)
+    track = tracker.tracks["1"]
+    T_cam_obj = track.T_cam_obj.copy()
+    grown = trimesh.creation.box(extents=(0.1, 0.05, 0.2))
+    grown.apply_translation((0.03, 0.0, -0.01))
+    assert tracker.install_mesh(track.track_id, grown, track.mesh_version) is track
+    np.testing.assert_allclose(track.reconstruction.size_obj, (0.1, 0.05, 0.2), atol=1e-9)
+    np.testing.assert_allclose(track.reconstruction.box_centre_obj, (0.03, 0.0, -0.01), atol=1e-9)
+    np.testing.assert_allclose(track.T_cam_obj, T_cam_obj)

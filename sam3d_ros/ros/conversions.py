@@ -29,6 +29,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.geometry.distortion import Distortion
+from sam3d_ros.geometry.mesh_simplification import simplified_mesh
 from sam3d_ros.geometry.transforms import invert_transform, pose_from_transform, transform_from_pose, transform_points
 from sam3d_ros.geometry.types import InputError, ObjectPrompt, ObjectReconstruction
 from sam3d_ros.reconstruction.segmentation import boxes_in_image
@@ -678,19 +679,26 @@ def _vertex_colors_u8(mesh: trimesh.Trimesh) -> np.ndarray:
 
 
 def make_triangle_list(mesh: trimesh.Trimesh, max_triangles: int | None) -> TriangleList:
-    """Triangle corners (3 per face) and their vertex colours / 255; evenly strided faces when over max_triangles.
-    The TRIANGLE_LIST content of a mesh marker: prepare it off the publishing path and pass it to make_marker_array.
+    """Triangle corners (3 per face) and their vertex colours / 255. The TRIANGLE_LIST content of a mesh marker:
+    prepare it off the publishing path and pass it to make_marker_array.
 
-    One Point per used vertex and one ColorRGBA per distinct colour are built and shared by the corners that use
-    them (the serializer only reads them).
+    A mesh over `max_triangles` is shown as its quadric-decimated copy (`simplified_mesh`, colours kept: same
+    surface, no holes; 5-20 ms per mesh here, which holds the GIL: fused meshes come decimated from the fusion
+    process, `FusedMesh.display_mesh_obj`); below 4 triangles, or should decimation stop above the budget, evenly
+    strided faces. One Point per used vertex and one ColorRGBA per distinct colour are built and shared by the
+    corners that use them (the serializer only reads them).
     """
+    colors_u8 = _vertex_colors_u8(mesh)
+    if max_triangles is not None and max_triangles >= 4 and len(mesh.faces) > max_triangles:
+        mesh = simplified_mesh(mesh, int(max_triangles), vertex_colors=colors_u8)
+        colors_u8 = np.asarray(mesh.visual.vertex_colors, dtype=np.uint8)
     faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
     if max_triangles is not None and len(faces) > max_triangles:
         faces = faces[np.linspace(0, len(faces), int(max_triangles), endpoint=False).astype(np.int64)]
     corner_vertices = faces.reshape(-1)
     used, point_index = np.unique(corner_vertices, return_inverse=True)
     xyz = np.asarray(mesh.vertices, dtype=np.float64)[used].tolist()
-    corner_rgba = np.ascontiguousarray(_vertex_colors_u8(mesh)[corner_vertices])
+    corner_rgba = np.ascontiguousarray(colors_u8[corner_vertices])
     packed, color_index = np.unique(corner_rgba.view(np.uint32).reshape(-1), return_inverse=True)
     rgba = (packed.view(np.uint8).reshape(-1, 4) / np.float32(255.0)).astype(np.float32).tolist()  # float32 exact
     point_index, color_index = point_index.reshape(-1).tolist(), color_index.reshape(-1).tolist()

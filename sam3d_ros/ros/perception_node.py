@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import trimesh
 import rclpy
 import rclpy.executors
 import rclpy.subscription
@@ -120,7 +121,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "collision_min_motion_m": (0.005, "A collision object is MOVEd when it moved more than this (m) or 2 degrees since the last update."),
     "collision_max_triangles": (5000, "Largest number of triangles of a collision mesh (quadric decimation above; 0 = no limit)."),
     "marker_mesh": ("triangle_list", "Mesh markers: 'triangle_list' (vertices in the message) or 'mesh_resource' (file:// URI of the cached mesh file)."),
-    "marker_max_triangles": (20000, "Largest number of mesh triangles per TRIANGLE_LIST marker (strided subset above)."),
+    "marker_max_triangles": (2000, "Largest number of mesh triangles per TRIANGLE_LIST marker (a quadric-decimated copy of a larger mesh)."),
     "marker_labels": (True, "Also publish a text marker with each object's id and label."),
     "marker_objects_per_send": (1, "Most objects whose swapped (fused) mesh markers go in one ~/markers array (one per tracked frame at most); the others follow with the next frames, so many swaps at once never stall one frame. A reconstruction's new meshes go at once."),
     "marker_snapshot_period_s": (60.0, "A new or swapped mesh sends that object's markers alone (live viewers merge them by ns/id); the whole latched MarkerArray, for viewers that join later, is sent again when a subscriber has joined since, else at most once per this period (s) after such partial arrays."),
@@ -569,7 +570,8 @@ class PerceptionNode(Node):
             if self.fusion_scheduler is not None and frame.depth_m is not None and update.seen:
                 self._submit_fusion(FusionFrame(frame.stamp_ns, frame.depth_m, frame.rgb, frame.intrinsics, None, [
                     FusionView(t.track_id, t.mesh_version, t.reconstruction.mesh_obj, t.T_cam_obj, t.last_observation.mask,
-                               t.fitness, t.rmse_m) for t in update.seen]))
+                               t.fitness, t.rmse_m) for t in update.seen],
+                    display_max_triangles=int(self.params["marker_max_triangles"]) if self._triangle_list_markers() else 0))
             out_header = Header(stamp=header.stamp, frame_id=frame_id)
             self._publish_poses(out_header, T_frame_cam, update.seen, update.kept)
             if update.removed:
@@ -713,21 +715,27 @@ class PerceptionNode(Node):
             result.errors += plan_grasps(self.grasp_planner, result.objects, result.support_plane_cam, others)
         return result, self._prepare_meshes(result.objects)
 
-    def _prepare_meshes(self, objects: list[ObjectReconstruction]) -> _PreparedMeshes:
+    def _triangle_list_markers(self) -> bool:
+        return self.params["marker_mesh"] == "triangle_list" or self.mesh_cache is None
+
+    def _prepare_meshes(self, objects: list[ObjectReconstruction],
+                        display_meshes: dict[str, trimesh.Trimesh] | None = None) -> _PreparedMeshes:
         """The collision ADD's mesh message (decimated to collision_max_triangles; made also while collision outputs are
-        off, since they can be switched on at runtime) and the TRIANGLE_LIST marker content of each object. An object
-        whose mesh cannot be converted gets nothing here: the output that needs it converts it then and reports the
-        problem there."""
+        off, since they can be switched on at runtime) and the TRIANGLE_LIST marker content of each object (of its
+        mesh in `display_meshes` where given: a decimated copy made elsewhere, else of its mesh, decimated here when
+        over marker_max_triangles). An object whose mesh cannot be converted gets nothing here: the output that needs
+        it converts it then and reports the problem there."""
         prepared = _PreparedMeshes()
         max_triangles = int(self.params["collision_max_triangles"])
-        markers = self.params["marker_mesh"] == "triangle_list" or self.mesh_cache is None
+        markers = self._triangle_list_markers()
         for obj in objects:
             try:
                 mesh = simplified_mesh(obj.mesh_obj, max_triangles) if max_triangles else obj.mesh_obj
                 prepared.collision_shapes[obj.object_id] = conversions.make_shape_mesh(obj.object_id, mesh)
                 if markers and obj.mesh_obj is not None and len(obj.mesh_obj.faces):
+                    shown = (display_meshes or {}).get(obj.object_id) or obj.mesh_obj
                     prepared.triangle_lists[obj.object_id] = conversions.make_triangle_list(
-                        obj.mesh_obj, int(self.params["marker_max_triangles"]))
+                        shown, int(self.params["marker_max_triangles"]))
             except InputError:
                 continue
         return prepared
@@ -816,7 +824,8 @@ class PerceptionNode(Node):
             reconstruction = reconstructions.get(fused.track_id)
             if reconstruction is not None:
                 model = ObjectModel.from_mesh(fused.mesh_obj)
-                due.append((fused, model, self._prepare_meshes([replace(reconstruction, mesh_obj=fused.mesh_obj)])))
+                shown = {} if fused.display_mesh_obj is None else {fused.track_id: fused.display_mesh_obj}
+                due.append((fused, model, self._prepare_meshes([replace(reconstruction, mesh_obj=fused.mesh_obj)], shown)))
         return due
 
     def _on_fused(self, job: Job, result: Any, error: BaseException | None, elapsed_s: float) -> None:

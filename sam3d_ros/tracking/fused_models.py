@@ -14,6 +14,10 @@ With a `GraspPlanner`, each fused mesh handed out comes with its grasps (`FusedM
 tracking thread; in `FusionProcess`, in the child process) against the frame's support plane and the other objects
 seen in the same frame, each at its tracked pose with the newest mesh this side knows of it: a fused mesh's grasps
 fit its fused shape, not the single-view guess the grasps of its reconstruction were planned on.
+
+A fused mesh over the frame's `display_max_triangles` (the node's `marker_max_triangles`) comes with its decimated
+copy for the viewer's markers (`FusedMesh.display_mesh_obj`), made here too: decimating holds the GIL of the process
+it runs in.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import trimesh
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.geometry.grasps import Grasp, GraspPlanner, SceneMeshes
+from sam3d_ros.geometry.mesh_simplification import simplified_mesh
 from sam3d_ros.geometry.transforms import invert_transform
 from sam3d_ros.geometry.types import ObjectPrompt
 from sam3d_ros.reconstruction.fusion import FusionConfig, ObjectFusion
@@ -56,6 +61,8 @@ class FusionFrame:
     intrinsics: CameraIntrinsics
     support_plane_cam: np.ndarray | None  # None: estimated here from the frame's depth around the objects
     views: list[FusionView]
+    display_max_triangles: int = 0  # each fused mesh over this many triangles comes with a decimated copy for
+    # display (FusedMesh.display_mesh_obj; 0: none made)
 
 
 @dataclass
@@ -68,6 +75,8 @@ class FusedMesh:
     views: int  # views integrated so far
     grasps_obj: list[Grasp] | None = None  # planned on mesh_obj, best first, object frame; None: not planned
     grasp_error: str = ""  # why planning failed (grasps_obj is then None)
+    display_mesh_obj: trimesh.Trimesh | None = None  # mesh_obj quadric-decimated to the frame's display_max_triangles,
+    # vertex colours kept (a viewer's markers); None: mesh_obj is within that budget (or none was asked)
 
 
 @dataclass
@@ -166,7 +175,8 @@ class FusedModels:
                     continue
                 model.last_mesh_s = now_s
                 model.mesh_obj = mesh
-                due.append(FusedMesh(view.track_id, model.version, mesh, model.fusion.views_integrated))
+                due.append(FusedMesh(view.track_id, model.version, mesh, model.fusion.views_integrated,
+                                     display_mesh_obj=_display_mesh(mesh, frame.display_max_triangles)))
         if due and self.grasp_planner is not None:
             self._plan_grasps(due, frame, plane_cam)
         return due
@@ -210,6 +220,12 @@ class FusedModels:
         return {track_id: model.fusion.bytes_used for track_id, model in list(self._models.items())}
 
 
+def _display_mesh(mesh_obj: trimesh.Trimesh, max_triangles: int) -> trimesh.Trimesh | None:
+    """`mesh_obj` decimated to `max_triangles` with its vertex colours, made here (in FusionProcess's child) so the node's
+    marker conversion holds its GIL for the small copy only; None when within the budget or none is asked."""
+    if max_triangles < 4 or len(mesh_obj.faces) <= max_triangles:
+        return None
+    return simplified_mesh(mesh_obj, max_triangles, vertex_colors=np.asarray(mesh_obj.visual.vertex_colors))
 
 
 def _serve(connection, config: FusionConfig, min_interval_s: float, grasp_planner: GraspPlanner | None) -> None:

@@ -33,3 +33,18 @@ def test_a_small_mesh_is_returned_as_it_is():
 def test_a_budget_below_a_tetrahedron_is_refused():
     with pytest.raises(InputError, match="at least 4"):
         simplified_mesh(trimesh.creation.box(), 2)
+
+
+def test_given_vertex_colours_follow_each_part_of_the_surface():
+    dense = trimesh.creation.icosphere(subdivisions=5, radius=0.05)
+    rgba = np.where((dense.vertices[:, 0] > 0)[:, None], [250, 0, 0, 255], [0, 0, 250, 100]).astype(np.uint8)
+    reduced = simplified_mesh(dense, 800, vertex_colors=rgba)
+    assert len(reduced.faces) <= 800 and reduced.is_watertight
+    colours = np.asarray(reduced.visual.vertex_colors)
+    assert colours.shape == (len(reduced.vertices), 4)
+    red = np.all(colours == [250, 0, 0, 255], axis=1)
+    blue = np.all(colours == [0, 0, 250, 100], axis=1)
+    assert np.all(red | blue) and red.any() and blue.any()  # the given colours, alpha included, none blended
+    assert np.all(reduced.vertices[red, 0] > -0.005) and np.all(reduced.vertices[blue, 0] < 0.005)
+    with pytest.raises(InputError, match="one RGBA per vertex"):
+        simplified_mesh(dense, 800, vertex_colors=rgba[:10])

@@ -408,15 +408,35 @@ def test_marker_of_mesh_without_faces_is_deleted() -> None:
     assert gc.isenabled()
 
 
-def test_marker_triangle_limit_takes_strided_faces() -> None:
+def test_a_mesh_over_the_marker_budget_is_shown_decimated_closed_coloured_and_on_its_surface() -> None:
+    mesh = trimesh.creation.icosphere(subdivisions=4, radius=0.05)  # 5120 faces, closed
+    top = mesh.vertices[:, 2] > 0
+    mesh.visual.vertex_colors = np.where(top[:, None], [200, 10, 10, 255], [10, 20, 200, 128]).astype(np.uint8)
+    marker = make_marker_array(header(), [reconstruction("s", mesh=mesh)], {}, text=False, max_triangles=500).markers[0]
+    assert 400 <= len(marker.points) // 3 <= 500 and len(marker.points) == len(marker.colors)
+    corners = np.array([[p.x, p.y, p.z] for p in marker.points])
+    # On the original surface (a sphere of 5 cm; its facets lie within 0.3 mm of it), within 1 mm.
+    assert np.abs(np.linalg.norm(corners, axis=1) - 0.05).max() < 1e-3
+    # No holes: the triangles close up again (every edge shared by exactly two of them), unlike a subset of faces.
+    shown = trimesh.Trimesh(corners, np.arange(len(corners)).reshape(-1, 3), process=True)
+    assert shown.is_watertight and abs(shown.volume - mesh.volume) < 0.05 * mesh.volume
+    # Each corner keeps the colour of its part of the mesh (no blending: only the two colours given).
+    rgba = np.array([[c.r, c.g, c.b, c.a] for c in marker.colors])
+    red = np.all(np.isclose(rgba, [200 / 255, 10 / 255, 10 / 255, 1.0], atol=1e-6), axis=1)
+    blue = np.all(np.isclose(rgba, [10 / 255, 20 / 255, 200 / 255, 128 / 255], atol=1e-6), axis=1)
+    assert np.all(red | blue)
+    assert np.all(corners[red, 2] > -0.01) and np.all(corners[blue, 2] < 0.01)
+
+
+def test_marker_budget_below_a_tetrahedron_takes_strided_faces() -> None:
     mesh = trimesh.creation.icosphere(subdivisions=3)  # 1280 faces
     mesh.visual.vertex_colors = np.tile([10, 20, 30, 255], (len(mesh.vertices), 1)).astype(np.uint8)
-    marker = make_marker_array(header(), [reconstruction("s", mesh=mesh)], {}, text=False, max_triangles=100).markers[0]
-    assert len(marker.points) == 300 == len(marker.colors)
+    marker = make_marker_array(header(), [reconstruction("s", mesh=mesh)], {}, text=False, max_triangles=3).markers[0]
+    assert len(marker.points) == 9 == len(marker.colors)
     points = np.array([[p.x, p.y, p.z] for p in marker.points]).reshape(-1, 3, 3)
     corners = mesh.vertices[mesh.faces]
     picked = [int(np.argmin(np.abs(corners - tri).sum(axis=(1, 2)))) for tri in points]
-    assert picked == sorted(set(picked)) and picked[0] == 0 and picked[-1] > 1200  # spread over the whole mesh
+    assert picked == [0, 426, 853]  # spread over the whole mesh
     np.testing.assert_allclose([marker.colors[0].r, marker.colors[0].a], [10 / 255, 1.0], atol=1e-6)
 
 

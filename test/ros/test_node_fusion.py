@@ -60,6 +60,11 @@ def _saved_grasp_errors_mm(saved: dict) -> dict[str, list[float]]:
     return errors
 
 
+# Below the fused meshes' 5000 triangles: the markers show the decimated copies the fusion process makes, which are
+# the ones make_triangle_list makes of the mesh files (the same quadric decimation of the same mesh).
+MARKER_MAX_TRIANGLES = 2000
+
+
 @pytest.fixture(scope="module")
 def fusion_node(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("fusion")
@@ -70,7 +75,7 @@ def fusion_node(tmp_path_factory):
               "scene_dir": str(workdir / "scenes"), "diagnostics_period_s": 0.5,
               # Swapped meshes reach the subscriber through the arrays of the swapped objects alone: no periodic
               # snapshot of every object's markers (test_the_subscriber_ends_with_every_object_s_current_fused_mesh).
-              "marker_snapshot_period_s": 1000000.0}
+              "marker_snapshot_period_s": 1000000.0, "marker_max_triangles": MARKER_MAX_TRIANGLES}
     with running_node(namespace, params=params, log_path=log_path) as (process, client):
         yield process, client, log_path, workdir
 
@@ -165,7 +170,7 @@ def _current_meshes(mesh_dir) -> dict[str, tuple[int, np.ndarray]]:
             newest[object_id] = (int(version), path)
     try:
         return {frame_name("sam3d_object_", object_id):
-                _fingerprint(make_triangle_list(trimesh.load(path, process=False), 20000)[0])
+                _fingerprint(make_triangle_list(trimesh.load(path, process=False), MARKER_MAX_TRIANGLES)[0])
                 for object_id, (_, path) in newest.items()}
     except FileNotFoundError:  # pruned by a newer version meanwhile: ask again with the next frame
         return {}

@@ -72,12 +72,17 @@ def test_files_and_mesh_conversions_happen_without_the_node_lock(node, monkeypat
     assert not any(owned for _, owned in calls), calls
     assert set(node._mesh_files) == {p.object_id for p in request.prompts}
     assert all(path.is_file() for files in node._mesh_files.values() for path in files.values())
-    # The markers carry the prepared triangle lists: 3 corners per triangle of each mesh.
+    # The markers carry the prepared triangle lists: 3 corners per triangle of each mesh (of its decimated copy when
+    # over the budget).
     meshes = [m for m in published[-1].markers if m.ns == "sam3d"]
     assert len(meshes) == 2
+    budget = int(node.params["marker_max_triangles"])
     for marker in meshes:
         faces = len(node.tracker.tracks[next(k for k, v in node._marker_ids.items() if v == marker.id)].reconstruction.mesh_obj.faces)
-        assert len(marker.points) == 3 * min(faces, int(node.params["marker_max_triangles"]))
+        if faces <= budget:
+            assert len(marker.points) == 3 * faces
+        else:
+            assert 3 * 0.8 * budget <= len(marker.points) <= 3 * budget
 
 
 def test_an_object_removed_while_its_files_are_written_leaves_none(node, monkeypatch):

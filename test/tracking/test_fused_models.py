@@ -1,5 +1,8 @@
 """FusedModels: which views are taken, when a fused mesh is due, and how mesh versions restart a model."""
+from dataclasses import replace
+
 import numpy as np
+import open3d as o3d
 import pytest
 import trimesh
 from scipy.spatial import cKDTree
@@ -95,6 +98,29 @@ def test_without_a_planner_fused_meshes_come_without_grasps(scenes):
     models = FusedModels(FusionConfig(voxel_budget=100_000), min_interval_s=0.0, min_changed_voxels=10)
     due = models.integrate(_frame(scenes[0], 1, _prior()), now_s=0.0)
     assert len(due) == 1 and due[0].grasps_obj is None
+
+
+def test_a_fused_mesh_over_the_frames_display_budget_comes_with_its_decimated_coloured_copy(scenes):
+    models = FusedModels(FusionConfig(voxel_budget=100_000), min_interval_s=0.0, min_changed_voxels=10)
+    prior = _prior()
+    frame = _frame(scenes[0], 1, prior)
+    (fused,) = models.integrate(frame, now_s=0.0)
+    assert fused.display_mesh_obj is None  # none asked (display_max_triangles 0)
+    budget = len(fused.mesh_obj.faces) // 3
+    frame = replace(_frame(scenes[2], 1, prior), display_max_triangles=budget)
+    (fused,) = models.integrate(frame, now_s=1.0)
+    shown = fused.display_mesh_obj
+    assert shown is not None and 0.8 * budget <= len(shown.faces) <= budget and shown.is_watertight
+    # The same surface (every shown vertex within 2 mm of the fused mesh) and the fused mesh's own colours.
+    surface = o3d.t.geometry.RaycastingScene()
+    surface.add_triangles(o3d.core.Tensor(fused.mesh_obj.vertices, o3d.core.float32),
+                          o3d.core.Tensor(fused.mesh_obj.faces, o3d.core.uint32))
+    assert surface.compute_distance(o3d.core.Tensor(shown.vertices, o3d.core.float32)).numpy().max() < 0.002
+    fused_rgba = {tuple(c) for c in np.asarray(fused.mesh_obj.visual.vertex_colors)}
+    assert {tuple(c) for c in np.asarray(shown.visual.vertex_colors)} <= fused_rgba
+    frame = replace(_frame(scenes[3], 1, prior), display_max_triangles=10 * len(fused.mesh_obj.faces))
+    (fused,) = models.integrate(frame, now_s=2.0)
+    assert fused.display_mesh_obj is None  # within the budget: the fused mesh itself is shown
 
 
 def test_a_wrong_view_is_counted_not_fused(scenes):

@@ -60,9 +60,11 @@ def _saved_grasp_errors_mm(saved: dict) -> dict[str, list[float]]:
     return errors
 
 
-# Below the fused meshes' 5000 triangles: the markers show the decimated copies the fusion process makes, which are
-# the ones make_triangle_list makes of the mesh files (the same quadric decimation of the same mesh).
-MARKER_MAX_TRIANGLES = 2000
+# Above the fused meshes' 5000 triangles: the markers show the meshes themselves, so a marker can be matched with the
+# newest mesh file exactly. (The display budget's decimated copies are not: the PLY file holds float32 vertices, and
+# quadric decimation of the rounded mesh can pick other collapses, moving the marker's mean by 0.1 mm. The copies
+# are tested in test_conversions and test_fused_models.)
+MARKER_MAX_TRIANGLES = 20000
 
 
 @pytest.fixture(scope="module")

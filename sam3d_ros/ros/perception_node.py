@@ -114,6 +114,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "fusion": (True, "Fuse every tracked view of an object into a multi-view model in the object's frame (off the tracking thread); its mesh replaces the single-view one at most once per fusion_min_interval_s, when it changed (markers, collision ADD and mesh files sent again)."),
     "fusion_voxel_budget": (500000, "Most voxels of one object's fused model (12 bytes each): bounds its memory."),
     "fusion_min_interval_s": (1.0, "Shortest time (s) between two fused meshes of one object."),
+    "fusion_max_rate_hz": (5.0, "Most tracked frames per second handed to fusion (0 = every one it can take): a 30 Hz camera's consecutive views add little, and each costs the node a copy into the fusion process and the fusion process a core."),
     "publish_tf": (True, "Broadcast one TF frame per object on /tf."),
     "publish_collision_objects": (True, "Publish moveit_msgs/CollisionObject (ADD/MOVE/REMOVE) on ~/collision_objects."),
     "apply_planning_scene": (False, "Also publish the collision objects as PlanningScene diffs on planning_scene_topic (MoveIt's move_group applies them)."),
@@ -147,7 +148,7 @@ RUNTIME_PARAMETERS = frozenset({
     "segmentation_slop_s", "depth_timeout_s", "min_mask_pixels", "association", "max_association_distance_m",
     "lost_timeout_s", "reconstruct_interval_s", "min_fitness", "max_rmse_m", "degraded_frames", "tracking_points",
     "publish_tf", "publish_collision_objects", "apply_planning_scene", "collision_min_motion_m",
-    "collision_max_triangles", "marker_max_triangles", "marker_labels", "marker_objects_per_send", "marker_snapshot_period_s", "scene_dir", "warning_period_s",
+    "collision_max_triangles", "fusion_max_rate_hz", "marker_max_triangles", "marker_labels", "marker_objects_per_send", "marker_snapshot_period_s", "scene_dir", "warning_period_s",
     "depth_range_m", "max_objects", "max_reconstructions_per_frame", "undistort",
 })
 INPUT_QOS_RELIABILITY = ("best_effort", "reliable")
@@ -177,7 +178,7 @@ def validate_parameters(params: dict[str, Any]) -> None:
     at_least = {"target_frame_timeout_s": 0.0, "target_frame_hold_s": 0.0, "sync_slop_s": 0.0, "segmentation_slop_s": 0.0,
                 "depth_timeout_s": 0.0, "collision_min_motion_m": 0.0, "warning_period_s": 0.0, "min_mask_pixels": 1,
                 "sync_queue_size": 1, "input_qos_depth": 1, "reconstruction_queue_size": 0, "marker_max_triangles": 1,
-                "fusion_voxel_budget": 1000, "fusion_min_interval_s": 0.0, "marker_snapshot_period_s": 0.0,
+                "fusion_voxel_budget": 1000, "fusion_min_interval_s": 0.0, "fusion_max_rate_hz": 0.0, "marker_snapshot_period_s": 0.0,
                 "marker_objects_per_send": 1}
     for name, low in at_least.items():
         if not params[name] >= low:
@@ -356,6 +357,7 @@ class PerceptionNode(Node):
                                           float(p["fusion_min_interval_s"]), self.grasp_planner) if p["fusion"] else None
         self.fusion_scheduler = ReconstructionScheduler(
             self._fuse, self._on_fused, queue_size=1, name="sam3d_fusion") if p["fusion"] else None
+        self._last_fusion_frame_s: float | None = None  # pacing clock when a frame last went to fusion
         self._scene_frame: tuple[np.ndarray | None, str, int] | None = None  # latest (T_frame_cam, frame id, stamp)
         self._worker = threading.Thread(target=self._track_loop, name="sam3d_tracking", daemon=True)
         self._worker.start()
@@ -463,6 +465,17 @@ class PerceptionNode(Node):
         fusion's time between an object's fused meshes and the markers' snapshot period."""
         return time.monotonic()
 
+    def _fusion_due(self) -> bool:
+        """Whether this tracked frame goes to fusion: at most fusion_max_rate_hz frames a second on the pacing clock
+        (recording time in replay); after the clock went back (a looping bag), at once."""
+        rate = float(self.params["fusion_max_rate_hz"])
+        now = self._arrival_s()
+        last = self._last_fusion_frame_s
+        if rate > 0 and last is not None and last <= now < last + 1.0 / rate:
+            return False
+        self._last_fusion_frame_s = now
+        return True
+
     def _submit_fusion(self, frame: FusionFrame) -> None:
         """Hand a tracked frame's views to the fusion thread (a newer frame replaces one still waiting)."""
         self.fusion_scheduler.submit(frame)
@@ -567,7 +580,7 @@ class PerceptionNode(Node):
             self._scene_frame = (T_frame_cam, frame_id, frame_set.stamp_ns)
             if update.to_reconstruct:
                 self._submit(frame, update.to_reconstruct)
-            if self.fusion_scheduler is not None and frame.depth_m is not None and update.seen:
+            if self.fusion_scheduler is not None and frame.depth_m is not None and update.seen and self._fusion_due():
                 self._submit_fusion(FusionFrame(frame.stamp_ns, frame.depth_m, frame.rgb, frame.intrinsics, None, [
                     FusionView(t.track_id, t.mesh_version, t.reconstruction.mesh_obj, t.T_cam_obj, t.last_observation.mask,
                                t.fitness, t.rmse_m) for t in update.seen],

@@ -85,6 +85,30 @@ def test_fused_meshes_come_at_the_recording_times_interval(context, tmp_path):
     assert versions == [1, 2, 2, 2, 3, 3], versions
 
 
+def test_at_most_fusion_max_rate_hz_frames_go_to_fusion_on_the_recording_clock(context, tmp_path):
+    # Frames 0.1 s apart in the recording (the first is reconstructed, so fusion starts with the second):
+    # fusion_max_rate_hz 5 sends every other frame to fusion, 0 every frame.
+    name = "004_sugar_box"
+    scene = render_scene([(name, upright_pose(name, 0.0, 0.0, 0.4))], look_at_camera(0.55, 35.0, 10.0),
+                         default_intrinsics(320, 240), rng=0)
+    stamps = [START_NS + k * 100_000_000 for k in range(6)]
+    for rate, expected in ((5.0, [1, 3, 5]), (0.0, [1, 2, 3, 4, 5])):
+        node = make_node(context, tmp_path / str(rate), lambda output: None, fusion_max_rate_hz=rate)
+        submitted = []
+        submit = node._submit_fusion
+        node._submit_fusion = lambda frame, submit=submit, submitted=submitted: (submitted.append(frame.stamp_ns), submit(frame))
+        try:
+            for stamp in stamps:
+                _, image, info, depth, masks, _ = rgbd_messages(stamp, "cam", scene.rgb, scene.depth_m,
+                                                                scene.intrinsics, scene.labels)
+                for topic, msg in (("/camera_info", info), ("/depth", depth), ("/image", image), ("/masks", masks)):
+                    node.feed(topic, msg, stamp + 1)
+            node.finish()
+        finally:
+            node.destroy_node()
+        assert submitted == [stamps[k] for k in expected], (rate, [(s - START_NS) / 1e9 for s in submitted])
+
+
 def test_its_clock_is_the_recording_time(context, tmp_path):
     node = make_node(context, tmp_path, lambda output: None, use_sim_time=False)  # whatever a params file says
     try:

@@ -222,7 +222,8 @@ class ObjectFusion:
         if np.count_nonzero(np.isfinite(surface_depth)) < 30:
             return self._skip("fewer than 30 valid depth pixels in the mask")
         T_obj_cam = invert_transform(np.asarray(T_cam_obj, dtype=np.float64))
-        agreement = self._agreement(surface_depth, intrinsics, T_obj_cam)
+        surface_cam, _ = intrinsics.backproject(surface_depth)  # the view's surface points (agreement, growth)
+        agreement = self._agreement(surface_cam, T_obj_cam)
         if agreement < c.min_agreement:
             return self._skip("view disagrees with the model (pose wrong?)", agreement=agreement)
         occlusion = 0.0 if occluders_mask is None else self._occlusion(
@@ -234,7 +235,7 @@ class ObjectFusion:
             view_weight *= min(1.0, max(0.0, (fitness - c.min_fitness) / max(1e-6, 1.0 - c.min_fitness)) + 0.5)
         if not view_weight > 0:
             return self._skip("zero weight", agreement=agreement, occlusion=occlusion)
-        grew = self._grow_to(surface_depth, intrinsics, T_obj_cam)
+        grew = self._grow_to(surface_cam, T_obj_cam)
         changed = self._update(depth, surface_depth, mask, rgb, intrinsics, np.asarray(T_cam_obj, dtype=np.float64),
                                view_weight, support_plane_cam)
         self.views_integrated += 1
@@ -269,8 +270,7 @@ class ObjectFusion:
             ok &= height_m > c.plane_clearance_m
         return np.where(ok, depth, np.nan).astype(np.float32)
 
-    def _agreement(self, surface_depth: np.ndarray, intrinsics: CameraIntrinsics, T_obj_cam: np.ndarray) -> float:
-        points_cam, _ = intrinsics.backproject(surface_depth)
+    def _agreement(self, points_cam: np.ndarray, T_obj_cam: np.ndarray) -> float:
         if len(points_cam) > 2000:
             points_cam = points_cam[np.linspace(0, len(points_cam) - 1, 2000).astype(np.int64)]
         index, inside = self.grid.index_of(transform_points(T_obj_cam, points_cam))
@@ -313,10 +313,9 @@ class ObjectFusion:
             return covered  # nothing next to the object could hide it: a smaller mask means a wrong model, not hiding
         return max(covered, 1.0 - min(1.0, np.count_nonzero(seen) / np.count_nonzero(expected)))
 
-    def _grow_to(self, surface_depth: np.ndarray, intrinsics: CameraIntrinsics, T_obj_cam: np.ndarray) -> bool:
-        """Grow the grid (within the growth limit and the voxel budget) to hold the view's surface, 1st-99th
-        percentile per axis plus the truncation band; whether it grew."""
-        points_cam, _ = intrinsics.backproject(surface_depth)
+    def _grow_to(self, points_cam: np.ndarray, T_obj_cam: np.ndarray) -> bool:
+        """Grow the grid (within the growth limit and the voxel budget) to hold the view's surface points
+        `points_cam`, 1st-99th percentile per axis plus the truncation band; whether it grew."""
         if len(points_cam) > 4000:
             points_cam = points_cam[np.linspace(0, len(points_cam) - 1, 4000).astype(np.int64)]
         points_obj = transform_points(T_obj_cam, points_cam)
@@ -332,9 +331,9 @@ class ObjectFusion:
         steps_lo = np.ceil(np.maximum(lo_old - lo, 0.0) / self.grid.voxel_m)
         steps_hi = np.ceil(np.maximum(hi - hi_old, 0.0) / self.grid.voxel_m)
         lo, hi = lo_old - steps_lo * self.grid.voxel_m, hi_old + steps_hi * self.grid.voxel_m
-        new = _grid_over(lo, hi, self.grid.voxel_m, self.config.voxel_budget)
-        if new.voxel_m == self.grid.voxel_m:
-            new = _Grid(lo, self.grid.voxel_m, tuple(int(n) for n in np.rint((hi - lo) / self.grid.voxel_m) + 1))
+        new = _Grid(lo, self.grid.voxel_m, tuple(int(n) for n in np.rint((hi - lo) / self.grid.voxel_m) + 1))
+        if np.prod(new.shape) > self.config.voxel_budget:  # coarser voxels over the same box
+            new = _grid_over(lo, hi, self.grid.voxel_m, self.config.voxel_budget)
         self._resample_to(new)
         return True
 

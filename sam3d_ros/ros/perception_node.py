@@ -324,6 +324,7 @@ class PerceptionNode(Node):
         self.detections_pub = self.create_publisher(Detection3DArray, "~/detections", 10)
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", latched)
         self.grasp_pubs = None
+        self._grasp_messages = conversions.GraspMessageBuilder(self.gripper, p["gripper_joint_names"])
         if p["publish_grasps"]:
             self.grasp_pubs = (self.create_publisher(PoseArray, "~/grasp_poses", 10),
                                self.create_publisher(MarkerArray, "~/grasp_markers", 10),
@@ -902,13 +903,15 @@ class PerceptionNode(Node):
         """The grasps of `objects` (object frame, planned with each mesh) at their current poses, best first."""
         if self.grasp_pubs is None:
             return
-        messages = conversions.make_grasp_messages(header, objects, self.gripper, self.params["gripper_joint_names"],
-                                                   T_frame_cam=T_frame_cam)
         poses_pub, markers_pub, grasps_pub = self.grasp_pubs
-        poses_pub.publish(messages.poses)
-        markers_pub.publish(messages.markers)
-        if grasps_pub is not None and messages.grasps is not None:
-            grasps_pub.publish(messages.grasps)
+        outputs = {name for name, pub in (("poses", poses_pub), ("markers", markers_pub), ("grasps", grasps_pub))
+                   if pub is not None and pub.get_subscription_count() > 0}
+        if not outputs:  # nobody listens: nothing built (several ms a frame at 10 objects)
+            return
+        messages = self._grasp_messages.build(header, objects, T_frame_cam=T_frame_cam, outputs=outputs)
+        for message, pub in ((messages.poses, poses_pub), (messages.markers, markers_pub), (messages.grasps, grasps_pub)):
+            if message is not None:
+                pub.publish(message)
 
     def _publish_collisions(self, header: Header, T_frame_cam: np.ndarray | None, objects: list, force_add: bool) -> None:
         messages = []

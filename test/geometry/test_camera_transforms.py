@@ -9,6 +9,7 @@ from sam3d_ros.geometry.transforms import (
     make_transform,
     matrix_from_quaternion_xyzw,
     pose_from_transform,
+    poses_from_transforms,
     quaternion_xyzw_from_matrix,
     rotation_angle_between,
     transform_from_pose,
@@ -83,3 +84,18 @@ def test_quaternion_fast_path_matches_scipy_on_exact_and_nearly_orthonormal_rota
         assert np.allclose(q, expected, atol=1e-9) or (abs(q[3]) < 1e-9 and np.allclose(q, -expected, atol=1e-9))
     noisy = rotations[0] + 1e-4  # not orthonormal: scipy's nearest rotation
     assert np.allclose(np.abs(quaternion_xyzw_from_matrix(noisy)), np.abs(Rotation.from_matrix(noisy).as_quat()) * 1, atol=1e-6)
+
+
+def test_poses_of_many_transforms_in_one_call_equal_them_one_by_one():
+    rotations = Rotation.random(40, random_state=3).as_matrix()
+    rotations[0] = Rotation.from_euler("x", np.pi).as_matrix()  # w = 0: the sign rule at its edge
+    T = np.tile(np.eye(4), (40, 1, 1))
+    T[:, :3, :3] = rotations
+    T[:, :3, 3] = np.random.default_rng(3).normal(size=(40, 3))
+    positions, quaternions = poses_from_transforms(T)
+    for k in range(40):
+        position, q_xyzw = pose_from_transform(T[k])
+        assert np.allclose(positions[k], position)
+        assert np.allclose(quaternions[k], q_xyzw, atol=1e-9) or np.allclose(quaternions[k], -q_xyzw, atol=1e-9) and abs(q_xyzw[3]) < 1e-9
+        assert quaternions[k][3] >= 0
+    assert poses_from_transforms(np.zeros((0, 4, 4)))[1].shape == (0, 4)

@@ -734,3 +734,60 @@ def test_grasp_messages_are_best_first_over_all_objects_in_the_output_frame():
         assert grasp.allowed_touch_objects == ["a"]
     empty = make_grasp_messages(header, [obj("c", 0.0, [])], gripper)
     assert empty.poses.poses == [] and empty.markers.markers[0].action == Marker.DELETEALL
+
+
+def _grasped_box(object_id: str, x: float, scores: list[float], yaw: float = 0.0):
+    from scipy.spatial.transform import Rotation
+
+    from sam3d_ros.geometry.grasps import Grasp
+    from sam3d_ros.geometry.transforms import make_transform
+    from sam3d_ros.geometry.types import ObjectReconstruction
+
+    grasps = [Grasp(make_transform(Rotation.from_euler("xz", [0.3 * k, 0.2]).as_matrix(), [0.0, 0.01 * k, 0.02]),
+                    0.04 + 0.01 * k, s) for k, s in enumerate(scores)]
+    T_cam_obj = make_transform(Rotation.from_euler("z", yaw).as_matrix(), [x, 0.0, 1.0])
+    return ObjectReconstruction(object_id, "box", 1.0, T_cam_obj, np.full(3, 0.05), trimesh.creation.box([0.05] * 3),
+                                np.zeros((2, 2), bool), grasps_obj=grasps)
+
+
+def test_a_grasp_message_stream_reuses_its_messages_and_equals_fresh_ones_every_frame():
+    from dataclasses import replace
+
+    from sam3d_ros.geometry.gripper import GripperParams
+    from sam3d_ros.geometry.transforms import make_transform
+    from sam3d_ros.ros.conversions import GraspMessageBuilder
+
+    gripper = GripperParams()
+    builder = GraspMessageBuilder(gripper, ["j1", "j2"])
+    a, b = _grasped_box("a", 0.1, [0.9, 0.5, 0.4]), _grasped_box("b", -0.1, [0.7, 0.6])
+    T_world_cam = make_transform(np.eye(3), [0.0, 0.0, 0.5])
+    for frame, (objects, yaw_b) in enumerate([([a, b], 0.0), ([a, b], 0.4), ([a, b], 1.1)]):
+        moved = [objects[0], replace(objects[1], T_cam_obj=_grasped_box("b", -0.1 + 0.01 * frame, [], yaw_b).T_cam_obj)]
+        header = Header(frame_id="world")
+        header.stamp.sec = 10 + frame
+        streamed = builder.build(header, moved, T_frame_cam=T_world_cam)
+        fresh = make_grasp_messages(header, moved, gripper, ["j1", "j2"], T_frame_cam=T_world_cam)
+        assert streamed.poses == fresh.poses and streamed.markers == fresh.markers
+        if fresh.grasps is not None:  # sam3d_ros_msgs built
+            assert streamed.grasps == fresh.grasps
+            assert streamed.grasps.grasps[-1].grasp.post_grasp_retreat.direction.header.stamp.sec == 10 + frame
+        assert streamed.poses.poses[1].position.x == pytest.approx(-0.1 + 0.01 * frame)  # b's best grasp moves with b
+    assert builder.rebuilds == 1  # the same grasp lists: the messages were made once and only updated
+    new_b = _grasped_box("b", -0.1, [0.95])  # b's new mesh comes with new grasps: now best
+    streamed = builder.build(Header(frame_id="world"), [a, new_b], T_frame_cam=T_world_cam)
+    assert builder.rebuilds == 2 and len(streamed.poses.poses) == 4
+    assert streamed == make_grasp_messages(Header(frame_id="world"), [a, new_b], gripper, ["j1", "j2"], T_frame_cam=T_world_cam)
+    assert builder.build(Header(), [a]).poses.poses[0].position.x == pytest.approx(0.1) and builder.rebuilds == 3
+
+
+def test_only_the_grasp_messages_asked_for_are_built():
+    from sam3d_ros.geometry.gripper import GripperParams
+    from sam3d_ros.geometry.types import InputError
+
+    objects = [_grasped_box("a", 0.1, [0.9])]
+    only_poses = make_grasp_messages(Header(), objects, GripperParams(), outputs={"poses"})
+    assert len(only_poses.poses.poses) == 1 and only_poses.markers is None and only_poses.grasps is None
+    only_markers = make_grasp_messages(Header(), objects, GripperParams(), outputs={"markers"})
+    assert only_markers.poses is None and len(only_markers.markers.markers[0].points) == 8
+    with pytest.raises(InputError, match="unknown grasp outputs"):
+        make_grasp_messages(Header(), objects, GripperParams(), outputs={"pose"})

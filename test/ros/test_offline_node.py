@@ -1,10 +1,13 @@
 """OfflinePerceptionNode: the node fed message by message in-process, its outputs recorded with the input's time."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 import rclpy
 from rclpy.context import Context
 from rclpy.parameter import Parameter
+from visualization_msgs.msg import Marker
 
 from sam3d_ros.ros.offline_node import OfflinePerceptionNode
 from sam3d_ros.ros.ros_client import rgbd_messages
@@ -25,6 +28,22 @@ def make_node(context, tmp_path, sink, **params):
     overrides = [Parameter("mesh_cache_dir", value=str(tmp_path / "meshes")),
                  *(Parameter(name, value=value) for name, value in params.items())]
     return OfflinePerceptionNode(sink, context=context, parameter_overrides=overrides)
+
+
+def feed_frame(node, scene, stamp_ns, time_ns):
+    """One frame's camera_info, depth, image and masks, stamped `stamp_ns`, fed at recording time `time_ns`."""
+    _, image, info, depth, masks, _ = rgbd_messages(stamp_ns, "cam", scene.rgb, scene.depth_m, scene.intrinsics,
+                                                    scene.labels)
+    for topic, msg in (("/camera_info", info), ("/depth", depth), ("/image", image), ("/masks", masks)):
+        node.feed(topic, msg, time_ns)
+
+
+def record_fusion_submissions(node):
+    """Stamps of the frames the node hands to fusion, in order (the submission itself goes on as usual)."""
+    submitted = []
+    submit = node._submit_fusion
+    node._submit_fusion = lambda frame: (submitted.append(frame.stamp_ns), submit(frame))
+    return submitted
 
 
 def test_every_frame_is_tracked_with_its_reconstruction_and_outputs_carry_the_input_time(context, tmp_path):
@@ -74,10 +93,7 @@ def test_fused_meshes_come_at_the_recording_times_interval(context, tmp_path):
     try:
         for k, scene in enumerate(scenes):
             stamp = START_NS + k * 400_000_000
-            _, image, info, depth, masks, _ = rgbd_messages(stamp, "cam", scene.rgb, scene.depth_m, scene.intrinsics,
-                                                            scene.labels)
-            for topic, msg in (("/camera_info", info), ("/depth", depth), ("/image", image), ("/masks", masks)):
-                node.feed(topic, msg, stamp + 1)
+            feed_frame(node, scene, stamp, stamp + 1)
             versions.append(node.tracker.tracks["1"].mesh_version)
         node.finish()
     finally:
@@ -94,19 +110,83 @@ def test_at_most_fusion_max_rate_hz_frames_go_to_fusion_on_the_recording_clock(c
     stamps = [START_NS + k * 100_000_000 for k in range(6)]
     for rate, expected in ((5.0, [1, 3, 5]), (0.0, [1, 2, 3, 4, 5])):
         node = make_node(context, tmp_path / str(rate), lambda output: None, fusion_max_rate_hz=rate)
-        submitted = []
-        submit = node._submit_fusion
-        node._submit_fusion = lambda frame, submit=submit, submitted=submitted: (submitted.append(frame.stamp_ns), submit(frame))
+        submitted = record_fusion_submissions(node)
         try:
             for stamp in stamps:
-                _, image, info, depth, masks, _ = rgbd_messages(stamp, "cam", scene.rgb, scene.depth_m,
-                                                                scene.intrinsics, scene.labels)
-                for topic, msg in (("/camera_info", info), ("/depth", depth), ("/image", image), ("/masks", masks)):
-                    node.feed(topic, msg, stamp + 1)
+                feed_frame(node, scene, stamp, stamp + 1)
             node.finish()
         finally:
             node.destroy_node()
         assert submitted == [stamps[k] for k in expected], (rate, [(s - START_NS) / 1e9 for s in submitted])
+
+
+def test_after_the_pacing_clock_went_back_the_next_frame_goes_to_fusion_and_pacing_goes_on_from_it(context, tmp_path):
+    # A source that starts again 2 s earlier (a looping bag played with its clock, a simulator reset), on a pacing
+    # clock that goes back with it: the node's own clocks never go back (monotonic live; replay's recording time
+    # goes on when the stamps jump back), so the test sets the pacing clock through the node's seam, _arrival_s.
+    # Frames 0.1 s apart, fusion_max_rate_hz 5: every other frame of the first pass goes to fusion (1, 3, 5); after
+    # the jump the first frame goes at once, then every other one again (not none until the old time comes back).
+    name = "004_sugar_box"
+    scene = render_scene([(name, upright_pose(name, 0.0, 0.0, 0.4))], look_at_camera(0.55, 35.0, 10.0),
+                         default_intrinsics(320, 240), rng=0)
+    first = [START_NS + k * 100_000_000 for k in range(6)]
+    second = [START_NS - 2_000_000_000 + k * 100_000_000 for k in range(6)]
+    node = make_node(context, tmp_path, lambda output: None, fusion_max_rate_hz=5.0)
+    pacing_s = [0.0]
+    node._arrival_s = lambda: pacing_s[0]
+    submitted = record_fusion_submissions(node)
+    try:
+        for k, stamp in enumerate(first + second):
+            pacing_s[0] = stamp / 1e9
+            feed_frame(node, scene, stamp, START_NS + k * 100_000_000)  # the recording time goes on
+        assert node.tracker.time_epoch == 1, "the node saw time jump back"
+        assert node.stats.frames_out == 12, "every frame of both passes was tracked"
+    finally:
+        node.destroy_node()
+    expected = [first[1], first[3], first[5], second[0], second[2], second[4]]
+    assert submitted == expected, [(s - START_NS) / 1e9 for s in submitted]
+
+
+def test_a_fused_mesh_resource_marker_is_sent_once_its_file_is_written_and_names_the_new_file(context, tmp_path):
+    # marker_mesh mesh_resource, fusion on: frame 0 is reconstructed (v1), frame 1's view is fused (v2, installed
+    # after frame 1). Frame 2 is tracked while v2's files are being written (live, the tracking thread goes on while
+    # the fusion thread writes): its markers must not send the object, whose newest file is not there yet (it would
+    # name v1's file, and nothing would send the object again). Frame 3, after the write, sends the object's marker
+    # naming v2's file; frame 4 sends nothing more (changed once; no snapshot within marker_snapshot_period_s).
+    scenes = moving_object_sequence(["004_sugar_box"], n_frames=5, seed=1, intrinsics=default_intrinsics(320, 240))
+    stamps = [START_NS + k * 33_333_333 for k in range(5)]
+    sent = []  # (frame index being fed, object mesh URIs of one marker array)
+    feeding = [0]
+
+    def sink(output):
+        if output.topic == "/sam3d_perception/markers":
+            sent.append((feeding[0], [m.mesh_resource for m in output.msg.markers
+                                      if m.type == Marker.MESH_RESOURCE and m.action == Marker.ADD]))
+
+    node = make_node(context, tmp_path, sink, marker_mesh="mesh_resource", fusion_max_rate_hz=5.0,
+                     marker_snapshot_period_s=1e6)
+    write = node.mesh_cache.write
+    fused_writes = []
+
+    def write_while_frame_2_is_tracked(object_id, version, mesh_obj):
+        if threading.current_thread().name.startswith("sam3d_fusion"):
+            fused_writes.append(version)
+            feeding[0] = 2  # not due for fusion (0.07 s after frame 1 at 5 Hz): tracked here, without waiting on it
+            feed_frame(node, scenes[2], stamps[2], stamps[2] + 1)
+        return write(object_id, version, mesh_obj)
+
+    node.mesh_cache.write = write_while_frame_2_is_tracked
+    try:
+        for k in (0, 1, 3, 4):
+            feeding[0] = k
+            feed_frame(node, scenes[k], stamps[k], stamps[k] + 1)
+        assert node.frames_processed == 5 and node.stats.fused_meshes == 1 and fused_writes == [2]
+    finally:
+        node.destroy_node()
+    uri = {v: node.mesh_cache.uri(tmp_path / "meshes" / f"1_v{v}.glb") for v in (1, 2)}
+    assert sent[0] == (0, [uri[1]]), sent  # the reconstruction's marker
+    assert [uris for k, uris in sent if k >= 2 and uris] == [[uri[2]]], sent
+    assert [k for k, uris in sent if uris == [uri[2]]] == [3], sent
 
 
 def test_its_clock_is_the_recording_time(context, tmp_path):

@@ -468,7 +468,8 @@ class PerceptionNode(Node):
 
     def _fusion_due(self) -> bool:
         """Whether this tracked frame goes to fusion: at most fusion_max_rate_hz frames a second on the pacing clock
-        (recording time in replay); after the clock went back (a looping bag), at once."""
+        (recording time in replay); should that clock ever go back (neither the monotonic clock nor replay's recording
+        time does), the frame goes at once and pacing goes on from it."""
         rate = float(self.params["fusion_max_rate_hz"])
         now = self._arrival_s()
         last = self._last_fusion_frame_s

@@ -167,7 +167,8 @@ class FusedModels:
                 self.last_skip_reason = f"object {view.track_id}: {result.reason}"
                 continue
             self.views_integrated += 1
-            if now_s - model.last_mesh_s >= self.min_interval_s and model.fusion.changed_voxels >= self.min_changed_voxels:
+            since_s = now_s - model.last_mesh_s  # < 0: the clock went back (a reset): due as if the interval passed
+            if (since_s >= self.min_interval_s or since_s < 0) and model.fusion.changed_voxels >= self.min_changed_voxels:
                 try:
                     mesh = model.fusion.mesh()
                 except ValueError as exc:

@@ -50,6 +50,15 @@ def test_new_views_are_fused_and_meshes_come_at_a_bounded_rate(scenes):
     assert 0 < models.bytes_by_object()["a"] <= 100_000 * 12
 
 
+def test_after_the_clock_went_back_a_fused_mesh_is_due_at_once(scenes):
+    models = FusedModels(FusionConfig(voxel_budget=100_000), min_interval_s=1.0, min_changed_voxels=10)
+    prior = _prior()
+    assert len(models.integrate(_frame(scenes[0], 1, prior), now_s=100.0)) == 1
+    due = models.integrate(_frame(scenes[2], 1, prior), now_s=3.0)  # a simulator reset: not stuck until 101 s
+    assert len(due) == 1 and due[0].views == 2
+    assert models.integrate(_frame(scenes[3], 1, prior), now_s=3.5) == []  # the interval counts from 3 s
+
+
 def test_installed_meshes_keep_the_model_and_a_new_reconstruction_restarts_it(scenes):
     models = FusedModels(FusionConfig(voxel_budget=100_000), min_interval_s=0.0, min_changed_voxels=10)
     prior = _prior()

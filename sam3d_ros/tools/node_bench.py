@@ -16,6 +16,7 @@ pixels whatever their number and the cost per object can be compared across coun
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,9 @@ class NodeBenchResult:
     marker_send_s: float = 0.0  # the node's time building and publishing them (since start)
     node_total_ms: tuple[float, float] | None = None  # the node's own per-frame time (median of its window, max)
     rss_mb: list[tuple[float, float, float]] = field(default_factory=list)  # (s since start, node MB, children MB)
+    # CPU seconds (user + system) while playing: (node, its child processes), and the playing time they are over
+    cpu_s: tuple[float, float] | None = None
+    cpu_wall_s: float = 0.0
     achieved_rate_hz: float = 0.0
 
     @property
@@ -88,6 +92,19 @@ def node_rss_mb(pid: int) -> tuple[float, float]:
     except OSError:
         return own, 0.0
     return own, sum(sum(node_rss_mb(int(child))) for child in children)
+
+
+def node_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by process `pid` and by all its descendants together, from /proc (0
+    for what is gone). Unlike latency, what a frame costs the node in CPU hardly moves with the machine's load."""
+    tick_s = 1.0 / os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        own = (int(fields[11]) + int(fields[12])) * tick_s  # utime, stime (stat fields 14 and 15)
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0.0
+    return own, sum(sum(node_cpu_s(int(child))) for child in children)
 
 
 def _messages(scene, stamp_ns: int) -> tuple:
@@ -172,6 +189,7 @@ def run_node_benchmark(
         period_s = 1.0 / rate_hz
         sent: dict[int, float] = {}
         start = time.monotonic()
+        cpu_start = node_cpu_s(process.pid)
         next_rss = start
         k = 1
         while True:
@@ -191,6 +209,9 @@ def run_node_benchmark(
             if delay > 0:
                 time.sleep(delay)
         elapsed = time.monotonic() - start
+        cpu_end = node_cpu_s(process.pid)
+        result.cpu_s = (cpu_end[0] - cpu_start[0], cpu_end[1] - cpu_start[1])
+        result.cpu_wall_s = elapsed
         last_sent_ns = time.time_ns()
         time.sleep(1.5)  # let the last frames come back
         result.rss_mb.append((time.monotonic() - start, *node_rss_mb(process.pid)))
@@ -252,6 +273,11 @@ def format_node_bench(result: NodeBenchResult) -> str:
     if result.marker_arrays is not None:
         lines.append(f"  ~/markers arrays sent (since start): {result.marker_arrays[0]} with the changed objects only, "
                      f"{result.marker_arrays[1]} with every object; {result.marker_send_s:.2f} s building and sending them")
+    if result.cpu_s is not None and result.cpu_wall_s > 0:
+        node_s, children_s = result.cpu_s
+        per_frame = f"{node_s * 1000.0 / result.node_frames_out:.1f} ms per frame it published" if result.node_frames_out else "no frame published"
+        lines.append(f"  CPU while playing: node {node_s:.1f} s ({100.0 * node_s / result.cpu_wall_s:.0f} % of one core; {per_frame}), "
+                     f"child processes (fusion) {children_s:.1f} s ({100.0 * children_s / result.cpu_wall_s:.0f} %)")
     if result.fusion:
         lines.append("  fusion (since start): " + ", ".join(f"{k} {v:g}" for k, v in result.fusion.items()))
     growth = None

@@ -53,3 +53,33 @@ def test_frames_neither_published_nor_counted_fail_the_target():
     result = _result(published=300, with_tf=280, node_frames_in=290, node_frames_out=285, node_frames_dropped=10)
     assert result.silently_lost == 5
     assert "silently lost 5 (= 0): FAIL" in format_node_bench(result)
+
+
+def test_the_report_gives_the_cpu_of_node_and_fusion_per_published_frame():
+    result = _result(published=300, with_tf=288, node_frames_in=297, node_frames_out=250, node_frames_dropped=50)
+    result.cpu_s, result.cpu_wall_s = (5.0, 2.5), 10.0
+    report = format_node_bench(result)
+    assert "CPU while playing: node 5.0 s (50 % of one core; 20.0 ms per frame it published), " \
+           "child processes (fusion) 2.5 s (25 %)" in report
+
+
+def test_the_cpu_of_a_process_and_its_children_is_read_from_proc():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from sam3d_ros.tools.node_bench import node_cpu_s
+
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+                              "time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20.0
+        while node_cpu_s(os.getpid())[1] < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        own, children = node_cpu_s(os.getpid())
+        assert children >= 0.25 and own > 0.0  # the child's busy 0.3 s counts as a child's, not this process's
+    finally:
+        child.kill()
+        child.wait()
+    assert node_cpu_s(child.pid) == (0.0, 0.0)  # gone: nothing

@@ -461,14 +461,19 @@ class DepthBackend(ReconstructionBackend):
         self, frame: RGBDFrame, others_mask: np.ndarray | None, pixels: np.ndarray, points_cam: np.ndarray,
         scale: _Scale,
     ) -> np.ndarray:
-        """Which points lie at a silhouette edge that another, nearer object covers: there the mask ends because
-        the object is hidden, not because its surface does."""
-        if others_mask is None or not others_mask.any():
-            return np.zeros(len(points_cam), dtype=bool)
-        # Nearest occluder depth within a few pixels of each pixel (a min filter over the other objects' depth).
-        occluder_depth = np.where(others_mask & np.isfinite(frame.depth_m), frame.depth_m, np.inf).astype(np.float32)
+        """Which points lie at a silhouette edge that something nearer covers: another, nearer object, or the image
+        border (what lies outside the frame counts as an occluder nearer than everything). There the mask ends
+        because the object is hidden, not because its surface does."""
+        depth_m = frame.depth_m
+        if others_mask is None:
+            occluder_depth = np.full(depth_m.shape, np.inf, np.float32)
+        else:
+            occluder_depth = np.where(others_mask & np.isfinite(depth_m), depth_m, np.inf).astype(np.float32)
+        # Nearest occluder depth within a few pixels of each pixel (a min filter over the other objects' depth and
+        # the border's zero depth).
         size = 2 * self.rim_px + 3
-        nearby = cv2.erode(occluder_depth, np.ones((size, size), np.uint8))[pixels[:, 0], pixels[:, 1]]
+        nearby = cv2.erode(occluder_depth, np.ones((size, size), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                           borderValue=0.0)[pixels[:, 0], pixels[:, 1]]
         return nearby < points_cam[:, 2] - scale.occluder_margin_m
 
     def _object_frame(self, completed_cam: np.ndarray, up_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

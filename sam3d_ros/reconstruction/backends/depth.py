@@ -4,7 +4,9 @@ Steps: back-project the mask's valid depth; drop points on the support plane (ma
 everything but the largest Euclidean cluster (background and flying pixels); average each point with its nearest
 neighbours (depth noise); give the mask's outer rim pixels that lost their depth (edge dropout, removed flying
 pixels) a point on the nearest kept point's tangent plane, so extents reach the silhouette; flag points at edges that
-a nearer object covers (`SceneContext.others_mask`). Then complete the unseen side: candidate shapes, simplest first,
+a nearer object covers (`SceneContext.others_mask`) or the image border cuts (the object may go on outside the
+frame): the superquadric is not held inside the visible footprint across them. Then complete the unseen side:
+candidate shapes, simplest first,
 - the cylinder or box of the footprint fit (circle fitted to the side-surface points; rectangle aligned with the
   visible faces), where its own test passes (`_pick_primitive`),
 - a solid of revolution about the plane's normal (`revolution.py`: bowls, cans, cups, fruit, balls, a mug's body),

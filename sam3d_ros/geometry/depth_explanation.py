@@ -7,7 +7,8 @@ grid of at most `max_rays` rays). Two facts of a single view must hold for any r
   looked through that space): not outside the mask (a mirrored half over the table seen behind), nor inside it (a
   cap over a bowl's inside), nor over another object. Where another object is nearer than the mesh, the mesh may
   go on behind it: no violation.
-The score is silhouette IoU x (1 - the fraction of the rendered pixels that violate free space).
+The score is silhouette IoU x (1 - the fraction of the rendered pixels that violate free space). Only pixels of the
+image count: a mesh going on beyond the image border (an object the frame cuts) is not charged for that part.
 """
 from __future__ import annotations
 

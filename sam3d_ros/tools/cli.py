@@ -135,11 +135,14 @@ def evaluate(args: argparse.Namespace) -> int:
     try:
         scores = run_split_evaluation(
             n_scenes=10 if args.quick else args.scenes, seed=args.seed, noise=not args.no_noise, backend=args.backend,
-            parts=parts, baseline_remove_outliers=not args.raw_baseline,
+            parts=parts, baseline_remove_outliers=not args.raw_baseline, border_cut=args.border_cut,
             progress=(lambda line: print(line, file=sys.stderr)) if args.verbose else None,
         )
     except ValueError as exc:
         return _fail(str(exc))
+    if args.border_cut:
+        print(f"every object on its own crop of the frame: the image border cuts {args.border_cut:g} of its mask's box "
+              "off one side (synthetic.border_cut_scene)")
     print(format_report(scores) if parts == [REGRESSION] else format_split_report(scores))
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.json:
@@ -327,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, help="also write every per-object score to this JSON file")
     ev.add_argument("--box-masks", nargs="+", choices=["depth", "u2netp", "sam"],
                     help="instead: mask IoU of these box segmentation methods")
+    ev.add_argument("--border-cut", type=float, default=0.0, metavar="FRACTION",
+                    help="score every object on a crop of the frame whose border cuts this fraction of the object's "
+                         "mask box off one side (objects cut by the image border; default 0: whole frames)")
     ev.add_argument("--verbose", action="store_true", help="one progress line per scene on stderr")
     ev.set_defaults(func=evaluate)
     et = sub.add_parser("eval-tracking", help="pose tracking accuracy of the node's tracker on seeded rendered sequences")

@@ -45,7 +45,9 @@ from sam3d_ros.reconstruction.backends.factory import create_backend
 from sam3d_ros.reconstruction.pipeline import PerceptionPipeline
 from sam3d_ros.reconstruction.segmentation import labels_to_prompts
 from sam3d_ros.tools import object_split
-from sam3d_ros.tools.synthetic import NoiseModel, SyntheticObject, load_ycb_mesh, random_tabletop_scene
+from sam3d_ros.tools.synthetic import (
+    BORDER_SIDES, NoiseModel, SyntheticObject, border_cut_scene, load_ycb_mesh, random_tabletop_scene,
+)
 
 BASELINE = "baseline"
 FSCORE_THRESHOLD_M = 0.005
@@ -342,6 +344,7 @@ def run_evaluation(
     names: Sequence[str] | None = None,
     elevation_range_deg: tuple[float, float] = (30.0, 55.0),
     part: str = "",
+    border_cut: float = 0.0,
 ) -> list[ObjectScore]:
     """Score `backend` and the baseline on every object of `n_scenes` seeded scenes with ground-truth masks.
 
@@ -350,7 +353,12 @@ def run_evaluation(
     one score per object and method (backend first, then baseline), failures included. `progress` gets one line
     per scene. `baseline_remove_outliers` is passed to `baseline_reconstruction`. `names` (default: the scene
     generator's 8 objects), `distance_range` and `elevation_range_deg` shape the scenes; every score carries `part`.
+    `border_cut` > 0: every object is scored on its own crop of the frame (`synthetic.border_cut_scene`), the image
+    border cutting that fraction of its mask's box off a side drawn from the scene seed; the method and the baseline
+    see the crop.
     """
+    if not 0.0 <= border_cut < 1.0:
+        raise ValueError("border_cut must be in [0, 1)")
     if n_scenes < 0:
         raise ValueError("n_scenes must be >= 0")
     lo, hi = int(objects_range[0]), int(objects_range[1])
@@ -382,41 +390,41 @@ def run_evaluation(
                     raise
                 n_objects -= 1
         render_s = time.perf_counter() - start
-        frame = RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics)
-        prompts = labels_to_prompts(scene.labels)
         truth_by_id = {str(o.object_id): o for o in scene.objects}
-
-        start = time.perf_counter()
-        reconstructed, errors = {}, {}
-        try:
-            result = pipeline.process(frame, prompts)
-            reconstructed = {o.object_id: o for o in result.objects}
-            for line in result.errors:
-                object_id, _, message = line.removeprefix("object ").partition(": ")
-                errors[object_id] = message
-        except Exception as exc:  # a failed frame fails all its objects; it is reported, not dropped
-            errors = {object_id: f"{type(exc).__name__}: {exc}" for object_id in truth_by_id}
-        method_s = time.perf_counter() - start
-
+        method_s = 0.0
+        if border_cut > 0:  # each object on its own crop, the others as the crop shows them
+            sides = np.random.default_rng(scene_seed).choice(BORDER_SIDES, size=len(truth_by_id))
+            views = [(border_cut_scene(scene, truth.object_id, border_cut, str(side)), [object_id])
+                     for (object_id, truth), side in zip(truth_by_id.items(), sides)]
+        else:
+            views = [(scene, list(truth_by_id))]
         scene_scores: list[ObjectScore] = []
-        for object_id, truth in truth_by_id.items():
-            if truth.name not in true_samples:
-                true_samples[truth.name] = surface_samples(load_ycb_mesh(truth.name), np.eye(4), seed=0)
-            true_points_cam = transform_points(truth.T_cam_obj, true_samples[truth.name])
-            rec = reconstructed.get(object_id)
-            if rec is None:
-                scene_scores.append(_failed(truth, scene_seed, method, errors.get(object_id, "")))
-            else:
-                scene_scores.append(
-                    _score(truth, scene_seed, method, rec.T_cam_obj, rec.size_obj, rec.mesh_obj, true_points_cam)
-                )
-            try:
-                T_cam_obj, size_obj, mesh_obj = baseline_reconstruction(
-                    frame, scene.mask(truth.object_id), remove_outliers=baseline_remove_outliers
-                )
-                scene_scores.append(_score(truth, scene_seed, BASELINE, T_cam_obj, size_obj, mesh_obj, true_points_cam))
-            except Exception as exc:  # noqa: BLE001 - reported as a failure of the baseline
-                scene_scores.append(_failed(truth, scene_seed, BASELINE, f"{type(exc).__name__}: {exc}"))
+        for view, object_ids in views:
+            frame = RGBDFrame(view.rgb, view.depth_m, view.intrinsics)
+            start = time.perf_counter()
+            reconstructed, errors = _reconstruct_all(pipeline, frame, view.labels, object_ids)
+            method_s += time.perf_counter() - start
+            for object_id in object_ids:
+                truth = truth_by_id[object_id]
+                if truth.name not in true_samples:
+                    true_samples[truth.name] = surface_samples(load_ycb_mesh(truth.name), np.eye(4), seed=0)
+                true_points_cam = transform_points(truth.T_cam_obj, true_samples[truth.name])
+                rec = reconstructed.get(object_id)
+                if rec is None:
+                    scene_scores.append(_failed(truth, scene_seed, method, errors.get(object_id, "")))
+                else:
+                    scene_scores.append(
+                        _score(truth, scene_seed, method, rec.T_cam_obj, rec.size_obj, rec.mesh_obj, true_points_cam)
+                    )
+                try:
+                    T_cam_obj, size_obj, mesh_obj = baseline_reconstruction(
+                        frame, view.mask(truth.object_id), remove_outliers=baseline_remove_outliers
+                    )
+                    scene_scores.append(
+                        _score(truth, scene_seed, BASELINE, T_cam_obj, size_obj, mesh_obj, true_points_cam)
+                    )
+                except Exception as exc:  # noqa: BLE001 - reported as a failure of the baseline
+                    scene_scores.append(_failed(truth, scene_seed, BASELINE, f"{type(exc).__name__}: {exc}"))
         for score in scene_scores:
             score.part = part
         scores.extend(scene_scores)
@@ -427,6 +435,23 @@ def run_evaluation(
                 f"render {render_s:.2f} s, {method} {method_s:.2f} s"
             )
     return scores
+
+
+def _reconstruct_all(
+    pipeline: PerceptionPipeline, frame: RGBDFrame, labels: np.ndarray, object_ids: list[str],
+) -> tuple[dict, dict[str, str]]:
+    """The pipeline on every labelled object of `frame`: (reconstruction by object id, error by object id); a frame
+    that fails fails `object_ids`, reported, not dropped."""
+    reconstructed, errors = {}, {}
+    try:
+        result = pipeline.process(frame, labels_to_prompts(labels))
+        reconstructed = {o.object_id: o for o in result.objects}
+        for line in result.errors:
+            object_id, _, message = line.removeprefix("object ").partition(": ")
+            errors[object_id] = message
+    except Exception as exc:  # noqa: BLE001 - a failed frame fails all its objects
+        errors = {object_id: f"{type(exc).__name__}: {exc}" for object_id in object_ids}
+    return reconstructed, errors
 
 
 REGRESSION = "regression"  # the scenes of earlier releases (8 development objects, 0.4-1.2 m, 30-55 degrees)
@@ -443,24 +468,26 @@ def run_split_evaluation(
     parts: Sequence[str] = (object_split.TUNING, object_split.HELD_OUT, REGRESSION),
     progress: Callable[[str], None] | None = None,
     baseline_remove_outliers: bool = True,
+    border_cut: float = 0.0,
 ) -> list[ObjectScore]:
     """`n_scenes` scenes per part: objects of the tuning or the held-out set (all categories; cameras
     `SPLIT_DISTANCE_RANGE_M` from the table centre at `SPLIT_ELEVATION_RANGE_DEG`), and the old scenes (REGRESSION).
     Each part has its own seeds (held-out scenes never share a seed with tuning scenes). Develop with
-    parts=(TUNING,) only: a held-out number seen while tuning is no longer held out."""
+    parts=(TUNING,) only: a held-out number seen while tuning is no longer held out. `border_cut`: see
+    `run_evaluation`."""
     unknown = set(parts) - set(_PART_SEED_OFFSET)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; known: {', '.join(_PART_SEED_OFFSET)}")
     scores: list[ObjectScore] = []
     for part in parts:
         if part == REGRESSION:
-            scores += run_evaluation(n_scenes, seed, noise, backend, progress=progress,
-                                     baseline_remove_outliers=baseline_remove_outliers, part=part)
+            scores += run_evaluation(n_scenes, seed, noise, backend, progress=progress, part=part,
+                                     baseline_remove_outliers=baseline_remove_outliers, border_cut=border_cut)
         else:
             scores += run_evaluation(
                 n_scenes, seed + _PART_SEED_OFFSET[part], noise, backend, distance_range=SPLIT_DISTANCE_RANGE_M,
                 progress=progress, baseline_remove_outliers=baseline_remove_outliers, names=object_split.objects(part),
-                elevation_range_deg=SPLIT_ELEVATION_RANGE_DEG, part=part,
+                elevation_range_deg=SPLIT_ELEVATION_RANGE_DEG, part=part, border_cut=border_cut,
             )  # fmt: skip
     return scores
 

@@ -563,6 +563,35 @@ def distort_scene(scene: SyntheticScene, distortion: Distortion) -> SyntheticSce
     return dataclasses.replace(scene, rgb=rgb, depth_m=depth, labels=labels)
 
 
+BORDER_SIDES = ("left", "right", "top", "bottom")
+
+
+def border_cut_scene(scene: SyntheticScene, object_id: int, fraction: float, side: str) -> SyntheticScene:
+    """The scene cropped so that the image border cuts `fraction` of the object's mask box off its `side` (one of
+    BORDER_SIDES), the rest of the image kept: the view of a camera with the same optical frame and focal lengths,
+    its principal point shifted by the crop's corner. Ground truth (objects, poses, plane) is unchanged."""
+    rows, cols = np.nonzero(scene.mask(object_id))
+    if len(rows) == 0 or not 0.0 <= fraction < 1.0 or side not in BORDER_SIDES:
+        raise ValueError(f"cannot cut object {object_id} by {fraction} on side {side!r}")
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    cut_r, cut_c = int(round(fraction * (r1 - r0))), int(round(fraction * (c1 - c0)))
+    height, width = scene.labels.shape
+    top, bottom, left, right = 0, height, 0, width
+    if side == "left":
+        left = c0 + cut_c
+    elif side == "right":
+        right = c1 - cut_c
+    elif side == "top":
+        top = r0 + cut_r
+    else:
+        bottom = r1 - cut_r
+    K = scene.intrinsics
+    intrinsics = CameraIntrinsics(right - left, bottom - top, K.fx, K.fy, K.cx - left, K.cy - top)
+    window = (slice(top, bottom), slice(left, right))
+    return dataclasses.replace(scene, rgb=scene.rgb[window].copy(), depth_m=scene.depth_m[window].copy(),
+                               labels=scene.labels[window].copy(), intrinsics=intrinsics)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Random scenes
 

@@ -41,3 +41,20 @@ def test_an_empty_mask_explains_nothing():
     intrinsics, depth, mask = _box_view()
     result = explain_depth(trimesh.creation.box(extents=(0.1, 0.1, 0.1)), np.eye(4), intrinsics, depth, np.zeros_like(mask))
     assert result.score == 0.0
+
+
+def test_a_shape_going_on_beyond_the_image_is_not_charged_for_it():
+    """A 2 m wide box seen through an image that shows only its middle (the image border cuts it on both sides):
+    the whole box explains the image as well as a box that ends at the border; only what the camera saw counts."""
+    intrinsics, _, _ = _box_view()
+    half_view_m = 1.0 * (intrinsics.width / 2) / intrinsics.fx  # half the image width at 1 m
+    depth = np.full((120, 160), 2.0, np.float32)
+    y = (np.mgrid[0:120, 0:160][0] - intrinsics.cy) / intrinsics.fy
+    mask = np.abs(y) <= 0.05
+    depth[mask] = 1.0
+    T = make_transform(np.eye(3), np.array([0.0, 0.0, 1.05]))
+    whole = explain_depth(trimesh.creation.box(extents=(2.0, 0.1, 0.1)), T, intrinsics, depth, mask)
+    cut = explain_depth(trimesh.creation.box(extents=(2 * half_view_m, 0.1, 0.1)), T, intrinsics, depth, mask)
+    assert 2.0 > 2 * half_view_m + 0.5  # the box reaches well beyond both sides of the image
+    assert whole.free_space_violation == 0.0 and whole.score > 0.9
+    assert abs(whole.score - cut.score) < 0.02

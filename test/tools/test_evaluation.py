@@ -296,6 +296,27 @@ def test_a_failing_backend_is_reported_not_dropped(monkeypatch):
     assert "FAIL  centre error median (cm) <=" in report and "failures: 2" in report
 
 
+def test_border_cut_runs_score_every_object_on_its_own_cut_view(monkeypatch):
+    """`border_cut`: each object reconstructed from a crop whose border cuts it (its mask then touches the image edge),
+    scored against its whole true mesh; the same objects as the whole-frame run."""
+    seen: list[bool] = []
+    original = evaluation.PerceptionPipeline.process
+
+    def process(self, frame, prompts):
+        seen.append(any(p.mask[[0, -1]].any() or p.mask[:, [0, -1]].any() for p in prompts))
+        return original(self, frame, prompts)
+
+    monkeypatch.setattr(evaluation.PerceptionPipeline, "process", process)
+    cut = run_evaluation(n_scenes=1, seed=3, objects_range=(2, 2), border_cut=0.3)
+    cut_frames = len(seen)
+    assert len(cut) == 4 and cut_frames == 2 and all(seen) and all(s.ok for s in cut)
+    whole = run_evaluation(n_scenes=1, seed=3, objects_range=(2, 2))
+    assert len(seen) == cut_frames + 1 and not seen[-1]
+    assert [(s.method, s.object_id) for s in cut] == [(s.method, s.object_id) for s in whole]
+    with pytest.raises(ValueError, match="border_cut"):
+        run_evaluation(n_scenes=1, border_cut=1.0)
+
+
 def test_box_mask_evaluation_scores_every_object():
     from sam3d_ros.tools.evaluation import evaluate_box_masks, format_box_mask_report
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import open3d as o3d
 import pytest
-from scipy.spatial import ConvexHull
+from scipy.spatial import ConvexHull, cKDTree
 
 from sam3d_ros.tools.synthetic import (
     BACKGROUND_RGB,
+    BORDER_SIDES,
     DEFAULT_OBJECT_NAMES,
     NoiseModel,
     SyntheticObject,
     SyntheticScene,
+    border_cut_scene,
     default_intrinsics,
     load_ycb_mesh,
     look_at_camera,
@@ -420,3 +422,19 @@ def test_random_layout_is_still_the_default_and_layouts_are_checked():
     np.testing.assert_array_equal(default[0].depth_m, random[0].depth_m)
     with pytest.raises(ValueError, match="layout must be 'random' or 'grid'"):
         moving_object_sequence(GRID_NAMES[:2], n_frames=1, seed=4, layout="spiral")
+
+
+@pytest.mark.parametrize("side", BORDER_SIDES)
+def test_border_cut_scene_is_the_same_camera_with_the_object_cut(fixed_scene, side):
+    """The crop cuts 30 % of the object's mask box off that side and keeps the optical frame: every kept pixel
+    back-projects to the same 3D point as in the whole frame (principal point shifted by the crop's corner)."""
+    obj = fixed_scene.objects[0]
+    cut = border_cut_scene(fixed_scene, obj.object_id, 0.3, side)
+    mask, whole = cut.mask(obj.object_id), fixed_scene.mask(obj.object_id)
+    edge = {"left": mask[:, 0], "right": mask[:, -1], "top": mask[0], "bottom": mask[-1]}[side]
+    assert edge.any() and 0.5 * whole.sum() < mask.sum() < 0.85 * whole.sum()
+    points_cut, _ = cut.intrinsics.backproject(cut.depth_m, mask)
+    points_whole, _ = fixed_scene.intrinsics.backproject(fixed_scene.depth_m, whole)
+    assert len(points_cut) < len(points_whole)
+    assert cKDTree(points_whole).query(points_cut)[0].max() < 1e-9
+    assert cut.objects == fixed_scene.objects and cut.labels.shape == (cut.intrinsics.height, cut.intrinsics.width)

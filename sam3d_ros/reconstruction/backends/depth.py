@@ -4,7 +4,9 @@ Steps: back-project the mask's valid depth; drop points on the support plane (ma
 everything but the largest Euclidean cluster (background and flying pixels); average each point with its nearest
 neighbours (depth noise); give the mask's outer rim pixels that lost their depth (edge dropout, removed flying
 pixels) a point on the nearest kept point's tangent plane, so extents reach the silhouette; flag points at edges that
-a nearer object covers (`SceneContext.others_mask`). Then complete the unseen side: candidate shapes, simplest first,
+a nearer object covers (`SceneContext.others_mask`) or the image border cuts (the object may go on outside the
+frame): the superquadric is not held inside the visible footprint across them. Then complete the unseen side:
+candidate shapes, simplest first,
 - the cylinder or box of the footprint fit (circle fitted to the side-surface points; rectangle aligned with the
   visible faces), where its own test passes (`_pick_primitive`),
 - a solid of revolution about the plane's normal (`revolution.py`: bowls, cans, cups, fruit, balls, a mug's body),
@@ -461,14 +463,19 @@ class DepthBackend(ReconstructionBackend):
         self, frame: RGBDFrame, others_mask: np.ndarray | None, pixels: np.ndarray, points_cam: np.ndarray,
         scale: _Scale,
     ) -> np.ndarray:
-        """Which points lie at a silhouette edge that another, nearer object covers: there the mask ends because
-        the object is hidden, not because its surface does."""
-        if others_mask is None or not others_mask.any():
-            return np.zeros(len(points_cam), dtype=bool)
-        # Nearest occluder depth within a few pixels of each pixel (a min filter over the other objects' depth).
-        occluder_depth = np.where(others_mask & np.isfinite(frame.depth_m), frame.depth_m, np.inf).astype(np.float32)
+        """Which points lie at a silhouette edge that something nearer covers: another, nearer object, or the image
+        border (what lies outside the frame counts as an occluder nearer than everything). There the mask ends
+        because the object is hidden, not because its surface does."""
+        depth_m = frame.depth_m
+        if others_mask is None:
+            occluder_depth = np.full(depth_m.shape, np.inf, np.float32)
+        else:
+            occluder_depth = np.where(others_mask & np.isfinite(depth_m), depth_m, np.inf).astype(np.float32)
+        # Nearest occluder depth within a few pixels of each pixel (a min filter over the other objects' depth and
+        # the border's zero depth).
         size = 2 * self.rim_px + 3
-        nearby = cv2.erode(occluder_depth, np.ones((size, size), np.uint8))[pixels[:, 0], pixels[:, 1]]
+        nearby = cv2.erode(occluder_depth, np.ones((size, size), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                           borderValue=0.0)[pixels[:, 0], pixels[:, 1]]
         return nearby < points_cam[:, 2] - scale.occluder_margin_m
 
     def _object_frame(self, completed_cam: np.ndarray, up_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ import numpy as np
 import open3d as o3d
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.open3d_threads import single_threaded
 
 
 def orient_plane_toward_camera(plane: np.ndarray) -> np.ndarray:
@@ -27,7 +28,8 @@ def estimate_support_plane(
 
     Only pixels outside `exclude_mask` (the objects) on a `stride` grid are used. The plane must hold at least
     `min_inlier_fraction` of them and must not face image-down (a ceiling or the underside of a shelf), otherwise
-    None is returned and callers fall back to the camera's own vertical.
+    None is returned and callers fall back to the camera's own vertical. The RANSAC runs seeded on one thread, so the
+    same depth always gives the same plane (`open3d_threads`).
     """
     sample = np.zeros(depth_m.shape, dtype=bool)
     sample[::stride, ::stride] = True
@@ -37,8 +39,9 @@ def estimate_support_plane(
     if len(points_cam) < 100:
         return None
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points_cam))
-    o3d.utility.random.seed(seed)
-    plane, inliers = cloud.segment_plane(distance_threshold_m, 3, 300)
+    with single_threaded():
+        o3d.utility.random.seed(seed)
+        plane, inliers = cloud.segment_plane(distance_threshold_m, 3, 300)
     if len(inliers) < min_inlier_fraction * len(points_cam):
         return None
     plane = orient_plane_toward_camera(np.asarray(plane))

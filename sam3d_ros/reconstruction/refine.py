@@ -23,6 +23,7 @@ import open3d as o3d
 from scipy.spatial import cKDTree
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.open3d_threads import single_threaded
 from sam3d_ros.geometry.transforms import make_transform, rotation_angle_between
 
 
@@ -347,10 +348,11 @@ def _rigid_icp(points_cam: np.ndarray, fit: _SimilarityFit, R: np.ndarray, k: fl
     estimation = o3d.pipelines.registration.TransformationEstimationPointToPlane(
         o3d.pipelines.registration.TukeyLoss(k=max_distance_m / 2)
     )
-    result = o3d.pipelines.registration.registration_icp(
-        source, target, max_distance_m, np.eye(4), estimation,
-        o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=15),
-    )
+    with single_threaded():  # reproducible sums (see open3d_threads)
+        result = o3d.pipelines.registration.registration_icp(
+            source, target, max_distance_m, np.eye(4), estimation,
+            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=15),
+        )
     T_target_source = np.asarray(result.transformation)
     # The observed points move by T onto the model, so the model moves by T^-1 onto the observed points.
     R_inv = T_target_source[:3, :3].T

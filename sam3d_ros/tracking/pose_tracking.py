@@ -22,6 +22,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.open3d_threads import single_threaded
 from sam3d_ros.geometry.support_plane import plane_heights
 from sam3d_ros.geometry.transforms import invert_transform, make_transform, rotation_angle_between, transform_points
 from sam3d_ros.reconstruction.refine import observed_points_cam
@@ -157,6 +158,7 @@ def track_pose(
     reduced to a slide along the plane and a turn about its normal (`upright_motion`), so it cannot tip over, and
     that pose is scored again (about 0.3 ms more). Fewer than `min_points` finite points give `ok=False` and the
     initial pose; a fitness below `min_fitness` gives `ok=False` with the registered pose (for the caller to judge).
+    The ICP runs on one thread: the same points and start give the same pose, bit for bit (`open3d_threads`).
     """
     T_cam_obj_init = np.asarray(T_cam_obj_init, dtype=np.float64)
     if T_cam_obj_init.shape != (4, 4) or not np.isfinite(T_cam_obj_init).all():
@@ -178,7 +180,8 @@ def track_pose(
         source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(stage_points))
         estimation = _REG.TransformationEstimationPointToPlane(_REG.TukeyLoss(k=gate_m))
         criteria = _REG.ICPConvergenceCriteria(relative_fitness=1e-4, relative_rmse=1e-4, max_iteration=iterations)
-        result = _REG.registration_icp(source, model.cloud_obj, gate_m, T_obj_cam, estimation, criteria)
+        with single_threaded():  # its sums, reduced on several threads, differ in the last bits from run to run
+            result = _REG.registration_icp(source, model.cloud_obj, gate_m, T_obj_cam, estimation, criteria)
         T_obj_cam = np.asarray(result.transformation)
     T_cam_obj = invert_transform(T_obj_cam)
     if support_plane_cam is None:  # open3d scored the final pose

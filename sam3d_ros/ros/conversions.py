@@ -1074,9 +1074,9 @@ class GraspMessageBuilder:
         T_frame_grasps = [_object_transform(obj, T_frame_cam) @ np.stack([g.T_obj_grasp for g in obj.grasps_obj])
                           for obj in objects]
         lists = [(obj.object_id, obj.grasps_obj) for obj in objects]
-        if len(lists) != len(self._lists) or any(a != c or b is not d for (a, b), (c, d) in zip(lists, self._lists)):
-            self._rebuild(lists)
-        elif "grasps" in outputs and self._grasps is None:
+        same_lists = len(lists) == len(self._lists) and all(
+            a == c and b is d for (a, b), (c, d) in zip(lists, self._lists))
+        if not same_lists or ("grasps" in outputs and self._grasps is None):
             self._rebuild(lists)
         self._header.stamp = _copy_time(header.stamp)
         self._header.frame_id = str(header.frame_id)

@@ -88,10 +88,17 @@ def node_rss_mb(pid: int) -> tuple[float, float]:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 own = int(line.split()[1]) / 1024.0
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return own, 0.0
-    return own, sum(sum(node_rss_mb(int(child))) for child in children)
+    return own, sum(sum(node_rss_mb(child)) for child in _child_pids(pid))
+
+
+def _child_pids(pid: int) -> list[int]:
+    """The pids of process `pid`'s children, from /proc (none when it is gone)."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def node_cpu_s(pid: int) -> tuple[float, float]:
@@ -101,10 +108,9 @@ def node_cpu_s(pid: int) -> tuple[float, float]:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         own = (int(fields[11]) + int(fields[12])) * tick_s  # utime, stime (stat fields 14 and 15)
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except (OSError, IndexError, ValueError):
         return 0.0, 0.0
-    return own, sum(sum(node_cpu_s(int(child))) for child in children)
+    return own, sum(sum(node_cpu_s(child)) for child in _child_pids(pid))
 
 
 def _messages(scene, stamp_ns: int) -> tuple:

@@ -176,13 +176,13 @@ def track_pose(
     stages.append((points_cam, max_correspondence_m, max(fine_iterations, 1)))
     # The observed points (camera frame) move onto the fixed model cloud (object frame): ICP estimates T_obj_cam.
     T_obj_cam = invert_transform(T_cam_obj_init)
-    for stage_points, gate_m, iterations in stages:
-        source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(stage_points))
-        estimation = _REG.TransformationEstimationPointToPlane(_REG.TukeyLoss(k=gate_m))
-        criteria = _REG.ICPConvergenceCriteria(relative_fitness=1e-4, relative_rmse=1e-4, max_iteration=iterations)
-        with single_threaded():  # its sums, reduced on several threads, differ in the last bits from run to run
+    with single_threaded():  # ICP's sums, reduced on several threads, differ in the last bits from run to run
+        for stage_points, gate_m, iterations in stages:
+            source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(stage_points))
+            estimation = _REG.TransformationEstimationPointToPlane(_REG.TukeyLoss(k=gate_m))
+            criteria = _REG.ICPConvergenceCriteria(relative_fitness=1e-4, relative_rmse=1e-4, max_iteration=iterations)
             result = _REG.registration_icp(source, model.cloud_obj, gate_m, T_obj_cam, estimation, criteria)
-        T_obj_cam = np.asarray(result.transformation)
+            T_obj_cam = np.asarray(result.transformation)
     T_cam_obj = invert_transform(T_obj_cam)
     if support_plane_cam is None:  # open3d scored the final pose
         fitness, rmse_m = float(result.fitness), float(result.inlier_rmse)

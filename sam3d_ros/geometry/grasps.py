@@ -70,7 +70,7 @@ class _Obstacle:
     itself: bool = False  # the planned object's own mesh (its errors are covered by the pre-grasp clearance)
 
 
-def _bvh(mesh: trimesh.Trimesh) -> fcl.BVHModel:
+def collision_model(mesh: trimesh.Trimesh) -> fcl.BVHModel:
     """fcl model of `mesh`; one above COLLISION_MAX_FACES is first clustered to COLLISION_VOXEL_M (building an fcl
     model costs about 3 us per triangle; the few mm it may move the surface are within the pre-grasp clearance)."""
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
@@ -90,19 +90,28 @@ def _bvh(mesh: trimesh.Trimesh) -> fcl.BVHModel:
 class SceneMeshes:
     """Collision models of a scene's meshes, built once and reused for every object planned in it."""
 
-    def __init__(self, meshes: list[trimesh.Trimesh], T_ref_objs: list[np.ndarray]) -> None:
+    def __init__(self, meshes: list[trimesh.Trimesh], T_ref_objs: list[np.ndarray],
+                 models: list[fcl.BVHModel | None] | None = None) -> None:
+        """`models`: per mesh, its `collision_model` when the caller kept it (None: built here)."""
         self.meshes = meshes
         self.T_ref_objs = [np.asarray(T, dtype=float) for T in T_ref_objs]
-        self._models = [_bvh(m) for m in meshes]
+        models = models or [None] * len(meshes)
+        self._models = [model if model is not None else collision_model(m) for m, model in zip(meshes, models, strict=True)]
         self._spheres = [(m.bounding_sphere.primitive.center, m.bounding_sphere.primitive.radius) if len(m.faces)
                          else (np.zeros(3), 0.0) for m in meshes]
 
+    @property
+    def models(self) -> list[fcl.BVHModel]:
+        """Each mesh's collision model (for a caller to keep and pass again while the mesh stays)."""
+        return list(self._models)
+
     @classmethod
-    def build(cls, meshes: list[trimesh.Trimesh], T_ref_objs: list[np.ndarray]) -> tuple["SceneMeshes | None", str]:
+    def build(cls, meshes: list[trimesh.Trimesh], T_ref_objs: list[np.ndarray],
+              models: list[fcl.BVHModel | None] | None = None) -> tuple["SceneMeshes | None", str]:
         """(the scene, "") or (None, the reason) when a mesh cannot be made a collision model: that costs the grasps
         of the scene's objects, never the objects."""
         try:
-            return cls(meshes, T_ref_objs), ""
+            return cls(meshes, T_ref_objs, models), ""
         except Exception as exc:  # noqa: BLE001 - whatever fcl or trimesh raise on a degenerate mesh
             return None, f"no collision models of the frame's meshes: {type(exc).__name__}: {exc}"
 

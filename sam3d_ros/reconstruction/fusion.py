@@ -428,9 +428,11 @@ class ObjectFusion:
         vertices, faces, _, _ = marching_cubes(field_, level=0.0, spacing=(self.grid.voxel_m,) * 3)
         vertices_obj = vertices + self.grid.origin_obj - self.grid.voxel_m
         mesh = trimesh.Trimesh(vertices_obj, faces[:, ::-1], process=True)
-        parts = mesh.split(only_watertight=False)
+        # The largest connected part, made as `mesh.split` makes each part (holes repaired) but only that one: the
+        # field's specks can make dozens of parts, and building them all cost a fifth of this call.
+        parts = trimesh.graph.connected_components(mesh.face_adjacency, nodes=np.arange(len(mesh.faces)), min_len=1)
         if len(parts) > 1:
-            mesh = max(parts, key=lambda part: len(part.faces))
+            mesh = mesh.submesh([max(parts, key=len)], only_watertight=False, repair=True)[0]
         if mesh.is_watertight and mesh.volume < 0:
             # A new mesh, not `mesh.invert()`: trimesh 5.2's invert flips the faces but keeps the old face normals
             # cached (inward), which the grasp planner and the tracking model read.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import gc
 import os
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import trimesh
@@ -85,6 +86,7 @@ class _Model:
     base_version: int  # the mesh version the model started from (its object frame)
     version: int  # the newest mesh version in that frame (its own installed meshes included)
     mesh_obj: trimesh.Trimesh  # the newest mesh of the object this side knows (the prior, then each fused mesh)
+    collision_model: Any = None  # mesh_obj's fcl model for grasp planning, kept while mesh_obj stays (None: not built)
     directions_obj: list[np.ndarray] = field(default_factory=list)  # unit camera directions of the views taken
     distances_m: list[float] = field(default_factory=list)
     last_mesh_s: float = -1e18
@@ -138,10 +140,7 @@ class FusedModels:
         """Fuse the frame's new views; the fused meshes now due (see the module docstring). A view that fails is
         skipped and counted; it never costs the other objects."""
         due = []
-        plane_cam = frame.support_plane_cam
-        if plane_cam is None and frame.views:  # per frame: a moving camera sees the table differently every frame
-            plane_cam = support_plane_around(frame.depth_m, frame.intrinsics,
-                                             [ObjectPrompt(view.track_id, mask=view.mask) for view in frame.views])
+        plane_cam, plane_known = frame.support_plane_cam, frame.support_plane_cam is not None
         union = None
         if len(frame.views) > 1:
             union = np.zeros(frame.depth_m.shape, dtype=np.uint16)
@@ -156,6 +155,9 @@ class FusedModels:
                 continue
             if model is None or not self._new_view(model, view.T_cam_obj):
                 continue
+            if not plane_known:  # per frame, when a view is taken: a moving camera sees the table anew every frame,
+                # and most frames of a still or slow camera bring no new view (the estimate was most of their cost)
+                plane_cam, plane_known = _frame_support_plane(frame), True
             occluders = None if union is None else (union - view.mask.astype(np.uint16)) > 0
             result = model.fusion.integrate(frame.depth_m, view.mask, frame.intrinsics, view.T_cam_obj, rgb=frame.rgb,
                                             fitness=view.fitness, rmse_m=view.rmse_m,
@@ -175,7 +177,7 @@ class FusedModels:
                     self.last_skip_reason = f"object {view.track_id}: {exc}"
                     continue
                 model.last_mesh_s = now_s
-                model.mesh_obj = mesh
+                model.mesh_obj, model.collision_model = mesh, None
                 due.append(FusedMesh(view.track_id, model.version, mesh, model.fusion.views_integrated,
                                      display_mesh_obj=_display_mesh(mesh, frame.display_max_triangles)))
         if due and self.grasp_planner is not None:
@@ -185,15 +187,19 @@ class FusedModels:
     def _plan_grasps(self, due: list[FusedMesh], frame: FusionFrame, plane_cam: np.ndarray | None) -> None:
         """Plan the grasps of each fused mesh in `due` among the frame's objects (each view's newest known mesh at its
         tracked pose) and its support plane; a failure costs that object's grasps only."""
-        meshes, poses, index_of = [], [], {}
+        models, poses, index_of = [], [], {}
         for view in frame.views:
             model = self._models.get(view.track_id)
             if model is None or view.mesh_version < model.base_version or view.track_id in index_of:
                 continue  # no mesh known in the frame this view's pose refers to
-            index_of[view.track_id] = len(meshes)
-            meshes.append(model.mesh_obj)
+            index_of[view.track_id] = len(models)
+            models.append(model)
             poses.append(view.T_cam_obj)
-        scene, reason = SceneMeshes.build(meshes, poses)
+        # Each mesh's collision model is built once, not for every fused mesh of any object in its frame
+        scene, reason = SceneMeshes.build([m.mesh_obj for m in models], poses, [m.collision_model for m in models])
+        if scene is not None:
+            for model, collision_model in zip(models, scene.models):
+                model.collision_model = collision_model
         for fused in due:
             if scene is None:
                 fused.grasp_error = reason
@@ -219,6 +225,12 @@ class FusedModels:
     def bytes_by_object(self) -> dict[str, int]:
         """Memory of each object's model (bytes)."""
         return {track_id: model.fusion.bytes_used for track_id, model in list(self._models.items())}
+
+
+def _frame_support_plane(frame: FusionFrame) -> np.ndarray | None:
+    """The support plane (optical frame) from the frame's depth around all its objects."""
+    return support_plane_around(frame.depth_m, frame.intrinsics,
+                                [ObjectPrompt(view.track_id, mask=view.mask) for view in frame.views])
 
 
 def _display_mesh(mesh_obj: trimesh.Trimesh, max_triangles: int) -> trimesh.Trimesh | None:

@@ -184,3 +184,15 @@ def test_growth_stops_at_its_limit_and_the_budget():
     assert np.all(growth <= limit + 1.01 * fusion.grid.voxel_m), (growth, limit)
     assert np.any(growth >= limit - 1.01 * fusion.grid.voxel_m), (growth, limit)  # the spill reached the limit
     assert fusion.bytes_used <= config.voxel_budget * BYTES_PER_VOXEL
+
+
+def test_the_fused_mesh_is_the_largest_part_of_the_field():
+    # A speck apart from the object (here a small cube in the prior, 4 cm beside the box) is dropped: one part,
+    # watertight, the box's size.
+    box = _wrong_completion()
+    speck = trimesh.creation.box(extents=(0.01, 0.01, 0.01))
+    speck.apply_translation(box.bounds[1] + 0.04 - box.extents / 2 * np.array([0, 1, 1]))
+    fusion = ObjectFusion(trimesh.util.concatenate([box, speck]), FusionConfig(voxel_budget=200_000))
+    mesh = fusion.mesh()
+    assert mesh.is_watertight and len(mesh.split(only_watertight=False)) == 1
+    assert np.allclose(mesh.extents, box.extents, atol=2.5 * fusion.grid.voxel_m), (mesh.extents, box.extents)

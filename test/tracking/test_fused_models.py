@@ -132,6 +132,57 @@ def test_a_fused_mesh_over_the_frames_display_budget_comes_with_its_decimated_co
     assert fused.display_mesh_obj is None  # within the budget: the fused mesh itself is shown
 
 
+def test_the_support_plane_is_estimated_only_for_frames_that_bring_a_new_view(scenes, monkeypatch):
+    # The node hands over frames without a plane; a still camera's frames mostly bring no new view, and estimating the
+    # plane was most of what such a frame cost the fusion process.
+    from sam3d_ros.tracking import fused_models
+
+    estimates = []
+    real = fused_models.support_plane_around
+    monkeypatch.setattr(fused_models, "support_plane_around", lambda *a: estimates.append(1) or real(*a))
+    models = FusedModels(FusionConfig(voxel_budget=100_000), min_interval_s=0.0, min_changed_voxels=10)
+    prior = _prior()
+    unplaned = [replace(_frame(scene, 1, prior), support_plane_cam=None) for scene in scenes]
+    assert len(models.integrate(unplaned[0], now_s=0.0)) == 1 and len(estimates) == 1
+    for k in range(5):  # nearly the first view, again and again: nothing taken, nothing estimated
+        assert models.integrate(unplaned[1 if k % 2 else 0], now_s=1.0 + k) == []
+    assert len(estimates) == 1 and models.views_integrated == 1
+    assert len(models.integrate(unplaned[2], now_s=9.0)) == 1 and len(estimates) == 2  # a new view: estimated
+
+
+def test_a_meshs_collision_model_is_built_once_while_the_mesh_stays(scenes, monkeypatch):
+    # Grasps of each fused mesh are planned among the frame's other objects: their collision models are kept while
+    # their meshes stay, and the grasps are those planned with every model built anew.
+    from sam3d_ros.geometry import grasps
+
+    built = []
+    real = grasps.collision_model
+    monkeypatch.setattr(grasps, "collision_model", lambda mesh: built.append(mesh) or real(mesh))
+    planner = GraspPlanner(max_grasps=3)
+    models = FusedModels(FusionConfig(voxel_budget=100_000), min_interval_s=0.0, min_changed_voxels=10,
+                         grasp_planner=planner)
+    prior = _prior()
+    # "b" stands beside "a" and is never seen well (an empty mask): its view is skipped every frame, so its mesh
+    # stays its prior while "a" gets fused meshes.
+    T_still = scenes[0].objects[0].T_cam_obj @ make_transform(np.eye(3), [0.0, 0.3, 0.0])
+
+    def frame(k):
+        base = _frame(scenes[k], 1, prior)
+        hidden = replace(base.views[0], track_id="b", T_cam_obj=T_still, mask=np.zeros_like(base.views[0].mask))
+        return replace(base, views=[base.views[0], hidden])
+
+    assert [d.track_id for d in models.integrate(frame(0), now_s=0.0)] == ["a"]
+    assert len(built) == 2  # "a"'s fused mesh and "b"'s prior
+    for k in (2, 3):
+        (fused,) = models.integrate(frame(k), now_s=float(k))  # "a" seen anew, "b" not: only "a"'s new mesh is built
+        assert fused.track_id == "a" and fused.grasps_obj
+        assert len(built) == 2 + (k - 1)
+    fresh = grasps.SceneMeshes([models._models["a"].mesh_obj, models._models["b"].mesh_obj],
+                               [scenes[3].objects[0].T_cam_obj, T_still])
+    expected = fresh.plan(planner, 0, scenes[3].support_plane_cam)
+    assert [g.T_obj_grasp.tolist() for g in fused.grasps_obj] == [g.T_obj_grasp.tolist() for g in expected]
+
+
 def test_a_wrong_view_is_counted_not_fused(scenes):
     models = FusedModels(FusionConfig(voxel_budget=100_000), min_interval_s=0.0, min_changed_voxels=10)
     prior = _prior()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from moveit_msgs.msg import CollisionObject
 from std_msgs.msg import Header
 
 from sam3d_ros.geometry.transforms import invert_transform
@@ -37,6 +38,7 @@ OBJECT_NAMES = ["003_cracker_box", "004_sugar_box", "005_tomato_soup_can", "006_
                 "002_master_chef_can", "021_bleach_cleanser", "025_mug", "019_pitcher_base", "035_power_drill",
                 "022_windex_bottle", "036_wood_block", "024_bowl", "008_pudding_box", "007_tuna_fish_can",
                 "077_rubiks_cube", "065-j_cups", "070-a_colored_wood_blocks", "009_gelatin_box", "065-f_cups"]
+SWAP_WINDOW_S = 0.3  # a frame published this near a mesh install is counted as near it (late_frames_near)
 GRID_DISTANCE_M = 1.5  # grid layout: camera to a point above the grid centre (about 1.6 m to the table there);
 # 20 objects need about this much at 640x480
 
@@ -68,6 +70,9 @@ class NodeBenchResult:
     cpu_s: tuple[float, float] | None = None
     cpu_wall_s: float = 0.0
     achieved_rate_hz: float = 0.0
+    frame_sent_s: list[float] = field(default_factory=list)  # time.monotonic() each latencies_ms frame was published
+    mesh_adds_s: list[float] = field(default_factory=list)  # receipt of each collision ADD while playing (a new or
+    # swapped mesh: a reconstruction's or a fused one)
 
     @property
     def silently_lost(self) -> int:
@@ -229,6 +234,9 @@ def run_node_benchmark(
                 if out is not None and out.tf_received_s is not None and len(out.transforms) >= n_objects:
                     result.with_tf += 1
                     result.latencies_ms.append((out.tf_received_s - sent_s) * 1000.0)
+                    result.frame_sent_s.append(sent_s)
+            result.mesh_adds_s = [t for t, msg in zip(client.collision_received_s, client.collision_objects)
+                                  if msg.operation == CollisionObject.ADD and t >= start]
         after = _pipeline_counts(client, last_sent_ns + int(0.5e9))  # minus the sends of the first frame
         values = client.diagnostic_values()  # the rest from the same fresh /diagnostics
         pipeline = next((v for name, v in values.items() if name.endswith("pipeline")), {})
@@ -254,6 +262,24 @@ def run_node_benchmark(
         process.terminate()
         process.wait(timeout=10)
     return result
+
+
+def late_frames_near(latencies_ms: list[float], sent_s: list[float], events_s: list[float],
+                     window_s: float = SWAP_WINDOW_S) -> tuple[int, int, float]:
+    """Of the frames above the latencies' 95th percentile, how many were published within `window_s` of an event
+    (e.g. a mesh swap's collision ADD), out of how many; and the share of all frames published that near one (what
+    chance alone would give the late ones)."""
+    latencies, sent = np.asarray(latencies_ms, dtype=float), np.asarray(sent_s, dtype=float)
+    if len(latencies) == 0:
+        return 0, 0, 0.0
+    events = np.sort(np.asarray(events_s, dtype=float))
+    near = np.zeros(len(sent), dtype=bool)
+    if len(events):
+        after = np.clip(np.searchsorted(events, sent), 0, len(events) - 1)
+        before = np.clip(after - 1, 0, len(events) - 1)
+        near = np.minimum(np.abs(events[after] - sent), np.abs(events[before] - sent)) <= window_s
+    late = latencies > np.percentile(latencies, 95)
+    return int(np.count_nonzero(near & late)), int(np.count_nonzero(late)), float(near.mean())
 
 
 def format_node_bench(result: NodeBenchResult) -> str:
@@ -286,6 +312,11 @@ def format_node_bench(result: NodeBenchResult) -> str:
                      f"child processes (fusion) {children_s:.1f} s ({100.0 * children_s / result.cpu_wall_s:.0f} %)")
     if result.fusion:
         lines.append("  fusion (since start): " + ", ".join(f"{k} {v:g}" for k, v in result.fusion.items()))
+    if result.mesh_adds_s and len(result.frame_sent_s) == len(result.latencies_ms):
+        near_late, late, near_share = late_frames_near(result.latencies_ms, result.frame_sent_s, result.mesh_adds_s)
+        lines.append(f"  mesh installs while playing (collision ADDs received): {len(result.mesh_adds_s)}; frames above "
+                     f"the p95 published within {SWAP_WINDOW_S:g} s of one: {near_late} of {late} (all frames: "
+                     f"{100.0 * near_share:.1f} % were)")
     growth = None
     if len(result.rss_mb) >= 3:
         totals = [(t, node + children) for t, node, children in result.rss_mb]

@@ -3,7 +3,7 @@ the scenes it plays: every object visible, for 1 to 20 objects."""
 import numpy as np
 import pytest
 
-from sam3d_ros.tools.node_bench import OBJECT_NAMES, NodeBenchResult, bench_sequence, format_node_bench
+from sam3d_ros.tools.node_bench import OBJECT_NAMES, NodeBenchResult, bench_sequence, format_node_bench, late_frames_near
 
 
 def _result(**counts) -> NodeBenchResult:
@@ -61,6 +61,21 @@ def test_the_report_gives_the_cpu_of_node_and_fusion_per_published_frame():
     report = format_node_bench(result)
     assert "CPU while playing: node 5.0 s (50 % of one core; 20.0 ms per frame it published), " \
            "child processes (fusion) 2.5 s (25 %)" in report
+
+
+def test_late_frames_are_counted_by_how_near_a_mesh_install_they_were_published():
+    sent_s = [0.1 * k for k in range(100)]  # 10 s of frames
+    latencies = [10.0] * 100
+    for k in (49, 50, 51, 52, 80):  # four late frames around an install at 5.05 s, one far from any
+        latencies[k] = 100.0
+    near_late, late, near_share = late_frames_near(latencies, sent_s, [5.05, 9.95])
+    assert (near_late, late) == (4, 5)
+    assert near_share == pytest.approx(9 / 100)  # 4.8-5.3 s (6 frames) and 9.7-9.9 s (3 frames)
+    assert late_frames_near(latencies, sent_s, []) == (0, 5, 0.0)
+    result = _result(published=100, with_tf=100, node_frames_in=100, node_frames_out=100, node_frames_dropped=0)
+    result.latencies_ms, result.frame_sent_s, result.mesh_adds_s = latencies, sent_s, [5.05, 9.95]
+    assert "mesh installs while playing (collision ADDs received): 2; frames above the p95 published within 0.3 s " \
+           "of one: 4 of 5 (all frames: 9.0 % were)" in format_node_bench(result)
 
 
 def test_the_cpu_of_a_process_and_its_children_is_read_from_proc():

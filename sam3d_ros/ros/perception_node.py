@@ -838,7 +838,7 @@ class PerceptionNode(Node):
         for fused in self.fused_models.integrate(frame, self._arrival_s(), set(reconstructions)):
             reconstruction = reconstructions.get(fused.track_id)
             if reconstruction is not None:
-                model = ObjectModel.from_mesh(fused.mesh_obj)
+                model = fused.tracking_model or ObjectModel.from_mesh(fused.mesh_obj)  # made in the fusion process
                 shown = {} if fused.display_mesh_obj is None else {fused.track_id: fused.display_mesh_obj}
                 due.append((fused, model, self._prepare_meshes([replace(reconstruction, mesh_obj=fused.mesh_obj)], shown)))
         return due

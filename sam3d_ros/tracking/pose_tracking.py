@@ -54,9 +54,21 @@ class ObjectModel:
         points_obj, normals_obj = points_obj[keep], np.ascontiguousarray(normals_obj[keep])
         if len(points_obj) < 10:
             raise ValueError(f"only {len(points_obj)} usable surface samples on the mesh")
+        return cls.from_samples(points_obj, normals_obj)
+
+    @classmethod
+    def from_samples(cls, points_obj: np.ndarray, normals_obj: np.ndarray) -> "ObjectModel":
+        """The model of surface samples already taken (object frame): its ICP cloud and KD-tree built here."""
+        points_obj = np.ascontiguousarray(points_obj, dtype=np.float64)
+        normals_obj = np.ascontiguousarray(normals_obj, dtype=np.float64)
         cloud_obj = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points_obj))
         cloud_obj.normals = o3d.utility.Vector3dVector(normals_obj)
         return cls(points_obj, normals_obj, cloud_obj, cKDTree(points_obj))
+
+    def __reduce__(self):
+        """Pickled as its samples (an open3d cloud cannot be): a model made in the fusion process reaches the node
+        without the node sampling the mesh again."""
+        return ObjectModel.from_samples, (self.points_obj, self.normals_obj)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from sam3d_ros.tools.synthetic import (
     default_intrinsics, load_ycb_mesh, look_at_camera, render_scene, stretched_model_box, upright_pose,
 )
 from sam3d_ros.tracking.fused_models import FusedModels, FusionFrame, FusionProcess, FusionView
+from sam3d_ros.tracking.pose_tracking import ObjectModel
 
 NAME = "004_sugar_box"  # a tuning object
 INTRINSICS = default_intrinsics(320, 240)
@@ -232,7 +233,10 @@ def test_the_fusion_process_is_sent_each_mesh_version_once_and_fuses_the_views_t
         process._without_sent_meshes(_frame(scenes[2], 1, prior), set())  # "a" no longer tracked: forgotten
         assert process._without_sent_meshes(_frame(scenes[2], 2, prior), {"a"}).views[0].prior_mesh_obj is prior
         process._sent_versions = {}
-        process.integrate(_frame(scenes[0], 1, prior), 0.0, {"a"})
+        (fused,) = process.integrate(_frame(scenes[0], 1, prior), 0.0, {"a"})
+        # The fused mesh comes with the tracker's model of it, sampled in the child as the node would sample it.
+        expected = ObjectModel.from_mesh(fused.mesh_obj)
+        assert fused.tracking_model.points_obj.tobytes() == expected.points_obj.tobytes()
         for scene in scenes[2:]:  # new views of version 1: their frames come without the mesh, and are fused
             process.integrate(_frame(scene, 1, prior), 0.0, {"a"})
         assert process.views_integrated == 1 + len(scenes[2:]), process.last_skip_reason

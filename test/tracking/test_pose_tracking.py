@@ -186,6 +186,22 @@ def test_tracking_the_same_points_again_gives_bit_identical_poses(sequence, reco
                 assert again.tobytes() == first.tobytes(), f"object {object_id}: {np.abs(again - first).max():.1e} apart"
 
 
+def test_a_model_pickled_to_another_process_tracks_bit_identically(sequence, reconstructions):
+    """The fusion process samples each fused mesh's model and sends it to the node: it arrives as its samples, with
+    its ICP cloud and KD-tree built again, and tracks exactly as the model sampled in the node would."""
+    import pickle
+
+    reconstruction, model = reconstructions[1]
+    received = pickle.loads(pickle.dumps(model))
+    assert received.points_obj.tobytes() == model.points_obj.tobytes()
+    assert np.asarray(received.cloud_obj.normals).tobytes() == model.normals_obj.tobytes()
+    assert received.tree_obj.query(model.points_obj[:5])[1].tolist() == list(range(5))
+    for scene in sequence[::5]:
+        points_cam = observed_tracking_points(scene.depth_m, scene.intrinsics, scene.mask(1))
+        assert track_pose(received, points_cam, reconstruction.T_cam_obj).T_cam_obj.tobytes() == \
+            track_pose(model, points_cam, reconstruction.T_cam_obj).T_cam_obj.tobytes()
+
+
 def test_masks_spilling_onto_the_table_and_outliers(sequence, reconstructions):
     """Masks dilated by 5 px onto table and background, plus 20 % random points within 10 cm of the object."""
     reconstruction, model = reconstructions[1]

@@ -168,12 +168,40 @@ def test_occluded_silhouette_edges_and_the_lost_rim():
     inner_points = points[np.isin(pixels[:, 0] * 1000 + pixels[:, 1], inner[:, 0] * 1000 + inner[:, 1])]
     normals = np.tile([0.0, 0.0, -1.0], (len(inner_points), 1))
     filled, _, filled_normals, filled_pixels = backend._fill_silhouette(
-        frame, mask, inner, inner_points, np.zeros((len(inner_points), 3), np.uint8), normals
+        frame, mask, inner, inner_points, np.zeros((len(inner_points), 3), np.uint8), normals, np.array([0.0, -1.0, 0.0])
     )
     assert len(filled) == len(filled_pixels) > len(inner_points)
     assert filled_pixels[:, 1].min() == 60 and filled_pixels[:, 1].max() == 99
     np.testing.assert_allclose(filled[:, 2], 1.0, atol=1e-9)
     assert np.isnan(filled_normals[len(inner_points):]).all()
+
+
+def test_the_filled_rim_does_not_raise_the_top():
+    """A wall leaning back (a bowl's far inner wall, seen from above) whose rim lost its depth: its tangent plane goes
+    on up and back past the rim, but no filled point rises above the highest seen point; sideways the rim is still
+    filled out to the mask's edge."""
+    from sam3d_ros.reconstruction.backends.depth import DepthBackend
+    from sam3d_ros.tools.synthetic import default_intrinsics
+
+    intrinsics = default_intrinsics(160, 120)
+    rows, cols = np.mgrid[0:120, 0:160]
+    ray_y = (rows - intrinsics.cy) / intrinsics.fy
+    depth = (1.0 / (1.0 + 1.5 * ray_y)).astype(np.float32)  # z = 1 - 1.5 y: higher up (y < 0) is farther back
+    mask = np.zeros((120, 160), bool)
+    mask[40:80, 60:100] = True
+    frame = RGBDFrame(np.zeros((120, 160, 3), np.uint8), depth, intrinsics)
+    kept = np.zeros_like(mask)
+    kept[45:78, 62:98] = True  # the top rim (rows 40-44) and the sides lost their depth
+    inner = np.argwhere(kept)
+    points, _ = intrinsics.backproject(depth, kept)
+    normal = np.array([0.0, -1.5, -1.0]) / np.sqrt(3.25)  # toward the camera and up
+    up_cam = np.array([0.0, -1.0, 0.0])
+    filled, _, _, filled_pixels = DepthBackend()._fill_silhouette(
+        frame, mask, inner, points, np.zeros((len(points), 3), np.uint8), np.tile(normal, (len(points), 1)), up_cam
+    )
+    assert (filled @ up_cam).max() <= (points @ up_cam).max() + 1e-9
+    assert filled_pixels[:, 1].min() == 60 and filled_pixels[:, 1].max() == 99  # sideways the rim came back
+    assert filled_pixels[:, 0].max() == 79
 
 
 def test_the_image_border_is_an_occluding_edge():

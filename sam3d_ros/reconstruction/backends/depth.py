@@ -134,7 +134,9 @@ class DepthBackend(ReconstructionBackend):
         points_cam, colors, pixels = points_cam[kept], colors[kept], pixels[kept]
         points_cam = self._smooth(points_cam)
         normals_cam = self._normals(points_cam)
-        points_cam, colors, normals_cam, pixels = self._fill_silhouette(frame, mask, pixels, points_cam, colors, normals_cam)
+        up_cam = plane[:3] if plane is not None else np.array([0.0, -1.0, 0.0])  # the support normal, or image-up
+        points_cam, colors, normals_cam, pixels = self._fill_silhouette(frame, mask, pixels, points_cam, colors, normals_cam,
+                                                                        up_cam)
         occluded = self._occluded_edge(frame, scene.others_mask, pixels, points_cam, scale)
         candidates, explanations = [], []
         for up_cam, plane_d in self._verticals(plane, points_cam, scale):
@@ -425,7 +427,7 @@ class DepthBackend(ReconstructionBackend):
 
     def _fill_silhouette(
         self, frame: RGBDFrame, mask: np.ndarray, pixels: np.ndarray, points_cam: np.ndarray, colors: np.ndarray,
-        normals_cam: np.ndarray,
+        normals_cam: np.ndarray, up_cam: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Points for the mask's outer rim pixels that have no kept depth (edge dropout, flying pixels removed as
         outliers): on their own viewing ray where it meets the tangent plane of the nearest kept point. Without them
@@ -452,6 +454,11 @@ class DepthBackend(ReconstructionBackend):
         grazing = np.abs(along) < 0.3
         distance = np.where(grazing, np.linalg.norm(anchor, axis=1), np.sum(anchor * normal, axis=1) / np.where(grazing, 1.0, along))
         filled = rays * distance[:, None]
+        # The rim extends the silhouette sideways, not the top: a fill above the highest seen point (a bowl's or
+        # mug's inner wall, seen from above, extended past its rim) is dropped. (Seen from above, an object's top is
+        # in view; sideways a tangent plane may reach farther back: a curved side goes on curving away.)
+        below_top = filled @ up_cam <= float(np.max(points_cam @ up_cam))
+        rim_pixels, filled = rim_pixels[below_top], filled[below_top]
         return (
             np.vstack([points_cam, filled]),
             np.vstack([colors, frame.rgb[rim_pixels[:, 0], rim_pixels[:, 1]]]),

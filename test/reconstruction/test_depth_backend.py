@@ -263,3 +263,27 @@ def test_objects_over_a_metre_get_a_mesh_not_a_subdivision_error():
     assert result.errors == [] and len(result.objects) == 3
     assert max(o.size_obj.max() for o in result.objects) > 1.0
     assert all(o.mesh_obj.is_watertight for o in result.objects)
+
+
+def test_the_solid_of_revolution_takes_in_a_seen_handle():
+    """A mug body (4 cm radius) seen from the camera's side with a 2 cm handle on its right: the candidate's axis
+    stays on the body, and its box (x along the handle) and centre take the handle in."""
+    from sam3d_ros.reconstruction.backends.depth import DepthBackend, _PlaneBasis
+
+    rng = np.random.default_rng(0)
+    angle, z = rng.uniform(np.pi / 2, 3 * np.pi / 2, 4000), rng.uniform(0.0, 0.09, 4000)
+    body_ab = np.column_stack([0.5 + 0.04 * np.cos(angle), 0.1 + 0.04 * np.sin(angle)])
+    t = rng.uniform(0.0, np.pi, 400)
+    handle_ab = np.column_stack([0.5 + rng.uniform(-0.005, 0.005, 400), 0.14 + 0.02 * np.sin(t)])
+    points_ab = np.vstack([body_ab, handle_ab])
+    heights = np.r_[z, 0.045 + 0.025 * np.cos(t)]
+    basis = _PlaneBasis(np.array([0.0, -1.0, 0.0]), 0.3, np.array([0.0, 0.0, 1.0]))
+    backend = DepthBackend()
+    shape, T_cam_obj, size_obj, mesh = backend._revolution(basis, points_ab, heights, 0.09,
+                                                          backend._scale(basis.from_ab(points_ab, heights)))
+    assert shape == "revolution with handle"
+    np.testing.assert_allclose(size_obj, [0.10, 0.08, 0.09], atol=0.004)
+    np.testing.assert_allclose(basis.to_ab(T_cam_obj[:3, 3][None])[0], [0.5, 0.11], atol=0.003)
+    assert abs(T_cam_obj[:3, 0] @ basis.lateral) > 0.99 and T_cam_obj[0, 0] >= 0  # x along the handle, to the right
+    assert mesh.is_watertight
+    np.testing.assert_allclose(mesh.bounds[1, :2], -mesh.bounds[0, :2], atol=1e-9)  # the origin is the box centre

@@ -3,8 +3,10 @@ bowls, bottles, cans, cups, fruit and balls, a mug's body.
 
 All height slices share one axis: the points of slice k satisfy x^2 + y^2 = 2 a x + 2 b y + c_k (concentric circles,
 one linear least-squares problem for the axis (a, b), each c_k eliminated by centring its slice); each slice's radius is then the median
-distance of its points to the axis (a handle or a spout moves a median little). The mesh is one ring per slice,
-joined and capped (`sliced_solid.closed_ring_mesh`), watertight by construction.
+distance of its points to the axis. A handle or a spout would pull the axis toward it: the axis is refitted on the
+points near their slice's circle, and the points well outside the body are returned as `attached` (the caller
+joins them to the body). The mesh is one ring per slice, joined and capped (`sliced_solid.closed_ring_mesh`),
+watertight by construction.
 """
 from __future__ import annotations
 
@@ -67,8 +69,8 @@ def fit_revolution(
     """Solid of revolution about a vertical axis through `points` (N, 3; z up) between z_range (bottom, top).
 
     A handle or a spout is not part of the body: the axis is refitted `rounds` times on the points within
-    max(3 robust sigmas, `attachment_fraction` x their slice's radius) of their slice's circle; the others that lie
-    beyond their own and the neighbouring slices' circles by that fraction are `attached` (the body's radii and axis come from the body's points).
+    max(3 robust sigmas, `attachment_fraction` x their slice's radius) of their slice's circle (the body); the
+    others that lie beyond their own and the neighbouring slices' circles by that fraction are `attached`.
     Raises ValueError when fewer than two slices hold three points or the fit is degenerate."""
     z_bottom, z_top = z_range
     n_bins = int(np.clip(round((z_top - z_bottom) / slice_m), 2, max_slices))

@@ -2,7 +2,8 @@
 
 The mesh is ray-cast from the camera over the bounding box of the mask and of the mesh's projection (on a pixel
 grid of at most `max_rays` rays). Two facts of a single view must hold for any right shape:
-- the silhouette: the mesh covers the mask's pixels and no others (intersection over union of the two);
+- the silhouette: the mesh covers the mask's pixels and no others (intersection over union of the two), except
+  where a surface the camera saw nearer than the mesh hides it (an occluder in front of its lower part);
 - free space: where the camera saw a surface (valid depth), nothing of the object lies in front of it (the camera
   looked through that space): not outside the mask (a mirrored half over the table seen behind), nor inside it (a
   cap over a bowl's inside), nor over another object. Where another object is nearer than the mesh, the mesh may
@@ -59,9 +60,12 @@ def explain_depth(
     t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()  # along unnormalised rays: t = depth z
     rendered = np.isfinite(t_hit)
     inside = mask[grid_r, grid_c]
-    union = np.count_nonzero(rendered | inside)
-    iou = np.count_nonzero(rendered & inside) / union if union else 0.0
     observed = depth_m[grid_r, grid_c]
+    # Outside the mask, a part of the mesh behind a nearer seen surface (an occluder, the table's edge in front of
+    # it) is hidden there: the mask could not show it, so it does not count against the silhouette.
+    hidden = rendered & ~inside & np.isfinite(observed) & (observed < t_hit - margin_m)
+    union = np.count_nonzero((rendered & ~hidden) | inside)
+    iou = np.count_nonzero(rendered & inside) / union if union else 0.0
     seen_behind = np.isfinite(observed) & (t_hit < observed - margin_m)
     violation = np.count_nonzero(rendered & seen_behind) / max(np.count_nonzero(rendered), 1)
     return DepthExplanation(float(iou), float(violation), float(iou * (1.0 - violation)))

@@ -58,3 +58,18 @@ def test_a_shape_going_on_beyond_the_image_is_not_charged_for_it():
     assert 2.0 > 2 * half_view_m + 0.5  # the box reaches well beyond both sides of the image
     assert whole.free_space_violation == 0.0 and whole.score > 0.9
     assert abs(whole.score - cut.score) < 0.02
+
+
+def test_a_part_hidden_behind_a_nearer_occluder_does_not_count_against_the_silhouette():
+    """The cube's lower half is hidden by an occluder at 0.5 m (its mask shows the upper half only): the whole cube
+    explains the image as well as its seen half does; a cube twice as wide still loses on the wall beside it."""
+    intrinsics, depth, mask = _box_view()
+    rows = np.mgrid[0:120, 0:160][0]
+    lower = rows >= intrinsics.cy
+    depth[lower] = 0.5
+    mask = mask & ~lower
+    T = make_transform(np.eye(3), np.array([0.0, 0.0, 1.05]))
+    whole = explain_depth(trimesh.creation.box(extents=(0.1, 0.1, 0.1)), T, intrinsics, depth, mask)
+    assert whole.silhouette_iou > 0.9 and whole.score > 0.9
+    wide = explain_depth(trimesh.creation.box(extents=(0.2, 0.1, 0.1)), T, intrinsics, depth, mask)
+    assert wide.score < whole.score - 0.3

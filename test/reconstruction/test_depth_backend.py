@@ -168,12 +168,40 @@ def test_occluded_silhouette_edges_and_the_lost_rim():
     inner_points = points[np.isin(pixels[:, 0] * 1000 + pixels[:, 1], inner[:, 0] * 1000 + inner[:, 1])]
     normals = np.tile([0.0, 0.0, -1.0], (len(inner_points), 1))
     filled, _, filled_normals, filled_pixels = backend._fill_silhouette(
-        frame, mask, inner, inner_points, np.zeros((len(inner_points), 3), np.uint8), normals
+        frame, mask, inner, inner_points, np.zeros((len(inner_points), 3), np.uint8), normals, np.array([0.0, -1.0, 0.0])
     )
     assert len(filled) == len(filled_pixels) > len(inner_points)
     assert filled_pixels[:, 1].min() == 60 and filled_pixels[:, 1].max() == 99
     np.testing.assert_allclose(filled[:, 2], 1.0, atol=1e-9)
     assert np.isnan(filled_normals[len(inner_points):]).all()
+
+
+def test_the_filled_rim_does_not_raise_the_top():
+    """A wall leaning back (a bowl's far inner wall, seen from above) whose rim lost its depth: its tangent plane goes
+    on up and back past the rim, but no filled point rises above the highest seen point; sideways the rim is still
+    filled out to the mask's edge."""
+    from sam3d_ros.reconstruction.backends.depth import DepthBackend
+    from sam3d_ros.tools.synthetic import default_intrinsics
+
+    intrinsics = default_intrinsics(160, 120)
+    rows, cols = np.mgrid[0:120, 0:160]
+    ray_y = (rows - intrinsics.cy) / intrinsics.fy
+    depth = (1.0 / (1.0 + 1.5 * ray_y)).astype(np.float32)  # z = 1 - 1.5 y: higher up (y < 0) is farther back
+    mask = np.zeros((120, 160), bool)
+    mask[40:80, 60:100] = True
+    frame = RGBDFrame(np.zeros((120, 160, 3), np.uint8), depth, intrinsics)
+    kept = np.zeros_like(mask)
+    kept[45:78, 62:98] = True  # the top rim (rows 40-44) and the sides lost their depth
+    inner = np.argwhere(kept)
+    points, _ = intrinsics.backproject(depth, kept)
+    normal = np.array([0.0, -1.5, -1.0]) / np.sqrt(3.25)  # toward the camera and up
+    up_cam = np.array([0.0, -1.0, 0.0])
+    filled, _, _, filled_pixels = DepthBackend()._fill_silhouette(
+        frame, mask, inner, points, np.zeros((len(points), 3), np.uint8), np.tile(normal, (len(points), 1)), up_cam
+    )
+    assert (filled @ up_cam).max() <= (points @ up_cam).max() + 1e-9
+    assert filled_pixels[:, 1].min() == 60 and filled_pixels[:, 1].max() == 99  # sideways the rim came back
+    assert filled_pixels[:, 0].max() == 79
 
 
 def test_the_image_border_is_an_occluding_edge():
@@ -235,3 +263,27 @@ def test_objects_over_a_metre_get_a_mesh_not_a_subdivision_error():
     assert result.errors == [] and len(result.objects) == 3
     assert max(o.size_obj.max() for o in result.objects) > 1.0
     assert all(o.mesh_obj.is_watertight for o in result.objects)
+
+
+def test_the_solid_of_revolution_takes_in_a_seen_handle():
+    """A mug body (4 cm radius) seen from the camera's side with a 2 cm handle on its right: the candidate's axis
+    stays on the body, and its box (x along the handle) and centre take the handle in."""
+    from sam3d_ros.reconstruction.backends.depth import DepthBackend, _PlaneBasis
+
+    rng = np.random.default_rng(0)
+    angle, z = rng.uniform(np.pi / 2, 3 * np.pi / 2, 4000), rng.uniform(0.0, 0.09, 4000)
+    body_ab = np.column_stack([0.5 + 0.04 * np.cos(angle), 0.1 + 0.04 * np.sin(angle)])
+    t = rng.uniform(0.0, np.pi, 400)
+    handle_ab = np.column_stack([0.5 + rng.uniform(-0.005, 0.005, 400), 0.14 + 0.02 * np.sin(t)])
+    points_ab = np.vstack([body_ab, handle_ab])
+    heights = np.r_[z, 0.045 + 0.025 * np.cos(t)]
+    basis = _PlaneBasis(np.array([0.0, -1.0, 0.0]), 0.3, np.array([0.0, 0.0, 1.0]))
+    backend = DepthBackend()
+    shape, T_cam_obj, size_obj, mesh = backend._revolution(basis, points_ab, heights, 0.09,
+                                                          backend._scale(basis.from_ab(points_ab, heights)))
+    assert shape == "revolution with handle"
+    np.testing.assert_allclose(size_obj, [0.10, 0.08, 0.09], atol=0.004)
+    np.testing.assert_allclose(basis.to_ab(T_cam_obj[:3, 3][None])[0], [0.5, 0.11], atol=0.003)
+    assert abs(T_cam_obj[:3, 0] @ basis.lateral) > 0.99 and T_cam_obj[0, 0] >= 0  # x along the handle, to the right
+    assert mesh.is_watertight
+    np.testing.assert_allclose(mesh.bounds[1, :2], -mesh.bounds[0, :2], atol=1e-9)  # the origin is the box centre

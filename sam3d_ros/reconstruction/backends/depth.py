@@ -11,6 +11,8 @@ candidate shapes, simplest first,
   visible faces), where its own test passes (`_pick_primitive`),
 - a solid of revolution about the plane's normal (`revolution.py`: bowls, cans, cups, fruit, balls, a mug's body),
 - the upright superquadric (`superquadric.py`), where its fit passes (rounded boxes, tins),
+- a solid of revolution with a handle or a spout: seen points well outside the body, joined to it as their convex
+  hull (a mug or a pitcher seen with its handle; two parts, so after the superquadric),
 - the visible points mirrored through a vertical axis (silhouette tangent points and visible depth extent), lofted
   slice by slice (bottles),
 - the visible height map extruded down to the bottom (`heightmap_solid.py`: tools, plates, toys, what is seen from
@@ -99,6 +101,7 @@ class DepthBackend(ReconstructionBackend):
         superquadric_tolerance_m: float = 0.0025,
         occluder_margin_m: float = 0.01,
         explanation_margin: float = 0.15,
+        attachment_fraction: float = 0.03,
     ) -> None:
         self.min_points = min_points
         self.erode_px = erode_px
@@ -116,6 +119,7 @@ class DepthBackend(ReconstructionBackend):
         self.superquadric_tolerance_m = superquadric_tolerance_m
         self.occluder_margin_m = occluder_margin_m
         self.explanation_margin = explanation_margin
+        self.attachment_fraction = attachment_fraction
 
     def reconstruct(
         self, frame: RGBDFrame, mask: np.ndarray, scene: SceneContext, object_id: str = "", label: str = "", score: float = 1.0
@@ -134,7 +138,9 @@ class DepthBackend(ReconstructionBackend):
         points_cam, colors, pixels = points_cam[kept], colors[kept], pixels[kept]
         points_cam = self._smooth(points_cam)
         normals_cam = self._normals(points_cam)
-        points_cam, colors, normals_cam, pixels = self._fill_silhouette(frame, mask, pixels, points_cam, colors, normals_cam)
+        up_cam = plane[:3] if plane is not None else np.array([0.0, -1.0, 0.0])  # the support normal, or image-up
+        points_cam, colors, normals_cam, pixels = self._fill_silhouette(frame, mask, pixels, points_cam, colors, normals_cam,
+                                                                        up_cam)
         occluded = self._occluded_edge(frame, scene.others_mask, pixels, points_cam, scale)
         candidates, explanations = [], []
         for up_cam, plane_d in self._verticals(plane, points_cam, scale):
@@ -192,10 +198,13 @@ class DepthBackend(ReconstructionBackend):
         if primitive_sq is not None and model != "superquadric":
             yield (model, *self._primitive(model, primitive_sq, basis, height, scale))
         revolved = self._revolution(basis, points_ab, heights, height, scale)
-        if revolved is not None:
-            yield ("revolution", *revolved)
+        # A body of revolution with a handle (or spout) is two parts: less simple than one superquadric.
+        if revolved is not None and revolved[0] == "revolution":
+            yield revolved
         if primitive_sq is not None and model == "superquadric":
             yield (model, *self._primitive(model, primitive_sq, basis, height, scale))
+        if revolved is not None and revolved[0] != "revolution":
+            yield revolved
         cell_m = max(2.0 * float(np.median(points_cam[:, 2])) / frame.intrinsics.fx, 0.002 * scale.factor)
         for mirrored in (True, False):
             hull = self._hull(points_cam, basis, back_centre_ab, heights, up_cam, scale, mirrored, cell_m)
@@ -221,9 +230,12 @@ class DepthBackend(ReconstructionBackend):
 
     def _revolution(
         self, basis: "_PlaneBasis", points_ab: np.ndarray, heights: np.ndarray, height: float, scale: _Scale,
-    ) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh] | None:
-        """(T_cam_obj, size_obj, mesh_obj) of the solid of revolution about the plane's normal fitted to the visible
-        points, or None where no axis lies behind them (seen from outside, a surface of revolution curves away)."""
+    ) -> tuple[str, np.ndarray, np.ndarray, trimesh.Trimesh] | None:
+        """(shape, T_cam_obj, size_obj, mesh_obj) of the solid of revolution about the plane's normal fitted to the
+        visible points, or None where no axis lies behind them (seen from outside, a surface of revolution curves
+        away). Seen points beyond the body (`fit_revolution`'s attached ones, at least `attachment_fraction` of
+        all) are a handle or a spout: their convex hull, down to their feet on the body, joins the body's mesh
+        ("revolution with handle"), and the box takes it in."""
         try:
             rev = fit_revolution(np.column_stack([points_ab, heights]), (0.0, height), 0.01 * scale.factor)
         except ValueError:
@@ -232,11 +244,41 @@ class DepthBackend(ReconstructionBackend):
         lateral = float(np.ptp(points_ab[:, 1]))
         if not (rev.centre_xy[0] > np.median(points_ab[:, 0]) and 0 < radius <= lateral):
             return None
-        T_cam_obj, size_obj = self._primitive_frame(basis, rev.centre_xy, np.array([0.0, 1.0]), height)
-        size_obj[:2] = 2 * radius
         mesh = rev.mesh()
         mesh.vertices[:, 2] -= height / 2  # the object frame's origin is the box centre
-        return T_cam_obj, size_obj, mesh
+        attached = rev.attached & (heights > 0)
+        if attached.sum() < max(3, self.attachment_fraction * len(points_ab)):
+            T_cam_obj, size_obj = self._primitive_frame(basis, rev.centre_xy, np.array([0.0, 1.0]), height)
+            size_obj[:2] = 2 * radius
+            return "revolution", T_cam_obj, size_obj, mesh
+        # A handle or spout: the convex hull of its points and their feet on the body, joined to the body's mesh;
+        # x points from the axis to it, the box (and the origin) takes it in.
+        offset_ab = points_ab[attached] - rev.centre_xy
+        direction_ab = offset_ab.mean(axis=0) / max(float(np.linalg.norm(offset_ab.mean(axis=0))), 1e-12)
+        T_cam_obj, size_obj = self._primitive_frame(basis, rev.centre_xy, direction_ab, height)
+        attached_cam = basis.from_ab(points_ab[attached], heights[attached])
+        outward = offset_ab / np.maximum(np.linalg.norm(offset_ab, axis=1, keepdims=True), 1e-12)
+        feet_ab = rev.centre_xy + outward * 0.9 * rev.radius_at(heights[attached])[:, None]
+        feet_cam = basis.from_ab(feet_ab, heights[attached])
+        handle_obj = transform_points(invert_transform(T_cam_obj), np.vstack([attached_cam, feet_cam]))
+        try:
+            handle = trimesh.convex.convex_hull(handle_obj)
+        except Exception:  # noqa: BLE001 - degenerate (flat) handle points: the body alone
+            handle = None
+        if handle is None or not handle.is_watertight:
+            size_obj[:2] = 2 * radius
+            return "revolution", T_cam_obj, size_obj, mesh
+        T_cam_obj, size_obj, joined = self._boxed(T_cam_obj, trimesh.util.concatenate([mesh, handle]))
+        if size_obj[0] < size_obj[1]:  # x along the longer side: a quarter turn about z
+            quarter = make_transform(np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), np.zeros(3))
+            T_cam_obj = T_cam_obj @ quarter
+            joined = trimesh.Trimesh(transform_points(invert_transform(quarter), joined.vertices), joined.faces, process=False)
+            size_obj = size_obj[[1, 0, 2]]
+        if T_cam_obj[0, 0] < 0:  # x points into the camera's right half: a half turn about z
+            half = make_transform(np.diag([-1.0, -1.0, 1.0]), np.zeros(3))
+            T_cam_obj = T_cam_obj @ half
+            joined = trimesh.Trimesh(transform_points(half, joined.vertices), joined.faces, process=False)
+        return "revolution with handle", T_cam_obj, size_obj, joined
 
     def _hull(
         self, points_cam: np.ndarray, basis: "_PlaneBasis", centre_ab: np.ndarray, heights: np.ndarray,
@@ -254,7 +296,18 @@ class DepthBackend(ReconstructionBackend):
                 solid = heightmap_solid(completed_obj, -size_obj[2] / 2, cell_m)
         except ValueError as exc:
             raise ReconstructionError(f"object points give no cross-section: {exc}") from exc
-        return T_cam_obj, size_obj, solid
+        return self._boxed(T_cam_obj, solid)
+
+    @staticmethod
+    def _boxed(T_cam_obj: np.ndarray, mesh_obj: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, trimesh.Trimesh]:
+        """(T_cam_obj, size_obj, mesh_obj) with the origin moved to the centre of the mesh's own box (along the same
+        axes) and the sizes its extents: the box says what the mesh is, not what the points it came from spanned."""
+        low, high = mesh_obj.vertices.min(axis=0), mesh_obj.vertices.max(axis=0)
+        shift = (low + high) / 2
+        mesh_obj = trimesh.Trimesh(mesh_obj.vertices - shift, mesh_obj.faces, process=False)
+        T_cam_obj = T_cam_obj.copy()
+        T_cam_obj[:3, 3] += T_cam_obj[:3, :3] @ shift
+        return T_cam_obj, high - low, mesh_obj
 
     def _pick_primitive(
         self, fit: FootprintFit, back_centre_ab: np.ndarray, points_ab: np.ndarray, points_abh: np.ndarray,
@@ -425,7 +478,7 @@ class DepthBackend(ReconstructionBackend):
 
     def _fill_silhouette(
         self, frame: RGBDFrame, mask: np.ndarray, pixels: np.ndarray, points_cam: np.ndarray, colors: np.ndarray,
-        normals_cam: np.ndarray,
+        normals_cam: np.ndarray, up_cam: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Points for the mask's outer rim pixels that have no kept depth (edge dropout, flying pixels removed as
         outliers): on their own viewing ray where it meets the tangent plane of the nearest kept point. Without them
@@ -452,6 +505,11 @@ class DepthBackend(ReconstructionBackend):
         grazing = np.abs(along) < 0.3
         distance = np.where(grazing, np.linalg.norm(anchor, axis=1), np.sum(anchor * normal, axis=1) / np.where(grazing, 1.0, along))
         filled = rays * distance[:, None]
+        # The rim extends the silhouette sideways, not the top: a fill above the highest seen point (a bowl's or
+        # mug's inner wall, seen from above, extended past its rim) is dropped. (Seen from above, an object's top is
+        # in view; sideways a tangent plane may reach farther back: a curved side goes on curving away.)
+        below_top = filled @ up_cam <= float(np.max(points_cam @ up_cam))
+        rim_pixels, filled = rim_pixels[below_top], filled[below_top]
         return (
             np.vstack([points_cam, filled]),
             np.vstack([colors, frame.rgb[rim_pixels[:, 0], rim_pixels[:, 1]]]),

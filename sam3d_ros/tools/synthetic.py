@@ -954,8 +954,10 @@ def camera_sweep_sequence(
     noise: NoiseModel | None = NoiseModel(),
 ) -> list[SyntheticScene]:
     """`n_frames` renders of static upright YCB objects seen by a camera that circles the table centre by
-    `sweep_deg` (a wrist camera or a moving base). Objects stand in a row across the first view (0.2 m apart), turned
-    at random; the start azimuth is random; each frame's `T_cam_world` is the camera's true pose. Determined by `seed`."""
+    `sweep_deg` (a wrist camera or a moving base), looking at the middle height of the tallest object (so a tall
+    object is in view from its foot to its top, as a robot that looks at what it reconstructs sees it). Objects stand
+    in a row across the first view (0.2 m apart), turned at random; the start azimuth is random; each frame's
+    `T_cam_world` is the camera's true pose. Determined by `seed`."""
     if n_frames < 1 or not names:
         raise ValueError("at least one frame and one object are needed")
     rng = np.random.default_rng(seed)
@@ -969,11 +971,18 @@ def camera_sweep_sequence(
     intrinsics = intrinsics or default_intrinsics()
     noise_rng = np.random.default_rng(seed + 1)
     step = sweep_deg / max(n_frames - 1, 1)
+    target_world = (0.0, 0.0, max(_standing_height(name) for name in names) / 2)
     return [
-        render_scene(placements, look_at_camera(distance_m, elevation_deg, start_deg + k * step), intrinsics,
-                     noise=noise, rng=noise_rng)
+        render_scene(placements, look_at_camera(distance_m, elevation_deg, start_deg + k * step, target_world),
+                     intrinsics, noise=noise, rng=noise_rng)
         for k in range(n_frames)
     ]
+
+
+def _standing_height(name: str) -> float:
+    """Height (m) of YCB object `name` standing upright (`upright_pose`)."""
+    bounds = _model_bounds(name)
+    return float(bounds[1, 2] - bounds[0, 2])
 
 
 def turntable_sequence(
@@ -981,11 +990,12 @@ def turntable_sequence(
     elevation_deg: float = 35.0, intrinsics: CameraIntrinsics | None = None, noise: NoiseModel | None = NoiseModel(),
 ) -> list[SyntheticScene]:
     """`n_frames` renders of one upright YCB object turned by `turn_deg` in total about the vertical through its
-    bounding-box centre (a turntable, or a robot turning it), seen by a static camera. Determined by `seed`."""
+    bounding-box centre (a turntable, or a robot turning it), seen by a static camera looking at its middle height.
+    Determined by `seed`."""
     if n_frames < 1:
         raise ValueError("at least one frame is needed")
     rng = np.random.default_rng(seed)
-    camera = look_at_camera(distance_m, elevation_deg, rng.uniform(0.0, 360.0))
+    camera = look_at_camera(distance_m, elevation_deg, rng.uniform(0.0, 360.0), (0.0, 0.0, _standing_height(name) / 2))
     yaw0 = rng.uniform(0.0, 2 * np.pi)
     intrinsics = intrinsics or default_intrinsics()
     noise_rng = np.random.default_rng(seed + 1)

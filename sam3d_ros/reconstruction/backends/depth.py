@@ -269,15 +269,15 @@ class DepthBackend(ReconstructionBackend):
             size_obj[:2] = 2 * radius
             return "revolution", T_cam_obj, size_obj, mesh
         T_cam_obj, size_obj, joined = self._boxed(T_cam_obj, trimesh.util.concatenate([mesh, handle]))
-        if size_obj[0] < size_obj[1]:  # x along the longer side: a quarter turn about z
-            quarter = make_transform(np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), np.zeros(3))
-            T_cam_obj = T_cam_obj @ quarter
-            joined = trimesh.Trimesh(transform_points(invert_transform(quarter), joined.vertices), joined.faces, process=False)
+        turn = np.eye(4)  # about z: the axes' conventions, applied to the frame and the mesh once
+        if size_obj[0] < size_obj[1]:  # x along the longer side: a quarter turn
+            turn = make_transform(np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), np.zeros(3))
             size_obj = size_obj[[1, 0, 2]]
-        if T_cam_obj[0, 0] < 0:  # x points into the camera's right half: a half turn about z
-            half = make_transform(np.diag([-1.0, -1.0, 1.0]), np.zeros(3))
-            T_cam_obj = T_cam_obj @ half
-            joined = trimesh.Trimesh(transform_points(half, joined.vertices), joined.faces, process=False)
+        if (T_cam_obj @ turn)[0, 0] < 0:  # x points into the camera's right half: a half turn more
+            turn = turn @ make_transform(np.diag([-1.0, -1.0, 1.0]), np.zeros(3))
+        if not np.array_equal(turn, np.eye(4)):
+            T_cam_obj = T_cam_obj @ turn
+            joined = trimesh.Trimesh(transform_points(invert_transform(turn), joined.vertices), joined.faces, process=False)
         return "revolution with handle", T_cam_obj, size_obj, joined
 
     def _hull(

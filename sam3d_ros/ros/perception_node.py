@@ -837,10 +837,16 @@ class PerceptionNode(Node):
         due = []
         for fused in self.fused_models.integrate(frame, self._arrival_s(), set(reconstructions)):
             reconstruction = reconstructions.get(fused.track_id)
-            if reconstruction is not None:
+            if reconstruction is None:
+                continue
+            try:
                 model = fused.tracking_model or ObjectModel.from_mesh(fused.mesh_obj)  # made in the fusion process
-                shown = {} if fused.display_mesh_obj is None else {fused.track_id: fused.display_mesh_obj}
-                due.append((fused, model, self._prepare_meshes([replace(reconstruction, mesh_obj=fused.mesh_obj)], shown)))
+            except ValueError as exc:  # one object's untrackable mesh costs that object's swap only
+                self.warn(f"fused_model:{fused.track_id}", f"object {fused.track_id}: its fused mesh cannot be tracked "
+                          f"({exc}); its current mesh is kept")
+                continue
+            shown = {} if fused.display_mesh_obj is None else {fused.track_id: fused.display_mesh_obj}
+            due.append((fused, model, self._prepare_meshes([replace(reconstruction, mesh_obj=fused.mesh_obj)], shown)))
         return due
 
     def _on_fused(self, job: Job, result: Any, error: BaseException | None, elapsed_s: float) -> None:

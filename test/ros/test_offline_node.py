@@ -101,6 +101,35 @@ def test_fused_meshes_come_at_the_recording_times_interval(context, tmp_path):
     assert versions == [1, 2, 2, 2, 3, 3], versions
 
 
+def test_a_fused_mesh_that_cannot_be_tracked_costs_only_its_own_swap(context, tmp_path):
+    # The fusion process never hands out a mesh without surface, but should one come (here injected at the process
+    # boundary, beside a good one), the other object's fused mesh is still installed and the node says why.
+    import numpy as np
+    import trimesh
+
+    from sam3d_ros.tracking.fused_models import FusedMesh
+
+    scene = moving_object_sequence(["004_sugar_box", "005_tomato_soup_can"], 1, seed=0, distance_range=(0.6, 0.6))[0]
+    recorded = []
+    node = make_node(context, tmp_path, recorded.append)
+    try:
+        feed_frame(node, scene, START_NS, START_NS + 1)
+        tracks = dict(node.tracker.tracks)
+        assert sorted(tracks) == ["1", "2"]
+        flat = trimesh.Trimesh(np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.2, 0.0, 0.0]]), [[0, 1, 2]], process=False)
+        good = tracks["2"].reconstruction.mesh_obj
+        node.fused_models.integrate = lambda *args: [FusedMesh("1", tracks["1"].mesh_version, flat, 3),
+                                                     FusedMesh("2", tracks["2"].mesh_version, good, 3)]
+        warnings = []
+        warn = node.warn
+        node.warn = lambda key, text: (warnings.append(text), warn(key, text))
+        due = node._fuse(None)
+    finally:
+        node.destroy_node()
+    assert [fused.track_id for fused, _, _ in due] == ["2"]
+    assert any(text.startswith("object 1: its fused mesh cannot be tracked") for text in warnings), warnings
+
+
 def test_at_most_fusion_max_rate_hz_frames_go_to_fusion_on_the_recording_clock(context, tmp_path):
     # Frames 0.1 s apart in the recording (the first is reconstructed, so fusion starts with the second):
     # fusion_max_rate_hz 5 sends every other frame to fusion, 0 every frame.

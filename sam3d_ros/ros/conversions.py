@@ -1053,13 +1053,16 @@ class GraspMessageBuilder:
         self.joint_names = [str(n) for n in joint_names]
         self.marker_namespace = marker_namespace
         self._lists: list[tuple[str, list]] = []  # (object id, grasps_obj list) the kept messages were built for
-        self._header = Header()
+        self._header = Header()  # shared by every kept sub-message, for good
         self._poses: list[Pose] = []
         self._grasps: Any = None  # ObjectGraspArray, None until asked for (or where sam3d_ros_msgs is not built)
         self._directions: list[tuple[Any, Any]] = []  # (approach, retreat) Vector3 of each kept Grasp
         self._ranked: list[tuple[float, str, float]] = []  # (score, object id, width) best first
         self._order = np.zeros(0, dtype=np.int64)
-        self.rebuilds = 0  # how often the kept messages were made anew (for tests and diagnostics)
+        # object id -> (its grasps_obj list, its ObjectGrasp messages and their (approach, retreat) in the list's order)
+        self._object_messages: dict[str, tuple[list, list, list]] = {}
+        self.rebuilds = 0  # how often the kept messages were put together anew (for tests and diagnostics)
+        self.objects_built = 0  # how often one object's ObjectGrasp messages were made (the costly part)
 
     def build(self, header: Header, objects: Iterable[ObjectReconstruction], T_frame_cam: np.ndarray | None = None,
               outputs: Iterable[str] = GRASP_OUTPUTS) -> GraspMessages:
@@ -1113,22 +1116,45 @@ class GraspMessageBuilder:
         return marker
 
     def _rebuild(self, lists: list[tuple[str, list]]) -> None:
-        """New messages for these objects' grasp lists (poses and directions are set by `build`)."""
+        """The kept messages for these objects' grasp lists, ranked best first over all objects (poses and directions
+        are set by `build`). An object whose grasp list is the one its kept messages were made for keeps them (a
+        fused mesh's new grasps cost that object's messages only); the others' are made anew."""
         self.rebuilds += 1
         self._lists = lists
-        self._header = Header()
         ids = [object_id for object_id, grasps in lists for _ in grasps]
         grasps = [g for _, grasps in lists for g in grasps]
         self._order = np.argsort(-np.array([float(g.score) for g in grasps], dtype=np.float64), kind="stable")
         self._ranked = [(float(grasps[i].score), ids[i], float(grasps[i].width_m)) for i in self._order]
-        self._poses = [Pose() for _ in self._ranked]
         self._grasps, self._directions = None, []
         try:
-            from sam3d_ros_msgs.msg import ObjectGrasp, ObjectGraspArray
+            from sam3d_ros_msgs.msg import ObjectGraspArray
         except ImportError:  # a robot that did not build interfaces/sam3d_ros_msgs: poses and markers only
+            self._poses = [Pose() for _ in self._ranked]
             return
+        kept = self._object_messages
+        self._object_messages = {}
+        messages, directions = [], []
+        for object_id, object_grasps in lists:
+            entry = kept.get(object_id)
+            if entry is None or entry[0] is not object_grasps:
+                entry = (object_grasps, *self._object_grasp_messages(object_id, object_grasps))
+                self.objects_built += 1
+            self._object_messages[object_id] = entry
+            messages += entry[1]
+            directions += entry[2]
+        self._grasps = ObjectGraspArray(header=self._header)
+        self._grasps.grasps = [messages[i] for i in self._order]
+        self._directions = [directions[i] for i in self._order]
+        self._poses = [message.grasp.grasp_pose.pose for message in self._grasps.grasps]
+        for rank, message in enumerate(self._grasps.grasps):
+            message.grasp.id = f"{message.object_id}_{rank}"
+
+    def _object_grasp_messages(self, object_id: str, object_grasps: list) -> tuple[list, list]:
+        """One object's ObjectGrasp messages in its list's order (ids, poses and directions are set later) and the
+        (approach, retreat) direction Vector3 of each."""
         from geometry_msgs.msg import PoseStamped, Vector3, Vector3Stamped
         from moveit_msgs.msg import Grasp, GripperTranslation
+        from sam3d_ros_msgs.msg import ObjectGrasp
         from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
         gripper, names, header = self.gripper, self.joint_names, self._header
@@ -1146,13 +1172,15 @@ class GraspMessageBuilder:
                                       min_distance=distance_m / 2), vector
 
         approach_m, force_n = float(gripper.approach_distance_m), float(gripper.max_force_n)
-        self._grasps = ObjectGraspArray(header=header)
-        for rank, ((score, object_id, width), pose) in enumerate(zip(self._ranked, self._poses)):
+        messages, directions = [], []
+        for g in object_grasps:
+            score, width = float(g.score), float(g.width_m)
             (approach, approach_vector), (retreat, retreat_vector) = translation(approach_m), translation(approach_m)
-            grasp = Grasp(id=f"{object_id}_{rank}", grasp_quality=score, max_contact_force=force_n,
-                          allowed_touch_objects=[object_id], grasp_pose=PoseStamped(header=header, pose=pose),
+            grasp = Grasp(grasp_quality=score, max_contact_force=force_n, allowed_touch_objects=[object_id],
+                          grasp_pose=PoseStamped(header=header, pose=Pose()),
                           pre_grasp_posture=posture(gripper.pre_grasp_opening(width), None),
                           grasp_posture=posture(max(width - 2 * gripper.clearance_m, 0.0), force_n),
                           pre_grasp_approach=approach, post_grasp_retreat=retreat)
-            self._grasps.grasps.append(ObjectGrasp(object_id=object_id, width=width, score=score, grasp=grasp))
-            self._directions.append((approach_vector, retreat_vector))
+            messages.append(ObjectGrasp(object_id=object_id, width=width, score=score, grasp=grasp))
+            directions.append((approach_vector, retreat_vector))
+        return messages, directions

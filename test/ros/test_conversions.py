@@ -773,9 +773,13 @@ def test_a_grasp_message_stream_reuses_its_messages_and_equals_fresh_ones_every_
             assert streamed.grasps.grasps[-1].grasp.post_grasp_retreat.direction.header.stamp.sec == 10 + frame
         assert streamed.poses.poses[1].position.x == pytest.approx(-0.1 + 0.01 * frame)  # b's best grasp moves with b
     assert builder.rebuilds == 1  # the same grasp lists: the messages were made once and only updated
+    built = builder.objects_built
     new_b = _grasped_box("b", -0.1, [0.95])  # b's new mesh comes with new grasps: now best
     streamed = builder.build(Header(frame_id="world"), [a, new_b], T_frame_cam=T_world_cam)
     assert builder.rebuilds == 2 and len(streamed.poses.poses) == 4
+    if streamed.grasps is not None:  # only b's messages were made anew; a's kept ones moved down a rank
+        assert builder.objects_built == built + 1
+        assert [g.grasp.id for g in streamed.grasps.grasps] == ["b_0", "a_1", "a_2", "a_3"]
     assert streamed == make_grasp_messages(Header(frame_id="world"), [a, new_b], gripper, ["j1", "j2"], T_frame_cam=T_world_cam)
     assert builder.build(Header(), [a]).poses.poses[0].position.x == pytest.approx(0.1) and builder.rebuilds == 3
 

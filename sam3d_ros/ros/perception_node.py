@@ -53,7 +53,7 @@ from sam3d_ros.ros.node_statistics import NodeStatistics
 from sam3d_ros.ros.sync import SEGMENTATION_MODES, FrameAssembler, FrameSet
 from sam3d_ros.ros.tf_listener import TransformLookupError, make_transform_lookup
 from sam3d_ros.ros.tf_publisher import make_transform_broadcaster
-from sam3d_ros.tracking.fused_models import FusionFrame, FusionProcess, FusionView
+from sam3d_ros.tracking.fused_models import FUSION_PRIORITIES, FusionFrame, FusionProcess, FusionView
 from sam3d_ros.tracking.pose_tracking import ObjectModel
 from sam3d_ros.tracking.mesh_cache import MeshCache, check_mesh_formats
 from sam3d_ros.tracking.scheduler import Job, ReconstructionScheduler
@@ -114,6 +114,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "fusion": (True, "Fuse every tracked view of an object into a multi-view model in the object's frame (off the tracking thread); its mesh replaces the single-view one at most once per fusion_min_interval_s, when it changed (markers, collision ADD and mesh files sent again)."),
     "fusion_voxel_budget": (500000, "Most voxels of one object's fused model (12 bytes each): bounds its memory."),
     "fusion_min_interval_s": (1.0, "Shortest time (s) between two fused meshes of one object."),
+    "fusion_cpu_priority": ("idle", "CPU priority of the fusion process: 'idle' (Linux SCHED_IDLE: it runs only on a core no other process wants, so tracking keeps its latency; with no free core fusion waits and fused meshes come later, from fewer views) or 'low' (nice 10: fusion keeps about a tenth of a busy core, and tracking's p95 latency rises)."),
     "fusion_max_rate_hz": (5.0, "Most tracked frames per second handed to fusion (0 = every one it can take): a 30 Hz camera's consecutive views add little, and each costs the node a copy into the fusion process and the fusion process a core."),
     "publish_tf": (True, "Broadcast one TF frame per object on /tf."),
     "publish_collision_objects": (True, "Publish moveit_msgs/CollisionObject (ADD/MOVE/REMOVE) on ~/collision_objects."),
@@ -165,7 +166,7 @@ def validate_parameters(params: dict[str, Any]) -> None:
     """Raise ValueError, one line naming the parameter, for a value the node cannot work with (start-up and sets)."""
     choices = {
         "backend": tuple(BACKENDS), "box_segmentation": BOX_SEGMENTATION_METHODS,
-        "segmentation_input": SEGMENTATION_MODES, "marker_mesh": MARKER_MESH_MODES,
+        "segmentation_input": SEGMENTATION_MODES, "marker_mesh": MARKER_MESH_MODES, "fusion_cpu_priority": FUSION_PRIORITIES,
         "image_transport": tuple(IMAGE_TRANSPORTS), "depth_image_transport": tuple(DEPTH_TRANSPORTS),
     }
     for name, allowed in choices.items():
@@ -355,7 +356,8 @@ class PerceptionNode(Node):
         # Fusion runs in a child process (its numpy work never holds this process's GIL), fed from a thread with the
         # newest tracked frame (a newer one replaces a waiting one).
         self.fused_models = FusionProcess(FusionConfig(voxel_budget=int(p["fusion_voxel_budget"])),
-                                          float(p["fusion_min_interval_s"]), self.grasp_planner) if p["fusion"] else None
+                                          float(p["fusion_min_interval_s"]), self.grasp_planner,
+                                          str(p["fusion_cpu_priority"])) if p["fusion"] else None
         self.fusion_scheduler = ReconstructionScheduler(
             self._fuse, self._on_fused, queue_size=1, name="sam3d_fusion") if p["fusion"] else None
         self._last_fusion_frame_s: float | None = None  # pacing clock when a frame last went to fusion

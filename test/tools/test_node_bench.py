@@ -41,6 +41,23 @@ def test_the_report_names_layout_and_the_memory_of_node_and_fusion_apart():
     assert "fusion (since start): views integrated 12, fused meshes installed 4" in format_node_bench(result)
 
 
+def test_memory_growth_is_counted_after_every_objects_first_fused_mesh_and_judged_over_a_long_enough_window():
+    # Fusion allocates each object's (budgeted) model until its first fused mesh is in: that is warm-up, not growth.
+    result = _result()
+    result.seconds, result.fusion = 120.0, {"fused meshes installed": 9.0}
+    result.rss_mb = [(float(t), 400.0 + 2.0 * min(t, 50), 300.0 + min(t, 50)) for t in range(121)]  # flat after 50 s
+    result.fusion_warm_s, result.objects_fused = 50.0, 5
+    report = format_node_bench(result)
+    assert "after warm-up at 50 s (every object's first fused mesh in at 50 s)" in report
+    assert "growth +0 MB over 70 s" in report and "memory growth +0 MB (< 50 after warm-up): PASS" in report
+    result.fusion_warm_s, result.objects_fused = None, 3  # two objects never got a fused mesh: counted from 12 s
+    report = format_node_bench(result)
+    assert "fusion warm-up not over by the end: 3 of 5 objects had a fused mesh; counted from 12 s" in report
+    assert "memory growth +114 MB (< 50 after warm-up): FAIL" in report
+    result.fusion_warm_s, result.rss_mb = 100.0, result.rss_mb[:111]  # 10 s left after warm-up: no verdict
+    assert "not judged (only 10 s after warm-up; run with more --seconds)" in format_node_bench(result)
+
+
 def test_frames_the_node_published_or_counted_are_not_silent_and_listener_misses_are_apart():
     result = _result(published=300, with_tf=288, node_frames_in=297, node_frames_out=290, node_frames_dropped=10)
     assert result.silently_lost == 0 and result.outputs_not_received == 2

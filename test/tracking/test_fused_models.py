@@ -248,3 +248,57 @@ def test_a_model_cannot_start_without_its_mesh_and_says_so(scenes):
     models = FusedModels(FusionConfig(voxel_budget=100_000))
     assert models.integrate(_frame(scenes[0], 1, None), now_s=0.0) == []
     assert models.views_skipped == 1 and "no mesh of version 1" in models.last_skip_reason
+
+
+def test_a_mask_goes_to_the_fusion_process_as_its_bounding_box_and_comes_back_whole(scenes):
+    from sam3d_ros.tracking.fused_models import CroppedMask
+
+    mask = scenes[0].mask(1)
+    cropped = CroppedMask.of(mask)
+    assert cropped.crop.size < mask.size / 4 and np.array_equal(cropped.full(), mask)
+    edge = np.zeros((6, 8), bool)
+    edge[5, 0] = edge[0, 7] = True  # touching two image corners: the box is the whole image
+    assert np.array_equal(CroppedMask.of(edge).full(), edge) and CroppedMask.of(edge).crop.shape == (6, 8)
+    empty = CroppedMask.of(np.zeros((6, 8), bool))
+    assert empty.full().shape == (6, 8) and not empty.full().any()
+
+
+def test_the_fusion_process_fuses_as_fused_models_do_in_process(scenes):
+    # Its views' masks travel cropped (CroppedMask); what the child fuses must be what FusedModels fuses here.
+    prior, config = _prior(), FusionConfig(voxel_budget=20_000)
+    models, process = FusedModels(config, min_interval_s=0.0), FusionProcess(config, min_interval_s=0.0)
+    try:
+        due = 0
+        for views, k in enumerate((0, 2, 3, 4), start=1):
+            here = models.integrate(_frame(scenes[k], 1, prior), now_s=float(k))
+            there = process.integrate(_frame(scenes[k], 1, prior), float(k), {"a"})
+            assert len(here) == len(there) and process.views_integrated == models.views_integrated == views
+            for a, b in zip(here, there):
+                assert np.array_equal(a.mesh_obj.vertices, b.mesh_obj.vertices) and np.array_equal(a.mesh_obj.faces, b.mesh_obj.faces)
+                due += 1
+        assert due >= 1
+    finally:
+        process.close()
+
+
+def test_the_fusion_process_gives_way_to_tracking(scenes):
+    # Each of its threads (Open3D's workers too) at SCHED_IDLE: it never takes a core a normal process wants.
+    import os
+
+    process = FusionProcess(FusionConfig(voxel_budget=20_000), min_interval_s=1e9)
+    try:
+        process.integrate(_frame(scenes[0], 1, _prior()), 0.0, {"a"})  # its worker threads exist now
+        pid = process._process.pid
+        policies = {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+    finally:
+        process.close()
+    assert policies == {os.SCHED_IDLE}
+    with pytest.raises(ValueError, match="fusion priority must be one of idle, low, got 'lowest'"):
+        FusionProcess(priority="lowest")
+    low = FusionProcess(FusionConfig(voxel_budget=20_000), priority="low")  # nice 10, the normal policy
+    try:
+        low.integrate(_frame(scenes[0], 1, _prior()), 0.0, {"a"})
+        assert os.sched_getscheduler(low._process.pid) == os.SCHED_OTHER
+        assert os.getpriority(os.PRIO_PROCESS, low._process.pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + 10, 19)
+    finally:
+        low.close()

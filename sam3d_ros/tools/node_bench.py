@@ -239,11 +239,10 @@ def run_node_benchmark(
                     result.with_tf += 1
                     result.latencies_ms.append((out.tf_received_s - sent_s) * 1000.0)
                     result.frame_sent_s.append(sent_s)
-            result.mesh_adds_s = [t for t, msg in zip(client.collision_received_s, client.collision_objects)
-                                  if msg.operation == CollisionObject.ADD and t >= start]
-            first_add_s: dict[str, float] = {}
+            first_add_s: dict[str, float] = {}  # object id -> its first ADD's time since start
             for t, msg in zip(client.collision_received_s, client.collision_objects):
                 if msg.operation == CollisionObject.ADD and t >= start:
+                    result.mesh_adds_s.append(t)
                     first_add_s.setdefault(str(msg.id), t - start)
             result.objects_fused = len(first_add_s)
             if len(first_add_s) >= n_objects:

@@ -804,7 +804,7 @@ def grid_first_frame(
     names = list(names)
     intrinsics = intrinsics or default_intrinsics()
     n = len(names)
-    heights = [float(_model_bounds(name)[1, 2] - _model_bounds(name)[0, 2]) for name in names]
+    heights = [_standing_height(name) for name in names]
     radii = [float(np.linalg.norm(_model_bounds(name)[1, :2] - _model_bounds(name)[0, :2])) / 2 for name in names]
     per_row = max(1, math.ceil(math.sqrt(1.5 * n)))
     order = sorted(range(n), key=lambda i: (heights[i], i))  # front row first

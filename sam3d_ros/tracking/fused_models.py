@@ -260,25 +260,24 @@ def _display_mesh(mesh_obj: trimesh.Trimesh, max_triangles: int) -> trimesh.Trim
 FUSION_PRIORITIES = ("idle", "low")
 
 
-def _lower_priority(priority: str) -> str:
+def _lower_priority(priority: str) -> None:
     """Make this process give way to the others. "idle": Linux's SCHED_IDLE policy for each of its threads: it runs on
     a core nothing else wants, and a waking tracking thread takes the core from it at once; on a machine with no free
     core it hardly runs. "low": nice 10 (a weight of 110 against 1024): it keeps about a tenth of a busy core, but a
     waking thread may wait for its slice (nice 19 did no better for the node's latency on this machine's kernel, 6.18).
-    bench-node, 10 objects, p95 latency: idle 42-44 ms, nice 10 64-68 ms, nice 19 63-71 ms, fusion off 37-49 ms.
-    Where SCHED_IDLE is not available, "idle" falls back to "low". Returns what it got."""
+    bench-node, 10 objects, p95 latency: idle 42-45 ms, nice 10 64-77 ms, nice 19 63-71 ms, fusion off 37-50 ms
+    (README, "Fusion's CPU priority"). Where SCHED_IDLE is not available, "idle" falls back to "low"."""
     if priority == "idle":
         try:
             for tid in os.listdir("/proc/self/task"):
                 os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
-            return "idle"
+            return
         except (AttributeError, OSError, ValueError):
             pass
     try:
         os.nice(10)
     except OSError:
-        return "normal"
-    return "low"
+        pass  # the normal priority, then
 
 
 def _serve(connection, config: FusionConfig, min_interval_s: float, grasp_planner: GraspPlanner | None,
@@ -319,8 +318,9 @@ def _serve(connection, config: FusionConfig, min_interval_s: float, grasp_planne
 @dataclass(frozen=True)
 class CroppedMask:
     """A view's (H, W) bool mask as its bounding box's content: how FusionProcess sends masks to its child. Full masks
-    were 0.3 MB each at 640x480 (3 MB a frame at 10 objects), and writing that much into the pipe from the node's
-    fusion thread 5 times a second delayed its tracking thread (diag gil_pipe.py: a 29 ms work item's p95 +10 ms)."""
+    are 0.3 MB each at 640x480: 3 of the 5.2 MB a frame at 10 objects copied into the pipe on the node's fusion thread
+    (2.2 MB with these). In bench-node this alone did not move the node's p95 latency (the fusion process's priority
+    did, see `_lower_priority`); it is less copying on the node's side for the same fused result."""
 
     shape: tuple[int, int]
     top: int

@@ -60,3 +60,14 @@ def test_the_launch_file_passes_the_parameter_file_then_only_the_given_arguments
     assert {"OpaqueFunction", "parameter_overrides"} <= calls
     assert "ParameterValue" not in calls, "a launch argument must not override the file unless given"
     assert 'parameters=[LaunchConfiguration("params_file")] + ([given] if given else [])' in source
+
+
+def test_an_unknown_fusion_cpu_priority_is_refused_in_one_line_naming_it():
+    import pytest
+
+    from sam3d_ros.ros.perception_node import validate_parameters
+
+    params = {name: default for name, (default, _) in PARAMETERS.items()}
+    validate_parameters(params)  # the defaults pass
+    with pytest.raises(ValueError, match="^fusion_cpu_priority must be one of idle, low, got 'lowest'$"):
+        validate_parameters({**params, "fusion_cpu_priority": "lowest"})

@@ -318,9 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=replay)
     ev = sub.add_parser("eval", help="accuracy on seeded rendered YCB scenes against ground truth and a baseline: "
                                      "tuning objects, held-out objects, and the earlier releases' scenes")
-    ev.add_argument("--split", nargs="+", choices=["tuning", "held-out", "regression"],
-                    default=["tuning", "held-out", "regression"],
-                    help="which parts to run (default all three; develop with 'tuning' only, report with all)")
+    ev.add_argument("--split", nargs="+", choices=["tuning", "stretched", "held-out", "regression"],
+                    default=["tuning", "stretched", "held-out", "regression"],
+                    help="which parts to run (default all four; develop with 'tuning' and 'stretched' (tuning objects "
+                         "stretched into new proportions and sizes) only, report with all)")
     ev.add_argument("--scenes", type=int, default=40, help="scenes per part (default 40)")
     ev.add_argument("--quick", action="store_true", help="10 scenes per part (development)")
     ev.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")

@@ -47,6 +47,7 @@ from sam3d_ros.reconstruction.segmentation import labels_to_prompts
 from sam3d_ros.tools import object_split
 from sam3d_ros.tools.synthetic import (
     BORDER_SIDES, NoiseModel, SyntheticObject, border_cut_scene, load_ycb_mesh, random_tabletop_scene,
+    split_stretched_name,
 )
 
 BASELINE = "baseline"
@@ -457,7 +458,7 @@ def _reconstruct_all(
 REGRESSION = "regression"  # the scenes of earlier releases (8 development objects, 0.4-1.2 m, 30-55 degrees)
 SPLIT_DISTANCE_RANGE_M = (0.4, 1.5)
 SPLIT_ELEVATION_RANGE_DEG = (15.0, 75.0)
-_PART_SEED_OFFSET = {object_split.TUNING: 0, object_split.HELD_OUT: 100_000, REGRESSION: 0}
+_PART_SEED_OFFSET = {object_split.TUNING: 0, object_split.HELD_OUT: 100_000, REGRESSION: 0, object_split.STRETCHED: 200_000}
 
 
 def run_split_evaluation(
@@ -486,7 +487,8 @@ def run_split_evaluation(
         else:
             scores += run_evaluation(
                 n_scenes, seed + _PART_SEED_OFFSET[part], noise, backend, distance_range=SPLIT_DISTANCE_RANGE_M,
-                progress=progress, baseline_remove_outliers=baseline_remove_outliers, names=object_split.objects(part),
+                progress=progress, baseline_remove_outliers=baseline_remove_outliers,
+                names=object_split.stretched_objects() if part == object_split.STRETCHED else object_split.objects(part),
                 elevation_range_deg=SPLIT_ELEVATION_RANGE_DEG, part=part, border_cut=border_cut,
             )  # fmt: skip
     return scores
@@ -691,14 +693,16 @@ def format_split_report(scores: list[ObjectScore]) -> str:
     """The split evaluation: per part (tuning, held-out, regression) the method against the baseline, per category
     with the baseline beside it, the held-out targets, per object for the tuning set only, and every failure."""
     method = _evaluated_method(scores)
-    parts = [p for p in (object_split.TUNING, object_split.HELD_OUT, REGRESSION) if any(s.part == p for s in scores)]
+    parts = [p for p in (object_split.TUNING, object_split.STRETCHED, object_split.HELD_OUT, REGRESSION)
+             if any(s.part == p for s in scores)]
     lines = [
         f"evaluation by object split: method '{method}' vs baseline (convex hull of the visible points after "
         "statistical outlier removal, minimal oriented box centre); ground-truth masks",
         f"tuning / held-out: YCB objects of that set (object_split), cameras {SPLIT_DISTANCE_RANGE_M[0]}-"
         f"{SPLIT_DISTANCE_RANGE_M[1]} m from the table centre at {SPLIT_ELEVATION_RANGE_DEG[0]:g}-"
         f"{SPLIT_ELEVATION_RANGE_DEG[1]:g} deg elevation; regression: the earlier releases' scenes (8 objects, "
-        "0.4-1.2 m, 30-55 deg)",
+        "0.4-1.2 m, 30-55 deg); stretched: tuning objects stretched into new proportions and sizes (tuning data, "
+        "cameras as tuning)",
         "centre error = distance from the method's box centre to the true mesh's bounding-box centre along the same "
         "axes; Chamfer and F-score@5mm on "
         f"{N_SURFACE_SAMPLES} surface samples per mesh; failures count as the worst value",
@@ -721,9 +725,10 @@ def format_split_report(scores: list[ObjectScore]) -> str:
             [(f"{a:.1f}-{b:.1f} m" if b < math.inf else f">= {a:.1f} m", [s for s in mine if a <= s.distance_m < b])
              for a, b in distance_bins],
         )  # fmt: skip
-        if part == object_split.TUNING:
-            lines += [""] + _table(f"{method} by object (tuning)", [(n, [s for s in mine if s.name == n])
-                                                                    for n in sorted({s.name for s in mine})])
+        if part in (object_split.TUNING, object_split.STRETCHED):  # by YCB object (stretched ones together)
+            by_object = sorted({split_stretched_name(s.name)[0] for s in mine})
+            lines += [""] + _table(f"{method} by object ({part})",
+                                   [(n, [s for s in mine if split_stretched_name(s.name)[0] == n]) for n in by_object])
         summary = summarize(own)
         label = "targets, stated on this set" if part == object_split.HELD_OUT else "targets (informative only here)"
         lines += ["", f"{label} ({method}, {part}):"]

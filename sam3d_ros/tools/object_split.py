@@ -12,7 +12,9 @@ The rule, fixed once (2026-11-30) before any held-out row was looked at:
 
 from __future__ import annotations
 
-from sam3d_ros.tools.synthetic import DEFAULT_OBJECT_NAMES
+import numpy as np
+
+from sam3d_ros.tools.synthetic import DEFAULT_OBJECT_NAMES, load_ycb_mesh, split_stretched_name, stretched_name
 
 TUNING = "tuning"
 HELD_OUT = "held-out"
@@ -59,6 +61,8 @@ SPLIT: dict[str, str] = _assign()
 
 
 def category_of(name: str) -> str:
+    """The category of a YCB object, or of the YCB object a stretched name (`synthetic.stretched_name`) comes from."""
+    name = split_stretched_name(name)[0]
     for category, names in CATEGORIES.items():
         if name in names:
             return category
@@ -74,3 +78,27 @@ def objects(part: str, categories: tuple[str, ...] | None = None) -> tuple[str, 
     if unknown:
         raise ValueError(f"unknown categories {sorted(unknown)}; known: {', '.join(CATEGORIES)}")
     return tuple(sorted(name for name, p in SPLIT.items() if p == part and category_of(name) in wanted))
+
+
+STRETCHED = "stretched"  # tuning objects stretched into shapes outside YCB (`stretched_objects`): tuning data too
+STRETCH_SIZE_RANGE = (0.6, 2.0)  # overall size factor (log-uniform)
+STRETCH_ASPECT_RANGE = (0.75, 1.33)  # x / y aspect factor (log-uniform; a round body becomes oval)
+STRETCH_HEIGHT_RANGE = (0.6, 1.6)  # height factor on top of the size (log-uniform)
+STRETCH_MAX_EXTENT_M = 0.45  # a stretch that would make any extent larger is scaled down to it
+
+
+def stretched_objects(per_object: int = 2, seed: int = 0) -> tuple[str, ...]:
+    """`per_object` stretched versions of every TUNING object (`synthetic.stretched_name`): new proportions and sizes
+    (3 cm to 45 cm) of the tuning shapes, for tuning on shapes no YCB mesh has without touching the held-out set.
+    Deterministic in `seed`; held-out objects are never stretched."""
+    rng = np.random.default_rng(seed)
+    names = []
+    for name in objects(TUNING):
+        extents = load_ycb_mesh(name).extents
+        for _ in range(per_object):
+            size, aspect, height = (float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+                                    for lo, hi in (STRETCH_SIZE_RANGE, STRETCH_ASPECT_RANGE, STRETCH_HEIGHT_RANGE))
+            stretch = size * np.array([np.sqrt(aspect), 1.0 / np.sqrt(aspect), height])
+            stretch *= min(1.0, STRETCH_MAX_EXTENT_M / float(np.max(extents * stretch)))
+            names.append(stretched_name(name, tuple(stretch)))
+    return tuple(names)

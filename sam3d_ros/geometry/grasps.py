@@ -8,7 +8,9 @@ approach directions about the closing axis. Every candidate gets four scores in 
 - robustness: the friction score left when the contacts slide by `ROBUST_SHIFT_M` across the surface and the
   closing line tilts by `ROBUST_TILT_DEG` (the pose error a grasp must survive), and no more than the pre-grasp
   clearance per side allows (1 at `clearance_m`, 0 where the opening leaves none);
-plus a small preference for approaching from above. The weighted mean (WEIGHTS) is the grasp's `score`.
+plus a small preference for approaching from above. The weighted mean (WEIGHTS) is the grasp's `score`. A mesh that
+knows which of its surface a camera saw (`OBSERVED_ATTRIBUTE`, per vertex in [0, 1]: fused meshes) has the scores of
+a pair with a contact on surface no view saw (completion: a guess) lowered by up to `UNSEEN_CONTACT_PENALTY`.
 Kept candidates are free of collisions at the pre-grasp opening along the whole approach (fingers and palm swept
 `approach_distance_m` back along -z) with the support plane (table, below `TABLE_MARGIN_M`), the other objects and
 the object itself; an approach from below the table plane is never kept. Grasp frame: see gripper.py.
@@ -43,6 +45,8 @@ COLLISION_MAX_FACES = 1000
 COLLISION_MARGIN_M = 0.004  # the gripper's boxes grow by this on every side against other objects (mesh error)
 WEIGHTS = {"friction": 0.3, "contact": 0.2, "centre_of_mass": 0.2, "robustness": 0.2, "approach": 0.1}
 DUPLICATE_DISTANCE_M = 0.01
+OBSERVED_ATTRIBUTE = "observed"  # mesh.vertex_attributes key: 1 where views saw the surface, 0 where it is completion
+UNSEEN_CONTACT_PENALTY = 0.5  # score fraction lost by a pair whose less-seen contact lies on unseen surface
 DUPLICATE_ANGLE_DEG = 20.0
 
 
@@ -217,15 +221,17 @@ class GraspPlanner:
         com = mesh_obj.center_mass if mesh_obj.is_volume else mesh_obj.centroid
         reach = max(float(np.max(mesh_obj.extents)) / 2, 1e-3)
         com_score = np.clip(1.0 - np.linalg.norm(centres - com, axis=1) / reach, 0.0, 1.0)
+        seen = _observed_samples(mesh_obj, face_index)
+        certainty = np.ones(len(i)) if seen is None else 1.0 - UNSEEN_CONTACT_PENALTY * (1.0 - np.minimum(seen[i], seen[j]))
         pair_score = (WEIGHTS["friction"] * friction + WEIGHTS["contact"] * contact_score
-                      + WEIGHTS["centre_of_mass"] * com_score)
+                      + WEIGHTS["centre_of_mass"] * com_score) * certainty
         # Robustness (the costliest score) only for the pairs that can still make the cut.
         best = np.argsort(-pair_score)[:2 * MAX_PAIRS]
         # A pose error larger than the pre-grasp clearance per side puts a finger onto the object on the way in.
         side_clearance = (np.minimum(width[best] + 2 * g.clearance_m, g.max_opening_m) - width[best]) / 2
         robust = np.minimum(_robustness(tree, normals, points[i[best]], points[j[best]], u[best], cone),
                             np.clip(side_clearance / g.clearance_m, 0.0, 1.0))
-        pair_score = pair_score[best] + WEIGHTS["robustness"] * robust
+        pair_score = pair_score[best] + WEIGHTS["robustness"] * robust * certainty[best]
         keep = np.argsort(-pair_score)[:MAX_PAIRS]
         best = best[keep]
         u, width, centres, pair_score = u[best], width[best], centres[best], pair_score[keep]
@@ -322,6 +328,18 @@ class GraspPlanner:
                 if fcl.collide(boxes[obstacle.itself], obstacle.collision, request, fcl.CollisionResult()):
                     return True
         return False
+
+
+def _observed_samples(mesh: trimesh.Trimesh, face_index: np.ndarray) -> np.ndarray | None:
+    """Per surface sample (on faces `face_index`), how much of it views saw: the mean of its face's vertices'
+    `OBSERVED_ATTRIBUTE`, or None when the mesh does not say."""
+    observed = mesh.vertex_attributes.get(OBSERVED_ATTRIBUTE)
+    if observed is None:
+        return None
+    observed = np.clip(np.asarray(observed, dtype=np.float64).reshape(-1), 0.0, 1.0)
+    if len(observed) != len(mesh.vertices):
+        return None
+    return observed[np.asarray(mesh.faces)[face_index]].mean(axis=1)
 
 
 def transform_plane(T_a_b: np.ndarray, plane_b: np.ndarray) -> np.ndarray:

@@ -35,11 +35,12 @@ import cv2
 import numpy as np
 import open3d as o3d
 import trimesh
-from scipy.ndimage import binary_fill_holes, map_coordinates
+from scipy.ndimage import binary_dilation, binary_fill_holes, map_coordinates
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
+from sam3d_ros.geometry.grasps import OBSERVED_ATTRIBUTE
 from sam3d_ros.geometry.mesh_simplification import simplified_mesh
 from sam3d_ros.geometry.transforms import invert_transform, transform_points
 
@@ -450,6 +451,10 @@ class ObjectFusion:
             if reduced.is_watertight or not mesh.is_watertight:
                 mesh = reduced
         mesh.visual.vertex_colors = self._vertex_colours(np.asarray(mesh.vertices))
+        # Which of the surface views saw (1) and which is the completion's guess (0): grasps prefer seen contacts.
+        observed = binary_dilation((self.weight >= self.config.prior_weight + 0.5).reshape(self.grid.shape))
+        index, in_grid = self.grid.index_of(np.asarray(mesh.vertices))
+        mesh.vertex_attributes[OBSERVED_ATTRIBUTE] = (observed.reshape(-1)[index] & in_grid).astype(np.float32)
         return mesh
 
     def _parts_to_keep(self, mesh: trimesh.Trimesh, parts: list[np.ndarray]) -> list[np.ndarray]:

@@ -145,3 +145,26 @@ def test_a_mesh_without_collision_model_or_a_failed_plan_gives_a_reason_not_an_e
     assert grasps and reason == ""
     grasps, reason = scene.plan_or_reason(GraspPlanner(), 1, None)  # no such mesh
     assert grasps == [] and reason.startswith("IndexError")
+
+
+def test_contacts_on_surface_no_view_saw_rank_below_seen_ones():
+    """A fused mesh says which of its surface the views saw (`observed` per vertex): a grasp with a contact on the
+    completion's guess ranks below one whose contacts were both seen. A 6 x 6 x 10 cm box closes across x or y alike;
+    which pair of faces the camera saw decides."""
+    from sam3d_ros.geometry.grasps import OBSERVED_ATTRIBUTE
+
+    box = trimesh.creation.box(extents=(0.06, 0.06, 0.10))
+    vertices, faces = trimesh.remesh.subdivide_to_size(box.vertices, box.faces, max_edge=0.01)
+    planner = GraspPlanner(max_grasps=5)
+    for seen_axis in (0, 1):
+        mesh = trimesh.Trimesh(vertices, faces, process=False)
+        unseen_axis = 1 - seen_axis
+        mesh.vertex_attributes[OBSERVED_ATTRIBUTE] = (np.abs(mesh.vertices[:, unseen_axis]) < 0.0299).astype(np.float32)
+        grasps = planner.plan(mesh)
+        assert len(grasps) >= 3
+        for grasp in grasps[:3]:
+            closing = grasp.contacts_obj()[1] - grasp.contacts_obj()[0]
+            assert abs(closing[seen_axis]) > 0.9 * np.linalg.norm(closing), (seen_axis, closing)
+    plain = planner.plan(trimesh.Trimesh(vertices, faces, process=False))  # no attribute: both directions
+    closing = np.array([g.contacts_obj()[1] - g.contacts_obj()[0] for g in plain])
+    assert len(plain) >= 3 and np.all(np.abs(closing[:, :2]).max(axis=1) > 0.05)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from sam3d_ros.geometry.transforms import invert_transform, make_transform
+from sam3d_ros.geometry.transforms import invert_transform, make_transform, transform_points
 from sam3d_ros.reconstruction.fusion import BYTES_PER_VOXEL, FusionConfig, ObjectFusion
 from sam3d_ros.tools.evaluation import chamfer_and_fscore, surface_samples
 from sam3d_ros.tools.synthetic import (
@@ -224,3 +224,24 @@ def test_a_seen_piece_apart_from_the_largest_is_kept():
     assert abs(kept.bounds[1, axis] - can_obj.bounds[1, axis]) < 2 * voxel_m, (kept.bounds, can_obj.bounds)
     assert kept.is_watertight and len(kept.split(only_watertight=False)) == 2
     assert f1_kept > 0.85 and f1_kept > f1_largest + 0.08, (f1_largest, f1_kept)
+
+
+def test_the_fused_mesh_marks_the_surface_views_saw():
+    """One view from the box's +x side at 0.55 m: the fused mesh's vertices on that side are `observed`, those on the
+    far side (the completion's guess) are not; grasps read it (test_grasps)."""
+    from sam3d_ros.geometry.grasps import OBSERVED_ATTRIBUTE
+
+    placements = [(NAME, upright_pose(NAME, 0.0, 0.0, 0.0))]
+    scene = render_scene(placements, look_at_camera(0.55, 30.0, 0.0), INTRINSICS)
+    truth = scene.objects[0]
+    fusion = ObjectFusion(load_ycb_mesh(NAME))
+    assert fusion.integrate(scene.depth_m, scene.mask(truth.object_id), scene.intrinsics, truth.T_cam_obj,
+                            support_plane_cam=scene.support_plane_cam).accepted
+    mesh = fusion.mesh()
+    observed = np.asarray(mesh.vertex_attributes[OBSERVED_ATTRIBUTE])
+    assert observed.shape == (len(mesh.vertices),) and set(np.unique(observed)) <= {0.0, 1.0}
+    camera_obj = transform_points(invert_transform(truth.T_cam_obj), np.zeros((1, 3)))[0]
+    towards = (mesh.vertices - mesh.vertices.mean(axis=0)) @ (camera_obj - mesh.vertices.mean(axis=0))
+    near_side, far_side = towards > np.percentile(towards, 80), towards < np.percentile(towards, 20)
+    assert observed[near_side].mean() > 0.8 and observed[far_side].mean() < 0.2, (observed[near_side].mean(),
+                                                                                   observed[far_side].mean())

@@ -45,9 +45,9 @@ COLLISION_MAX_FACES = 1000
 COLLISION_MARGIN_M = 0.004  # the gripper's boxes grow by this on every side against other objects (mesh error)
 WEIGHTS = {"friction": 0.3, "contact": 0.2, "centre_of_mass": 0.2, "robustness": 0.2, "approach": 0.1}
 DUPLICATE_DISTANCE_M = 0.01
+DUPLICATE_ANGLE_DEG = 20.0
 OBSERVED_ATTRIBUTE = "observed"  # mesh.vertex_attributes key: 1 where views saw the surface, 0 where it is completion
 UNSEEN_CONTACT_PENALTY = 0.5  # score fraction lost by a pair whose less-seen contact lies on unseen surface
-DUPLICATE_ANGLE_DEG = 20.0
 
 
 @dataclass

@@ -284,7 +284,7 @@ class ObjectFusion:
         # Of the points that fall on voxels earlier views observed, the fraction near the surface there (not in seen
         # free space nor deep inside). Voxels holding only the prior (never observed) and points off the grid (the
         # completion was too small) say nothing: the first view always agrees.
-        observed = inside & (self.weight[index] >= self.config.prior_weight + 0.5)
+        observed = inside & self._observed(index)
         if np.count_nonzero(observed) < 0.1 * len(index):
             return 1.0
         return float(np.mean(np.abs(self.tsdf[index[observed]]) < 0.999))
@@ -452,10 +452,15 @@ class ObjectFusion:
                 mesh = reduced
         mesh.visual.vertex_colors = self._vertex_colours(np.asarray(mesh.vertices))
         # Which of the surface views saw (1) and which is the completion's guess (0): grasps prefer seen contacts.
-        observed = binary_dilation((self.weight >= self.config.prior_weight + 0.5).reshape(self.grid.shape))
+        observed = binary_dilation(self._observed().reshape(self.grid.shape))
         index, in_grid = self.grid.index_of(np.asarray(mesh.vertices))
         mesh.vertex_attributes[OBSERVED_ATTRIBUTE] = (observed.reshape(-1)[index] & in_grid).astype(np.float32)
         return mesh
+
+    def _observed(self, index: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Whether views observed the voxels `index` (default all; surface or free space): weight above the prior's
+        by half a view, more than the completion alone."""
+        return self.weight[index] >= self.config.prior_weight + 0.5
 
     def _parts_to_keep(self, mesh: trimesh.Trimesh, parts: list[np.ndarray]) -> list[np.ndarray]:
         """The face indices of the pieces of the zero level set to keep: the largest, and every other piece that holds
@@ -471,7 +476,7 @@ class ObjectFusion:
         triangles = np.asarray(mesh.triangles, dtype=np.float64)
         signed = np.einsum("ij,ij->i", triangles[:, 0], np.cross(triangles[:, 1], triangles[:, 2])) / 6.0
         min_volume = self.config.min_part_voxels * self.grid.voxel_m ** 3
-        observed = self.weight >= self.config.prior_weight + 0.5  # as `_agreement`: more than the prior alone
+        observed = self._observed()
         for i, faces in enumerate(parts):
             if i == largest or abs(float(signed[faces].sum())) < min_volume:
                 continue

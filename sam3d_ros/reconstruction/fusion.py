@@ -399,9 +399,12 @@ class ObjectFusion:
         sdf = d_surface - z
         surface = np.isfinite(d_surface) & (sdf >= -trunc)
         coloured = surface.copy()  # voxels the object's own pixels colour
+        # A plane pixel's ray: empty in front of its depth; one voxel behind it is the object's (a floor as thin as
+        # the clearance: carved from above and left to a completion whose bottom is that floor, it would vanish).
+        # Where it is the table (the mask spilt over), views with the pixel outside their mask carve that voxel.
         d_plane = plane_depth[v, u]
-        sdf = np.where(np.isfinite(d_plane), d_plane - z, sdf)  # a plane pixel's ray: only its part in front counts
-        surface |= np.isfinite(d_plane) & (sdf >= 0)
+        sdf = np.where(np.isfinite(d_plane), d_plane - z, sdf)
+        surface |= np.isfinite(d_plane) & (sdf >= -self.grid.voxel_m)
         # Free space: voxels outside the (dilated) mask, not hidden by nearer depth there (silhouette carving: were
         # they the object's, the pixel would be in its mask; this also carves down to a table the object stands on).
         kernel = np.ones((2 * c.carve_margin_px + 1,) * 2, np.uint8)

@@ -8,10 +8,10 @@ behind it toward "inside" (at full weight within `full_weight_behind_voxels` of 
 thinner than the band, seen from outside, must not become thick). Voxels that project outside the (dilated) mask onto
 depth farther away are free space seen by the camera: they are carved (set toward "outside"), which removes wrong
 completion; so are the voxels in front of mask pixels on the support plane (within `plane_clearance_m`: not the
-object's surface, but a bowl's or a plate's floor lies there and the camera saw through the space above it). Voxels
-the camera never saw keep the prior, so the zero level set is the observed surface where it was
-observed and the completion elsewhere. Because the field lives in the object frame, a moving camera and a moving
-object are alike.
+object's surface, but a bowl's or a plate's floor lies there and the camera saw through the space above it), while the
+one voxel behind such a pixel counts as the object's (a floor the completion ends at must not be carved away). Voxels
+the camera never saw keep the prior, so the zero level set is the observed surface where it was observed and the
+completion elsewhere. Because the field lives in the object frame, a moving camera and a moving object are alike.
 
 The grid is dense over the prior's bounding box grown by `padding_fraction`, its voxel size relative to the object
 (`voxel_fraction` of the largest extent, at least `min_voxel_m`) and grown until the grid fits `voxel_budget`
@@ -379,7 +379,8 @@ class ObjectFusion:
                 rgb: np.ndarray | None, intrinsics: CameraIntrinsics, T_cam_obj: np.ndarray, view_weight: float,
                 support_plane_cam: np.ndarray | None) -> int:
         """Projective TSDF update of every voxel; the number of voxels whose sign flipped. `plane_depth`: the mask's
-        pixels on the support plane, whose rays' voxels in front of that depth are outside (and nothing behind)."""
+        pixels on the support plane, whose rays' voxels in front of that depth are outside (and one voxel behind it
+        is inside)."""
         c = self.config
         R, t = T_cam_obj[:3, :3], T_cam_obj[:3, 3]
         ax, ay, az = self.grid.axes_obj()

@@ -403,9 +403,11 @@ class ObjectFusion:
         # A plane pixel's ray: empty in front of its depth; one voxel behind it is the object's (a floor as thin as
         # the clearance: carved from above and left to a completion whose bottom is that floor, it would vanish).
         # Where it is the table (the mask spilt over), views with the pixel outside their mask carve that voxel.
-        d_plane = plane_depth[v, u]
-        sdf = np.where(np.isfinite(d_plane), d_plane - z, sdf)
-        surface |= np.isfinite(d_plane) & (sdf >= -self.grid.voxel_m)
+        if np.isfinite(plane_depth).any():
+            d_plane = plane_depth[v, u]
+            on_plane = np.isfinite(d_plane)
+            sdf[on_plane] = d_plane[on_plane] - z[on_plane]
+            surface |= on_plane & (sdf >= -self.grid.voxel_m)
         # Free space: voxels outside the (dilated) mask, not hidden by nearer depth there (silhouette carving: were
         # they the object's, the pixel would be in its mask; this also carves down to a table the object stands on).
         kernel = np.ones((2 * c.carve_margin_px + 1,) * 2, np.uint8)
@@ -421,11 +423,11 @@ class ObjectFusion:
         observed = np.zeros(len(index), dtype=np.float32)
         observed[surface] = np.clip(sdf[surface] / trunc, -1.0, 1.0)
         observed[free] = 1.0
-        w_surface = np.full(len(index), view_weight, dtype=np.float64)
+        w_obs = np.where(surface, view_weight, np.where(free, view_weight * c.carve_weight, 0.0)).astype(np.float32)
         full_behind = c.full_weight_behind_voxels * self.grid.voxel_m
         if full_behind < trunc:  # voxels deeper behind the surface than this are less sure to be inside
-            w_surface *= np.clip((trunc + sdf) / (trunc - full_behind), 0.0, 1.0)
-        w_obs = np.where(surface, w_surface, np.where(free, view_weight * c.carve_weight, 0.0)).astype(np.float32)
+            behind = np.flatnonzero(surface & (sdf < -full_behind))
+            w_obs[behind] *= np.clip((trunc + sdf[behind]) / (trunc - full_behind), 0.0, 1.0).astype(np.float32)
         take = w_obs > 0
         target, observed, w_obs = index[take], observed[take], w_obs[take]
         old = self.tsdf[target]

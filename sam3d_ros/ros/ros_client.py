@@ -162,7 +162,7 @@ class PerceptionClient:
         self.collision_objects: list[CollisionObject] = []
         self.collision_received_s: list[float] = []  # time.monotonic() of each entry of collision_objects
         self.diagnostics: list[DiagnosticArray] = []
-        # Latched like RViz's MarkerArray display, and with its queue (100): the node sends the swapped objects' markers
+        # Latched, with a queue of 100 (a viewer must take every array): the node sends the swapped objects' markers
         # alone, so a reader with a queue of 1 loses an array that the next one overwrites before it is taken (under
         # CI's load an object's last fused mesh never showed). The publisher keeps 1: a late joiner gets the last one.
         latched = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -7,9 +7,11 @@ average, truncated at `truncation_voxels`): voxels in front of the observed surf
 behind it toward "inside" (at full weight within `full_weight_behind_voxels` of the surface, less deeper: a wall
 thinner than the band, seen from outside, must not become thick). Voxels that project outside the (dilated) mask onto
 depth farther away are free space seen by the camera: they are carved (set toward "outside"), which removes wrong
-completion; so are the voxels in front of mask pixels on the support plane (within `plane_clearance_m`: not the
-object's surface, but a bowl's or a plate's floor lies there and the camera saw through the space above it), while the
-one voxel behind such a pixel counts as the object's (a floor the completion ends at must not be carved away). Voxels
+completion; so are the voxels above mask pixels on the support plane (within `plane_clearance_m`: not the
+object's surface, but a bowl's or a plate's floor lies there and the camera saw through the space above it), while
+what lies within one voxel below such a pixel's height counts as the object's (a floor the completion ends at must not
+be carved away), and a pixel outside the mask that sees the table carves down to one voxel below it. These plane rules
+go by height above the plane, not depth along the ray, so they hold wherever the grid's layers fall. Voxels
 the camera never saw keep the prior, so the zero level set is the observed surface where it was observed and the
 completion elsewhere. Because the field lives in the object frame, a moving camera and a moving object are alike.
 
@@ -57,7 +59,8 @@ class FusionConfig:
 
     voxel_fraction: float = 1.0 / 96.0  # voxel size as a fraction of the prior's largest extent ...
     min_voxel_m: float = 0.002  # ... but never finer than this
-    voxel_budget: int = 1_000_000  # most voxels of one object's grid (memory: 12 bytes each)
+    voxel_budget: int = 500_000  # most voxels of one object's grid (memory: 12 bytes each); the node's
+    # fusion_voxel_budget default, so eval-fusion measures the grid the node builds
     padding_fraction: float = 0.35  # grid = prior's box grown by this fraction of its largest extent on each side
     truncation_voxels: float = 4.0  # signed distances are truncated at this many voxels
     full_weight_behind_voxels: float = 1.0  # behind the observed surface a view's weight falls linearly from here
@@ -233,7 +236,7 @@ class ObjectFusion:
         depth = np.asarray(depth_m, dtype=np.float32)
         if depth.shape != mask.shape or depth.shape != (intrinsics.height, intrinsics.width):
             return self._skip("depth, mask and camera sizes differ")
-        surface_depth, plane_depth = self._surface_depth(depth, mask, intrinsics, support_plane_cam)
+        surface_depth, plane_height, table_height = self._surface_depth(depth, mask, intrinsics, support_plane_cam)
         if np.count_nonzero(np.isfinite(surface_depth)) < 30:
             return self._skip("fewer than 30 valid depth pixels in the mask")
         T_obj_cam = invert_transform(np.asarray(T_cam_obj, dtype=np.float64))
@@ -251,7 +254,7 @@ class ObjectFusion:
         if not view_weight > 0:
             return self._skip("zero weight", agreement=agreement, occlusion=occlusion)
         grew = self._grow_to(surface_cam, T_obj_cam)
-        changed = self._update(depth, surface_depth, plane_depth, mask, rgb, intrinsics,
+        changed = self._update(depth, surface_depth, plane_height, table_height, mask, rgb, intrinsics,
                                np.asarray(T_cam_obj, dtype=np.float64), view_weight, support_plane_cam)
         self.views_integrated += 1
         self.changed_voxels += changed
@@ -266,11 +269,12 @@ class ObjectFusion:
         return ViewResult(False, reason, agreement=agreement, occlusion=occlusion)
 
     def _surface_depth(self, depth: np.ndarray, mask: np.ndarray, intrinsics: CameraIntrinsics,
-                       support_plane_cam: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                       support_plane_cam: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The mask's depth without its rim, pixels far from their 3x3 median and pixels on the support plane
-        (NaN elsewhere); and the depth of the mask's pixels on the plane (NaN elsewhere): not the object's surface,
-        yet the space in front of them is empty (a bowl's or a plate's floor lies within the plane clearance, and
-        what is above it must be carved, not left to the completion)."""
+        (NaN elsewhere); the height above the plane of the mask's pixels on it (NaN elsewhere): not the object's
+        surface, yet the space in front of them is empty (a bowl's or a plate's floor lies within the plane clearance,
+        and what is above it must be carved, not left to the completion); and the height of every valid pixel of the
+        image on the plane (NaN elsewhere: where the mask is not, the table was seen and the object is not there)."""
         c = self.config
         inner = mask
         if c.mask_erode_px > 0:
@@ -279,15 +283,17 @@ class ObjectFusion:
             inner = eroded if eroded.sum() >= 0.3 * mask.sum() else mask
         filled = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
         median = cv2.medianBlur(filled, 3)
-        ok = inner & np.isfinite(depth) & (depth > 0) & (np.abs(filled - median) <= c.outlier_jump_m)
-        on_plane = np.zeros_like(ok)
+        valid = np.isfinite(depth) & (depth > 0) & (np.abs(filled - median) <= c.outlier_jump_m)
+        ok = inner & valid
+        plane_height = table_height = np.full(depth.shape, np.nan, dtype=np.float32)
         if support_plane_cam is not None:
             plane = np.asarray(support_plane_cam, dtype=np.float64)
-            rays = intrinsics.pixel_rays()
-            height_m = (rays @ plane[:3]) * np.where(ok, depth, 0.0) + plane[3]
-            on_plane = ok & ~(height_m > c.plane_clearance_m)
-            ok &= ~on_plane
-        return (np.where(ok, depth, np.nan).astype(np.float32), np.where(on_plane, depth, np.nan).astype(np.float32))
+            height_m = ((intrinsics.pixel_rays() @ plane[:3]) * filled + plane[3]).astype(np.float32)
+            on_table = valid & ~(height_m > c.plane_clearance_m)
+            table_height = np.where(on_table, height_m, np.nan).astype(np.float32)
+            plane_height = np.where(ok & on_table, height_m, np.nan).astype(np.float32)
+            ok &= ~on_table
+        return np.where(ok, depth, np.nan).astype(np.float32), plane_height, table_height
 
     def _agreement(self, points_cam: np.ndarray, T_obj_cam: np.ndarray) -> float:
         if len(points_cam) > 2000:
@@ -375,12 +381,13 @@ class ObjectFusion:
         self.grid, self.tsdf, self.weight, self.colour, self.colour_seen = new, tsdf, weight, colour, colour_seen
         self.truncation_m = self.config.truncation_voxels * new.voxel_m
 
-    def _update(self, depth: np.ndarray, surface_depth: np.ndarray, plane_depth: np.ndarray, mask: np.ndarray,
-                rgb: np.ndarray | None, intrinsics: CameraIntrinsics, T_cam_obj: np.ndarray, view_weight: float,
-                support_plane_cam: np.ndarray | None) -> int:
-        """Projective TSDF update of every voxel; the number of voxels whose sign flipped. `plane_depth`: the mask's
-        pixels on the support plane, whose rays' voxels in front of that depth are outside (and one voxel behind it
-        is inside)."""
+    def _update(self, depth: np.ndarray, surface_depth: np.ndarray, plane_height: np.ndarray,
+                table_height: np.ndarray, mask: np.ndarray, rgb: np.ndarray | None, intrinsics: CameraIntrinsics,
+                T_cam_obj: np.ndarray, view_weight: float, support_plane_cam: np.ndarray | None) -> int:
+        """Projective TSDF update of every voxel; the number of voxels whose sign flipped. `plane_height`: the
+        height above the support plane of the mask's pixels on it, whose rays' voxels above that height are outside
+        (and the voxel within one voxel below it is inside); `table_height`: the same for every pixel on the plane
+        (outside the mask, the voxels down to one voxel below it are outside)."""
         c = self.config
         R, t = T_cam_obj[:3, :3], T_cam_obj[:3, 3]
         ax, ay, az = self.grid.axes_obj()
@@ -400,24 +407,32 @@ class ObjectFusion:
         sdf = d_surface - z
         surface = np.isfinite(d_surface) & (sdf >= -trunc)
         coloured = surface.copy()  # voxels the object's own pixels colour
-        # A plane pixel's ray: empty in front of its depth; one voxel behind it is the object's (a floor as thin as
-        # the clearance: carved from above and left to a completion whose bottom is that floor, it would vanish).
-        # Where it is the table (the mask spilt over), views with the pixel outside their mask carve that voxel.
-        if np.isfinite(plane_depth).any():
-            d_plane = plane_depth[v, u]
-            on_plane = np.isfinite(d_plane)
-            sdf[on_plane] = d_plane[on_plane] - z[on_plane]
+        # Height above the plane the object rests on, of each voxel: below the plane is not the object. Plane pixels
+        # are judged by height, not depth: a floor or table is horizontal, and a band one voxel deep along a slanted
+        # ray can fall between two layers of voxel centres (then the plate lost its floor, or a spilt mask's skirt
+        # stayed, depending on how the grid lay).
+        below = np.zeros(len(index), dtype=bool)
+        if support_plane_cam is not None:
+            plane = np.asarray(support_plane_cam, dtype=np.float64)
+            h_vox = p_cam[index] @ plane[:3] + plane[3]
+            below = h_vox < -self.grid.voxel_m
+        # A plane pixel in the mask: empty above its height; the voxel within one voxel below it is the object's (a
+        # floor as thin as the clearance: carved from above and left to a completion whose bottom is that floor, it
+        # would vanish). Where it is the table (the mask spilt over), views with the pixel outside their mask carve it.
+        if support_plane_cam is not None and np.isfinite(plane_height).any():
+            h_pix = plane_height[v, u]
+            on_plane = np.isfinite(h_pix)
+            sdf[on_plane] = h_vox[on_plane] - h_pix[on_plane]
             surface |= on_plane & (sdf >= -self.grid.voxel_m)
         # Free space: voxels outside the (dilated) mask, not hidden by nearer depth there (silhouette carving: were
-        # they the object's, the pixel would be in its mask; this also carves down to a table the object stands on).
+        # they the object's, the pixel would be in its mask; this also carves down to a table the object stands on),
+        # and where the pixel is the table, the voxel within one voxel below it too.
         kernel = np.ones((2 * c.carve_margin_px + 1,) * 2, np.uint8)
         near_mask = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) if c.carve_margin_px > 0 else mask
         d_all = depth[v, u]
         free = ~near_mask[v, u] & np.isfinite(d_all) & (d_all > z - self.grid.voxel_m)
-        below = np.zeros(len(index), dtype=bool)
-        if support_plane_cam is not None:  # below the plane the object rests on: not the object
-            plane = np.asarray(support_plane_cam, dtype=np.float64)
-            below = p_cam[index] @ plane[:3] + plane[3] < -self.grid.voxel_m
+        if support_plane_cam is not None:
+            free |= ~near_mask[v, u] & (h_vox - table_height[v, u] >= -self.grid.voxel_m)  # NaN (not the table): no
             free |= below
             surface &= ~below
         observed = np.zeros(len(index), dtype=np.float32)

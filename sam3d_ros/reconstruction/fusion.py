@@ -430,9 +430,10 @@ class ObjectFusion:
         kernel = np.ones((2 * c.carve_margin_px + 1,) * 2, np.uint8)
         near_mask = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) if c.carve_margin_px > 0 else mask
         d_all = depth[v, u]
-        free = ~near_mask[v, u] & np.isfinite(d_all) & (d_all > z - self.grid.voxel_m)
+        outside = ~near_mask[v, u]
+        free = outside & np.isfinite(d_all) & (d_all > z - self.grid.voxel_m)
         if support_plane_cam is not None:
-            free |= ~near_mask[v, u] & (h_vox - table_height[v, u] >= -self.grid.voxel_m)  # NaN (not the table): no
+            free |= outside & (h_vox - table_height[v, u] >= -self.grid.voxel_m)  # NaN (not the table): no
             free |= below
             surface &= ~below
         observed = np.zeros(len(index), dtype=np.float32)

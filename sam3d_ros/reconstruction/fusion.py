@@ -13,11 +13,18 @@ what lies within one voxel below such a pixel's height counts as the object's (a
 be carved away), and a pixel outside the mask that sees the table carves down to one voxel below it. These plane rules
 go by height above the plane, not depth along the ray, so they hold wherever the grid's layers fall. Voxels
 the camera never saw keep the prior, so the zero level set is the observed surface where it was observed and the
-completion elsewhere. Because the field lives in the object frame, a moving camera and a moving object are alike.
+completion elsewhere, with one exception (`fill_hidden_in_hull`): behind a seen surface only a band of voxels is
+fused as inside, so a completion thinner than the object (a bottle's back guessed 2 cm too shallow) left a hollow
+between the sides the views saw and the completion, open toward the side no view saw, and the mesh was a shell around
+it. Voxels no view saw, that never fell beside the object's mask on something farther (a gap seen within the carving
+margin), and that lie inside the convex hull of the voxels views saw as the object's are the object's in the mesh.
+The hull is of what was seen, so the fill never reaches past it; what no view can see (under an overhang, between
+wheels on the table) becomes solid. Because the field lives in the object frame, a moving camera and a moving object
+are alike.
 
 The grid is dense over the prior's bounding box grown by `padding_fraction`, its voxel size relative to the object
 (`voxel_fraction` of the largest extent, at least `min_voxel_m`) and grown until the grid fits `voxel_budget`
-voxels: memory is bounded (`bytes_used`; 12 bytes per voxel). A completion can be too small (the first view saw
+voxels: memory is bounded (`bytes_used`; 13 bytes per voxel). A completion can be too small (the first view saw
 half of the object, the rest hidden or outside the image): when an accepted view's surface reaches beyond the grid,
 the grid grows to hold it (its 1st-99th percentile per axis, plus the truncation band), at most `max_growth_fraction`
 of the prior's largest extent beyond the first grid on each side; new voxels start as "outside" at the prior's
@@ -42,7 +49,7 @@ import numpy as np
 import open3d as o3d
 import trimesh
 from scipy.ndimage import binary_dilation, binary_fill_holes, map_coordinates
-from scipy.spatial import cKDTree
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 from skimage.measure import marching_cubes
 
 from sam3d_ros.geometry.camera import CameraIntrinsics
@@ -50,7 +57,7 @@ from sam3d_ros.geometry.grasps import OBSERVED_ATTRIBUTE
 from sam3d_ros.geometry.mesh_simplification import simplified_mesh
 from sam3d_ros.geometry.transforms import invert_transform, transform_points
 
-BYTES_PER_VOXEL = 12  # tsdf float32, weight float32, colour 3 x uint8, colour-observed flag
+BYTES_PER_VOXEL = 13  # tsdf float32, weight float32, colour 3 x uint8, colour-observed flag, off-silhouette flag
 
 
 @dataclass
@@ -59,7 +66,7 @@ class FusionConfig:
 
     voxel_fraction: float = 1.0 / 96.0  # voxel size as a fraction of the prior's largest extent ...
     min_voxel_m: float = 0.002  # ... but never finer than this
-    voxel_budget: int = 500_000  # most voxels of one object's grid (memory: 12 bytes each); the node's
+    voxel_budget: int = 500_000  # most voxels of one object's grid (memory: 13 bytes each); the node's
     # fusion_voxel_budget default, so eval-fusion measures the grid the node builds
     padding_fraction: float = 0.35  # grid = prior's box grown by this fraction of its largest extent on each side
     truncation_voxels: float = 4.0  # signed distances are truncated at this many voxels
@@ -78,6 +85,8 @@ class FusionConfig:
     carve_margin_px: int = 3  # free space is carved only this far outside the mask (pose and mask error)
     max_triangles: int = 5000  # the fused mesh is decimated (quadric) above this many triangles (0 = never)
     max_growth_fraction: float = 1.0  # the grid grows for surface seen beyond it by at most this x the prior's extent
+    fill_hidden_in_hull: bool = True  # in the mesh, voxels no view saw (nor saw past beside the mask) inside the
+    # convex hull of what views saw of the object are the object's (a completion thinner than the object left a hollow)
     min_part_voxels: float = 64.0  # a piece apart from the largest is kept when views saw it and it holds this many
     # voxels' volume (4 x 4 x 4: a truncation band's cube); 0 keeps the largest piece only
 
@@ -180,6 +189,7 @@ class ObjectFusion:
         self.weight = np.full(self.tsdf.shape, self.config.prior_weight, dtype=np.float32)
         self.colour = np.zeros((self.tsdf.size, 3), dtype=np.uint8)
         self.colour_seen = np.zeros(self.tsdf.size, dtype=bool)
+        self.off_silhouette = np.zeros(self.tsdf.size, dtype=bool)  # a view saw past the voxel beside the mask
         self._prior_vertices_obj = np.asarray(prior_mesh_obj.vertices, dtype=np.float64)
         self._prior_rgb = _vertex_rgb(prior_mesh_obj)
         self.views_integrated = 0
@@ -214,7 +224,8 @@ class ObjectFusion:
     @property
     def bytes_used(self) -> int:
         """Bytes held by the voxel arrays (bounded by `voxel_budget` x 12)."""
-        return int(self.tsdf.nbytes + self.weight.nbytes + self.colour.nbytes + self.colour_seen.nbytes)
+        return int(self.tsdf.nbytes + self.weight.nbytes + self.colour.nbytes + self.colour_seen.nbytes
+                   + self.off_silhouette.nbytes)
 
     # -- integration -------------------------------------------------------------------------------------------
     def integrate(
@@ -378,7 +389,10 @@ class ObjectFusion:
         colour = np.zeros((len(centres_obj), 3), dtype=np.uint8)
         colour_seen = np.zeros(len(centres_obj), dtype=bool)
         colour[inside], colour_seen[inside] = self.colour[nearest], self.colour_seen[nearest]
+        off_silhouette = np.zeros(len(centres_obj), dtype=bool)
+        off_silhouette[inside] = self.off_silhouette[nearest]
         self.grid, self.tsdf, self.weight, self.colour, self.colour_seen = new, tsdf, weight, colour, colour_seen
+        self.off_silhouette = off_silhouette
         self.truncation_m = self.config.truncation_voxels * new.voxel_m
 
     def _update(self, depth: np.ndarray, surface_depth: np.ndarray, plane_height: np.ndarray,
@@ -432,6 +446,9 @@ class ObjectFusion:
         d_all = depth[v, u]
         outside = ~near_mask[v, u]
         free = outside & np.isfinite(d_all) & (d_all > z - self.grid.voxel_m)
+        # Off the silhouette: the voxel falls beside the mask itself (not the dilated one) on nothing nearer. Too near
+        # the mask to carve, yet no place for the hull's fill (a gap between a clamp's jaws seen within the margin).
+        self.off_silhouette[index[~mask[v, u] & ~(d_all <= z - self.grid.voxel_m)]] = True
         if support_plane_cam is not None:
             free |= outside & (h_vox - table_height[v, u] >= -self.grid.voxel_m)  # NaN (not the table): no
             free |= below
@@ -475,6 +492,10 @@ class ObjectFusion:
         # the object is solid there.
         cavities = binary_fill_holes(inside) & ~inside
         field_[cavities] = -0.5
+        if self.config.fill_hidden_in_hull:
+            hidden = self._hidden_in_hull()
+            if hidden is not None:
+                field_[1:-1, 1:-1, 1:-1][hidden & (field_[1:-1, 1:-1, 1:-1] >= 0)] = -0.5
         vertices, faces, _, _ = marching_cubes(field_, level=0.0, spacing=(self.grid.voxel_m,) * 3)
         vertices_obj = vertices + self.grid.origin_obj - self.grid.voxel_m
         mesh = trimesh.Trimesh(vertices_obj, faces[:, ::-1], process=True)
@@ -499,6 +520,30 @@ class ObjectFusion:
         index, in_grid = self.grid.index_of(np.asarray(mesh.vertices))
         mesh.vertex_attributes[OBSERVED_ATTRIBUTE] = (observed.reshape(-1)[index] & in_grid).astype(np.float32)
         return mesh
+
+    def _hidden_in_hull(self) -> np.ndarray | None:
+        """(grid shape) bool: voxels views never observed (neither surface nor free space) that lie inside the convex
+        hull of the voxels views observed as the object's (inside, near the seen surface); None when there are too
+        few such voxels for a hull."""
+        observed = self._observed()
+        seen_inside = np.flatnonzero(observed & (self.tsdf < 0))
+        if len(seen_inside) < 8:
+            return None
+        ijk_seen = np.stack(np.unravel_index(seen_inside, self.grid.shape), axis=1).astype(np.float64)
+        try:
+            hull = ConvexHull(ijk_seen)
+        except QhullError:  # flat or degenerate: no volume to fill
+            return None
+        lo, hi = ijk_seen.min(axis=0).astype(np.int64), ijk_seen.max(axis=0).astype(np.int64) + 1
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        candidate = ~(observed | self.off_silhouette).reshape(self.grid.shape)[box]
+        ijk = np.argwhere(candidate).astype(np.float64) + lo
+        inside = np.ones(len(ijk), dtype=bool)
+        for normal_offset in hull.equations:  # a x + b <= 0 for every facet, in chunks of facets
+            inside &= ijk @ normal_offset[:3] + normal_offset[3] <= 1e-6
+        hidden = np.zeros(self.grid.shape, dtype=bool)
+        hidden[tuple(ijk[inside].astype(np.int64).T)] = True
+        return hidden
 
     def _observed(self, index: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Whether views observed the voxels `index` (default all; surface or free space): weight above the prior's

@@ -112,7 +112,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "tracking_points": (600, "Depth points per object and frame used to track the pose (ICP)."),
     "reconstruction_queue_size": (1, "Reconstruction requests waiting behind the running one; a newer request replaces the oldest waiting one."),
     "fusion": (True, "Fuse every tracked view of an object into a multi-view model in the object's frame (off the tracking thread); its mesh replaces the single-view one at most once per fusion_min_interval_s, when it changed (markers, collision ADD and mesh files sent again)."),
-    "fusion_voxel_budget": (FusionConfig.voxel_budget, "Most voxels of one object's fused model (12 bytes each): bounds its memory."),
+    "fusion_voxel_budget": (FusionConfig.voxel_budget, "Most voxels of one object's fused model (13 bytes each): bounds its memory."),
     "fusion_min_interval_s": (1.0, "Shortest time (s) between two fused meshes of one object."),
     "fusion_cpu_priority": ("idle", "CPU priority of the fusion process: 'idle' (Linux SCHED_IDLE: it runs only on a core no other process wants, so tracking keeps its latency; with no free core fusion waits and fused meshes come later, from fewer views) or 'low' (nice 10: fusion keeps about a tenth of a busy core, and tracking's p95 latency rises)."),
     "fusion_max_rate_hz": (5.0, "Most tracked frames per second handed to fusion (0 = every one it can take): a 30 Hz camera's consecutive views add little, and each costs the node a copy into the fusion process and the fusion process a core."),

@@ -208,6 +208,29 @@ def eval_grasps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fusion_config(config_class, settings: list[str]):
+    """`--set NAME=VALUE` items as a FusionConfig, each value read as its field's type (true/false for a switch);
+    ValueError naming the first setting that is unknown or unreadable."""
+    import dataclasses
+
+    kinds = {field.name: type(field.default) for field in dataclasses.fields(config_class)}
+    values = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or key not in kinds:
+            raise ValueError(f"--set {item!r}: expected NAME=VALUE with NAME one of {', '.join(kinds)}")
+        if kinds[key] is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {item!r}: {key} is true or false")
+            values[key] = value.lower() in ("true", "1")
+        else:
+            number = float(value)
+            values[key] = int(number) if kinds[key] is int else number
+    config = config_class(**values)
+    config.validate()
+    return config
+
+
 def eval_fusion(args: argparse.Namespace) -> int:
     """Multi-view fusion on rendered camera sweeps and turntables, tuning and/or held-out objects."""
     from sam3d_ros.reconstruction.fusion import FusionConfig
@@ -217,9 +240,7 @@ def eval_fusion(args: argparse.Namespace) -> int:
 
     parts = [object_split.TUNING, object_split.HELD_OUT] if args.part == "both" else [args.part]
     try:
-        config = FusionConfig(**dict((key, float(value)) for key, value in (item.split("=", 1) for item in args.set)))
-        config.voxel_budget = int(config.voxel_budget)
-        config.validate()
+        config = _fusion_config(FusionConfig, args.set)
         chosen = {part: list(args.objects) if args.objects else list(object_split.objects(part, args.categories))
                   for part in parts}
         for names in chosen.values():

@@ -361,3 +361,26 @@ def test_a_thin_wall_seen_from_both_sides_stays_thin(bowl_views):
     (f1_band, volume_band), (f1_dropoff, volume_dropoff) = scores
     assert f1_dropoff > 0.8 and f1_dropoff > f1_band + 0.03, scores
     assert volume_dropoff < 0.85 * volume_band, scores
+
+
+def test_a_completion_thinner_than_the_object_leaves_no_pocket_behind_the_seen_surface():
+    """A 150-degree sweep around the sugar box whose completion is half as wide and deep as the box. The views see the
+    box's sides; behind each only a voxel's band is fused as inside, and beyond it the completion said "outside". The
+    pocket between the seen sides and the completion opens onto the side no view saw, so it is no enclosed cavity:
+    it stayed, the mesh a shell around a hollow (the bleach bottle's back, 14 mm deep). Voxels no view saw, inside the
+    convex hull of what the views saw of the object, are the object's; the fill reaches no further than what was seen."""
+    truth = load_ycb_mesh(NAME)
+    views = _views(10, sweep_deg=150.0)
+    results = {}
+    for fill in (False, True):
+        fusion = ObjectFusion(stretched_model_box(NAME, (0.5, 0.5, 1.0)), FusionConfig(fill_hidden_in_hull=fill))
+        for scene in views:
+            assert _integrate(fusion, scene).accepted
+        mesh = fusion.mesh()
+        results[fill] = (mesh.volume / truth.volume, _f1(mesh), mesh, fusion.grid.voxel_m)
+    (volume_before, f1_before, _, _), (volume, f1, mesh, voxel_m) = results.values()
+    assert volume_before < 0.75 and f1_before < 0.8, (volume_before, f1_before)  # the hollow, without the fill
+    assert volume > 0.85 and f1 > 0.9, (volume, f1)
+    assert mesh.is_watertight
+    assert np.all(mesh.bounds[0] > truth.bounds[0] - 1.5 * voxel_m), (mesh.bounds, truth.bounds)
+    assert np.all(mesh.bounds[1] < truth.bounds[1] + 1.5 * voxel_m), (mesh.bounds, truth.bounds)

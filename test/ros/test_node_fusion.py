@@ -16,6 +16,7 @@ from scipy.spatial import cKDTree
 
 from sam3d_ros.geometry.grasps import Grasp
 from sam3d_ros.geometry.transforms import invert_transform, transform_from_pose
+from sam3d_ros.reconstruction.fusion import BYTES_PER_VOXEL
 from sam3d_ros.ros.conversions import frame_name, make_triangle_list
 from sam3d_ros.ros.ros_client import running_node
 from sam3d_ros.tools.evaluation import chamfer_and_fscore, surface_samples
@@ -134,7 +135,7 @@ def test_a_camera_moving_around_the_objects_saves_fused_meshes_in_the_target_fra
     for object_id in fused:
         assert fused[object_id] >= 0.3, (single, fused)
     assert int(diagnostics.get("fused meshes installed", 0)) >= 2
-    assert 0 < float(diagnostics.get("memory MB (all objects)", 0)) <= 2 * 500000 * 12 / 1e6
+    assert 0 < float(diagnostics.get("memory MB (all objects)", 0)) <= 2 * 500000 * BYTES_PER_VOXEL / 1e6
     meshes = {p.name for p in (workdir / "meshes").iterdir()}
     assert any(name.startswith("1_v") and not name.startswith("1_v1.") for name in meshes), meshes  # fused files
 

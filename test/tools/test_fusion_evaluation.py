@@ -64,3 +64,21 @@ def test_the_centre_is_scored_against_the_true_box_along_the_meshs_axes():
     score = fusion_evaluation._score(mesh_obj, obj.T_cam_obj @ make_transform(R_model_axes, np.zeros(3)), scene)
     assert score.centre_cm < 1e-4 and score.f1 > 0.95
     assert score.centre_model_axes_cm > 0.5
+
+
+def test_eval_fusion_settings_are_read_as_their_fields_types():
+    """`eval-fusion --set NAME=VALUE`: a switch reads true/false (float("0") would have been a float), a count an int;
+    an unknown name or an unreadable switch is a ValueError naming it (the CLI prints it in one line)."""
+    import pytest
+
+    from sam3d_ros.reconstruction.fusion import FusionConfig
+    from sam3d_ros.tools.cli import _fusion_config
+
+    config = _fusion_config(FusionConfig, ["fill_hidden_in_hull=false", "voxel_budget=250000", "prior_weight=0.5"])
+    assert config.fill_hidden_in_hull is False and config.voxel_budget == 250_000 and config.prior_weight == 0.5
+    assert type(config.voxel_budget) is int
+    assert _fusion_config(FusionConfig, ["fill_hidden_in_hull=1"]).fill_hidden_in_hull is True
+    for bad, named in (("voxel_size=3", "voxel_size"), ("fill_hidden_in_hull=maybe", "fill_hidden_in_hull"),
+                       ("voxel_budget", "voxel_budget"), ("voxel_budget=10", "voxel_budget")):
+        with pytest.raises(ValueError, match=named):
+            _fusion_config(FusionConfig, [bad])

@@ -223,7 +223,7 @@ class ObjectFusion:
     # -- memory ------------------------------------------------------------------------------------------------
     @property
     def bytes_used(self) -> int:
-        """Bytes held by the voxel arrays (bounded by `voxel_budget` x 12)."""
+        """Bytes held by the voxel arrays (bounded by `voxel_budget` x `BYTES_PER_VOXEL`)."""
         return int(self.tsdf.nbytes + self.weight.nbytes + self.colour.nbytes + self.colour_seen.nbytes
                    + self.off_silhouette.nbytes)
 
@@ -539,7 +539,7 @@ class ObjectFusion:
         candidate = ~(observed | self.off_silhouette).reshape(self.grid.shape)[box]
         ijk = np.argwhere(candidate).astype(np.float64) + lo
         inside = np.ones(len(ijk), dtype=bool)
-        for normal_offset in hull.equations:  # a x + b <= 0 for every facet, in chunks of facets
+        for normal_offset in hull.equations:  # inside: a . x + b <= 0 for every facet's (a, b)
             inside &= ijk @ normal_offset[:3] + normal_offset[3] <= 1e-6
         hidden = np.zeros(self.grid.shape, dtype=bool)
         hidden[tuple(ijk[inside].astype(np.int64).T)] = True

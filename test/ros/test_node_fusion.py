@@ -143,7 +143,9 @@ def test_a_camera_moving_around_the_objects_saves_fused_meshes_in_the_target_fra
 def test_the_fused_meshes_are_complete_after_the_sweep():
     # Measured (README, multi-view fusion): single-view 0.49 / 0.57, fused 0.71 / 0.67. Fused at poses without
     # tracking error (the first pose moved by the true camera motion) the same views give 0.71 / 0.73: what a 120
-    # degree sweep never sees keeps the one-view completion. The bar: a clear gain over the single view, most of that.
+    # degree sweep never sees keeps the one-view completion. Since the hull fill (README, "A completion thinner than
+    # the object"): fused 0.96 / 0.83. The bar: a clear gain over the single view. (With no free core the SCHED_IDLE
+    # fusion process integrates no view and this fails: fusion_cpu_priority idle, as documented.)
     assert RESULTS, "the sweep test above did not get to save its meshes"
     for object_id, f1 in RESULTS["fused"].items():
         assert f1 >= 0.6 and f1 >= RESULTS["single"][object_id] + 0.05, RESULTS

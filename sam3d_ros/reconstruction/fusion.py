@@ -445,10 +445,11 @@ class ObjectFusion:
         near_mask = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) if c.carve_margin_px > 0 else mask
         d_all = depth[v, u]
         outside = ~near_mask[v, u]
-        free = outside & np.isfinite(d_all) & (d_all > z - self.grid.voxel_m)
+        not_hidden = ~(d_all <= z - self.grid.voxel_m)  # nothing nearer at the pixel (its depth beyond, or none)
+        free = outside & np.isfinite(d_all) & not_hidden
         # Off the silhouette: the voxel falls beside the mask itself (not the dilated one) on nothing nearer. Too near
         # the mask to carve, yet no place for the hull's fill (a gap between a clamp's jaws seen within the margin).
-        self.off_silhouette[index[~mask[v, u] & ~(d_all <= z - self.grid.voxel_m)]] = True
+        self.off_silhouette[index[~mask[v, u] & not_hidden]] = True
         if support_plane_cam is not None:
             free |= outside & (h_vox - table_height[v, u] >= -self.grid.voxel_m)  # NaN (not the table): no
             free |= below

@@ -224,7 +224,10 @@ def _fusion_config(config_class, settings: list[str]):
                 raise ValueError(f"--set {item!r}: {key} is true or false")
             values[key] = value.lower() in ("true", "1")
         else:
-            number = float(value)
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError(f"--set {item!r}: {key} is a number") from None
             values[key] = int(number) if kinds[key] is int else number
     config = config_class(**values)
     config.validate()

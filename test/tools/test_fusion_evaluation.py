@@ -79,6 +79,7 @@ def test_eval_fusion_settings_are_read_as_their_fields_types():
     assert type(config.voxel_budget) is int
     assert _fusion_config(FusionConfig, ["fill_hidden_in_hull=1"]).fill_hidden_in_hull is True
     for bad, named in (("voxel_size=3", "voxel_size"), ("fill_hidden_in_hull=maybe", "fill_hidden_in_hull"),
-                       ("voxel_budget", "voxel_budget"), ("voxel_budget=10", "voxel_budget")):
+                       ("voxel_budget", "voxel_budget"), ("voxel_budget=10", "voxel_budget"),
+                       ("prior_weight=heavy", "prior_weight")):
         with pytest.raises(ValueError, match=named):
             _fusion_config(FusionConfig, [bad])

@@ -13,6 +13,11 @@ swaps at most once a second). After 1, 5, 15 and 45 views, fused and single-view
 pose against the true mesh in that frame: F1@5mm and Chamfer (`evaluation.chamfer_and_fscore`, 5000 samples each)
 and the centre error of the mesh's bounding box: its distance to the true mesh's bounding-box centre along the same
 axes (`evaluation.true_centre_in_axes`; the box along the YCB model's axes is kept beside it, `centre_model_axes_cm`).
+
+Beside them, what the sequence's views could show at all (`observability`, from the true mesh): the fraction of the
+true surface some view sees, and the F1 of the views' hull (the true mesh with every place no view saw taken as the
+object's: what fusing exactly what was seen, with a "solid" guess for the rest, would score). Where the fused F1 is
+near the hull's, what is left is the guess about space no view saw.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from sam3d_ros.reconstruction.fusion import FusionConfig, ObjectFusion
 from sam3d_ros.reconstruction.pipeline import PerceptionPipeline, support_plane_around
 from sam3d_ros.reconstruction.segmentation import labels_to_prompts
 from sam3d_ros.tools.evaluation import chamfer_and_fscore, surface_samples, true_centre_in_axes
+from sam3d_ros.tools.observability import CameraView, Observability
 from sam3d_ros.tools.synthetic import SyntheticScene, camera_sweep_sequence, turntable_sequence
 from sam3d_ros.tracking.tracker import ObjectTracker, TrackerConfig
 
@@ -61,6 +67,8 @@ class FusionRun:
     lost_frames: int = 0
     bytes_used: int = 0
     watertight: bool = False
+    seen_fraction: float = math.nan  # of the true surface, seen by some view of the sequence
+    hull_f1: float = math.nan  # F1@5mm of the views' hull (see the module docstring)
     error: str = ""
 
 
@@ -124,7 +132,18 @@ def fuse_sequence(
                 run.single[views] = _score(single_mesh, track.T_cam_obj, scene)
                 run.watertight = bool(fused.is_watertight)
     run.bytes_used = fusion.bytes_used
+    run.seen_fraction, run.hull_f1 = _observability(sequence)
     return run
+
+
+def _observability(sequence: list[SyntheticScene]) -> tuple[float, float]:
+    """(fraction of the true surface some view of `sequence` sees, F1@5mm of the views' hull)."""
+    truth = sequence[0].objects[0]
+    views = [CameraView(scene.objects[0].T_cam_obj, scene.intrinsics, scene.support_plane_cam) for scene in sequence]
+    observability = Observability(truth.mesh_model, views)
+    hull = observability.views_hull()
+    _, f1 = chamfer_and_fscore(surface_samples(hull, truth.T_cam_obj), surface_samples(truth.mesh_model, truth.T_cam_obj))
+    return observability.seen_surface_fraction(), f1
 
 
 def run_fusion_evaluation(
@@ -167,7 +186,8 @@ def format_fusion_evaluation(runs: list[FusionRun], part: str) -> str:
         checkpoints = sorted({c for r in group for c in r.fused})
         lines.append(f"eval-fusion, {part} objects, {mode}: F1@5mm / Chamfer mm / centre cm after N views "
                      "(fused; single-view in brackets), tracked poses; centre: to the true box along the mesh's axes")
-        header = f"{'object':26s}" + "".join(f" {'N=' + str(c):>24s}" for c in checkpoints) + f" {'skip':>4s} {'MB':>5s}"
+        header = (f"{'object':26s}" + "".join(f" {'N=' + str(c):>24s}" for c in checkpoints)
+                  + f" {'skip':>4s} {'MB':>5s} {'seen':>4s} {'hull':>4s}")
         lines.append(header)
         for r in group:
             if r.error:
@@ -177,7 +197,8 @@ def format_fusion_evaluation(runs: list[FusionRun], part: str) -> str:
                 f" {r.fused[c].f1:4.2f}({r.single[c].f1:4.2f}) {r.fused[c].chamfer_mm:4.1f} {r.fused[c].centre_cm:4.1f}cm"
                 if c in r.fused else f" {'lost':>24s}" for c in checkpoints
             )
-            lines.append(f"{r.name:26s}{cells} {r.skipped_views:4d} {r.bytes_used / 1e6:5.1f}")
+            lines.append(f"{r.name:26s}{cells} {r.skipped_views:4d} {r.bytes_used / 1e6:5.1f} {r.seen_fraction:4.2f} "
+                         f"{r.hull_f1:4.2f}")
         last = checkpoints[-1] if checkpoints else None
         if last is not None:
             f1 = [r.fused[last].f1 if last in r.fused else 0.0 for r in group]
@@ -194,5 +215,17 @@ def format_fusion_evaluation(runs: list[FusionRun], part: str) -> str:
                 f"earlier metric: {sum(c <= TARGET_CENTRE_CM for c in centre_model)}/{len(centre)}, max "
                 f"{max(centre_model):.2f} cm)"
             )
+            scored = [r for r in group if not r.error and last in r.fused]
+            if scored:
+                hull_below = [r.name for r in scored if r.hull_f1 < TARGET_F1_MIN]
+                room = [f"{r.name} {r.fused[last].f1:.2f}/{r.hull_f1:.2f}" for r in scored
+                        if r.fused[last].f1 < r.hull_f1 - 0.05]
+                lines.append(
+                    f"what the views could show: true surface seen by some view, median "
+                    f"{np.median([r.seen_fraction for r in scored]):.2f}; views' hull F1 median "
+                    f"{np.median([r.hull_f1 for r in scored]):.2f} (the true mesh with all space no view saw taken as "
+                    f"the object's); views' hull F1 < {TARGET_F1_MIN}: {', '.join(hull_below) or 'none'}; fused F1 more "
+                    f"than 0.05 below the views' hull (fused/hull): {', '.join(room) or 'none'}"
+                )
         lines.append("")
     return "\n".join(lines)

@@ -44,8 +44,12 @@ def test_a_short_sweep_is_scored_at_the_tracked_pose_fused_and_single():
     assert sorted(run.fused) == [1, 5] and sorted(run.single) == [1, 5]
     assert run.watertight and run.bytes_used > 0
     assert all(0.0 <= score.f1 <= 1.0 and score.chamfer_mm > 0 for score in run.fused.values())
+    # From one side over 20 degrees: the box's far side and bottom no view sees, and the views' hull (the box with
+    # the space behind it that no view saw) is not the box.
+    assert 0.3 < run.seen_fraction < 0.8 and 0.2 < run.hull_f1 < 0.99
     report = format_fusion_evaluation([run], "chosen")
     assert NAME in report and "sweep after 5 views" in report
+    assert f"{run.seen_fraction:4.2f} {run.hull_f1:4.2f}" in report and "views' hull F1 median" in report
 
 
 def test_the_centre_is_scored_against_the_true_box_along_the_meshs_axes():

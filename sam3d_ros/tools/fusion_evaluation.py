@@ -141,9 +141,8 @@ def _observability(sequence: list[SyntheticScene]) -> tuple[float, float]:
     truth = sequence[0].objects[0]
     views = [CameraView(scene.objects[0].T_cam_obj, scene.intrinsics, scene.support_plane_cam) for scene in sequence]
     observability = Observability(truth.mesh_model, views)
-    hull = observability.views_hull()
-    _, f1 = chamfer_and_fscore(surface_samples(hull, truth.T_cam_obj), surface_samples(truth.mesh_model, truth.T_cam_obj))
-    return observability.seen_surface_fraction(), f1
+    hull_f1 = _score(observability.views_hull(), truth.T_cam_obj, sequence[0]).f1
+    return observability.seen_surface_fraction(), hull_f1
 
 
 def run_fusion_evaluation(

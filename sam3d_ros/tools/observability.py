@@ -61,11 +61,8 @@ class Observability:
     def _seen_from(self, view: CameraView, points_model: np.ndarray, tolerance_m: float) -> np.ndarray:
         points_cam = transform_points(view.T_cam_model, points_model)
         intr = view.intrinsics
-        z = points_cam[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = intr.fx * points_cam[:, 0] / z + intr.cx
-            v = intr.fy * points_cam[:, 1] / z + intr.cy
-        ok = (z > 1e-3) & (u >= -0.5) & (u < intr.width - 0.5) & (v >= -0.5) & (v < intr.height - 0.5)
+        u, v = intr.project(points_cam).T  # NaN behind the camera: fails every test below
+        ok = (points_cam[:, 2] > 1e-3) & (u >= -0.5) & (u < intr.width - 0.5) & (v >= -0.5) & (v < intr.height - 0.5)
         if view.support_plane_cam is not None:
             plane = np.asarray(view.support_plane_cam, dtype=np.float64)
             ok &= points_cam @ plane[:3] + plane[3] >= -tolerance_m
